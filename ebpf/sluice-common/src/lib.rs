@@ -1,0 +1,181 @@
+//! Types shared by the Sluice XDP program and the userspace daemon.
+//!
+//! Everything here crosses the kernel/userspace boundary — through BPF maps or the XDP
+//! metadata area in front of each AF_XDP frame — so every type is `#[repr(C)]`, built of
+//! fixed-width fields with no implicit padding, and its size is asserted at compile time.
+//! The `user` feature implements `aya::Pod` so userspace can read and write the maps.
+#![no_std]
+
+/// Names of the maps and the program inside the eBPF object, used by the loader.
+pub mod names {
+    /// The XDP entry point.
+    pub const PROGRAM: &str = "sluice";
+    /// `XSKMAP` keyed by `rx_queue_index`: the AF_XDP socket of each queue.
+    pub const XSK_MAP: &str = "SLUICE_XSKS";
+    /// Per-CPU array of [`crate::Verdict`] counters.
+    pub const VERDICT_COUNTERS: &str = "SLUICE_VERDICTS";
+    /// Array of [`crate::PORT_BITMAP_WORDS`] `u64` words: bit `p` set means destination port `p` is steered.
+    pub const PORT_BITMAP: &str = "SLUICE_PORTS";
+    /// Array with one [`crate::Settings`] entry.
+    pub const SETTINGS: &str = "SLUICE_SETTINGS";
+}
+
+/// Maximum number of receive queues the XSKMAP can address.
+pub const MAX_QUEUES: u32 = 256;
+
+/// Number of `u64` words in the destination-port bitmap (65536 ports / 64).
+pub const PORT_BITMAP_WORDS: u32 = 1024;
+
+/// Program-wide settings written by userspace before the program is attached.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// Bit set of `SETTINGS_*` flags.
+    pub flags: u32,
+    /// Reserved, zero.
+    pub reserved: u32,
+}
+
+/// Steer every UDP destination port (the configured port set is empty).
+pub const SETTINGS_ALL_PORTS: u32 = 1 << 0;
+/// Also steer plain (un-tunnelled) UDP, not only UDP carried in GRE.
+pub const SETTINGS_STEER_PLAIN_UDP: u32 = 1 << 1;
+
+const _: () = assert!(core::mem::size_of::<Settings>() == 8);
+
+/// Tunnel provenance the XDP program writes into the metadata area in front of each
+/// frame it redirects (`bpf_xdp_adjust_meta`); userspace reads it at `frame - size_of::<TunnelMeta>()`.
+///
+/// Addresses are stored in network byte order in 16 bytes; an IPv4 address occupies the
+/// first 4 bytes and the rest is zero (the `META_OUTER_V6` flag tells which).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TunnelMeta {
+    /// [`META_MAGIC`] in the upper 16 bits, `META_*` flags in the lower 16.
+    pub flags: u32,
+    /// The GRE key in host byte order (valid when `META_HAS_KEY` is set).
+    pub gre_key: u32,
+    /// Outer (tunnel) source address.
+    pub outer_src: [u8; 16],
+    /// Outer (tunnel) destination address.
+    pub outer_dst: [u8; 16],
+}
+
+const _: () = assert!(core::mem::size_of::<TunnelMeta>() == 40);
+const _: () = assert!(core::mem::size_of::<TunnelMeta>() % 4 == 0);
+
+/// Marks metadata written by this program (guards against stale bytes in the headroom).
+pub const META_MAGIC: u32 = 0x51ce_0000;
+/// Mask of the magic part of [`TunnelMeta::flags`].
+pub const META_MAGIC_MASK: u32 = 0xffff_0000;
+/// The packet arrived in a GRE tunnel; the outer addresses are valid.
+pub const META_TUNNELLED: u32 = 1 << 0;
+/// The outer header was IPv6.
+pub const META_OUTER_V6: u32 = 1 << 1;
+/// The GRE header carried a key.
+pub const META_HAS_KEY: u32 = 1 << 2;
+
+impl TunnelMeta {
+    /// Metadata for a plain UDP packet that did not come through a tunnel.
+    pub const fn plain() -> Self {
+        Self {
+            flags: META_MAGIC,
+            gre_key: 0,
+            outer_src: [0; 16],
+            outer_dst: [0; 16],
+        }
+    }
+
+    /// True when the magic marker is present.
+    pub const fn is_valid(&self) -> bool {
+        self.flags & META_MAGIC_MASK == META_MAGIC
+    }
+}
+
+/// Every decision the XDP program takes, one per-CPU counter each.
+///
+/// `Redirect*` packets are handed to Sluice ("seen"); every `Pass*` packet goes on to the
+/// kernel untouched. The discriminant is the index in the per-CPU counter array.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// GRE-encapsulated UDP stripped and redirected to the queue's AF_XDP socket.
+    RedirectGre = 0,
+    /// Plain UDP redirected to the queue's AF_XDP socket.
+    RedirectPlain = 1,
+    /// Not IPv4/IPv6 (ARP, LLDP, ...) or more than two VLAN tags.
+    PassNotIp = 2,
+    /// IP but neither GRE nor UDP (TCP, ICMP, ...), or plain UDP while plain steering is off.
+    PassNotGreOrUdp = 3,
+    /// GRE version other than 0, or routing present.
+    PassGreUnsupported = 4,
+    /// GRE carrying something other than IPv4/IPv6 (e.g. 0x6558, 0x88BE).
+    PassGreProtocol = 5,
+    /// An outer or inner IP fragment.
+    PassFragment = 6,
+    /// Inner packet is not UDP (or IPv6 with extension headers).
+    PassInnerNotUdp = 7,
+    /// UDP to a destination port outside the configured set.
+    PassPortNotSteered = 8,
+    /// Headers could not be fully parsed (truncated or malformed).
+    PassMalformed = 9,
+    /// No AF_XDP socket is bound to the receiving queue.
+    PassNoSocket = 10,
+    /// `bpf_xdp_adjust_head`/`bpf_xdp_adjust_meta` failed.
+    PassAdjustFailed = 11,
+}
+
+/// Number of [`Verdict`] counters.
+pub const VERDICT_COUNT: u32 = 12;
+
+impl Verdict {
+    /// All verdicts, in index order.
+    pub const ALL: [Verdict; VERDICT_COUNT as usize] = [
+        Verdict::RedirectGre,
+        Verdict::RedirectPlain,
+        Verdict::PassNotIp,
+        Verdict::PassNotGreOrUdp,
+        Verdict::PassGreUnsupported,
+        Verdict::PassGreProtocol,
+        Verdict::PassFragment,
+        Verdict::PassInnerNotUdp,
+        Verdict::PassPortNotSteered,
+        Verdict::PassMalformed,
+        Verdict::PassNoSocket,
+        Verdict::PassAdjustFailed,
+    ];
+
+    /// Stable snake_case name, used in logs, reports and metric labels.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::RedirectGre => "redirect_gre",
+            Verdict::RedirectPlain => "redirect_plain",
+            Verdict::PassNotIp => "pass_not_ip",
+            Verdict::PassNotGreOrUdp => "pass_not_gre_or_udp",
+            Verdict::PassGreUnsupported => "pass_gre_unsupported",
+            Verdict::PassGreProtocol => "pass_gre_protocol",
+            Verdict::PassFragment => "pass_fragment",
+            Verdict::PassInnerNotUdp => "pass_inner_not_udp",
+            Verdict::PassPortNotSteered => "pass_port_not_steered",
+            Verdict::PassMalformed => "pass_malformed",
+            Verdict::PassNoSocket => "pass_no_socket",
+            Verdict::PassAdjustFailed => "pass_adjust_failed",
+        }
+    }
+
+    /// True for the verdicts that hand the packet to Sluice.
+    pub const fn is_redirect(self) -> bool {
+        matches!(self, Verdict::RedirectGre | Verdict::RedirectPlain)
+    }
+}
+
+/// One CPU's verdict counters, as stored in the per-CPU array (one `u64` per entry).
+pub type VerdictCount = u64;
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: both are `#[repr(C)]`, made of integers and byte arrays, with no padding
+    // (sizes asserted above), so every bit pattern is a valid value.
+    unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::TunnelMeta {}
+}
