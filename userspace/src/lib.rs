@@ -1,2 +1,16 @@
-//! Sluice: GRE-encapsulated UDP in, compressed records out.
-pub static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sluice"));
+//! Sluice: GRE-encapsulated UDP in, compressed records out, through XDP and AF_XDP.
+//!
+//! Data flow (see docs/ARCHITECTURE.md): a [`source`] receives frames and copies them into
+//! [`pipeline::frames::FrameBatch`]es; workers parse them ([`decap`]), build
+//! [`record::PacketRecord`]s, batch and compress them ([`pipeline::batch`]); the [`sink`]
+//! writes each batch durably. [`accounting`] keeps the promise that every packet seen is
+//! recorded or dropped under a named reason.
+
+pub mod accounting;
+pub mod app;
+pub mod config;
+pub mod decap;
+pub mod pipeline;
+pub mod record;
+pub mod sink;
+pub mod source;

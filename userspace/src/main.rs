@@ -1,1 +1,105 @@
-fn main() {}
+//! The `sluice` command line: `run`, `replay`, `check`.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use sluice::{
+    app::{self, RunOptions},
+    config::Config,
+};
+
+/// Kernel-bypass ingestion of GRE-encapsulated UDP into compressed record files.
+#[derive(Debug, Parser)]
+#[command(name = "sluice", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Attach to the configured source and record until SIGINT/SIGTERM.
+    Run {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Write the final counters as JSON to this file at exit.
+        #[arg(long)]
+        stats_file: Option<PathBuf>,
+        /// Create this file once packets are being received.
+        #[arg(long)]
+        ready_file: Option<PathBuf>,
+    },
+    /// Run a pcap/pcapng capture through the same pipeline, then exit.
+    Replay {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Capture file (Ethernet link type).
+        #[arg(long)]
+        input: PathBuf,
+        /// Write the final counters as JSON to this file at exit.
+        #[arg(long)]
+        stats_file: Option<PathBuf>,
+    },
+    /// Validate the configuration and print it with every default filled in.
+    Check {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run {
+            config,
+            stats_file,
+            ready_file,
+        } => Config::load(&config)
+            .map_err(app::AppError::from)
+            .and_then(|c| {
+                app::run(
+                    &c,
+                    &RunOptions {
+                        stats_file,
+                        ready_file,
+                    },
+                )
+            })
+            .map(|_| ()),
+        Command::Replay {
+            config,
+            input,
+            stats_file,
+        } => Config::load(&config)
+            .map_err(app::AppError::from)
+            .and_then(|c| {
+                app::replay(
+                    &c,
+                    &input,
+                    &RunOptions {
+                        stats_file,
+                        ready_file: None,
+                    },
+                )
+            })
+            .map(|_| ()),
+        Command::Check { config } => app::check(&config).map(|text| print!("{text}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -62,7 +62,7 @@ pub struct TunnelMeta {
 }
 
 const _: () = assert!(core::mem::size_of::<TunnelMeta>() == 40);
-const _: () = assert!(core::mem::size_of::<TunnelMeta>() % 4 == 0);
+const _: () = assert!(core::mem::size_of::<TunnelMeta>().is_multiple_of(4));
 
 /// Marks metadata written by this program (guards against stale bytes in the headroom).
 pub const META_MAGIC: u32 = 0x51ce_0000;

@@ -1,0 +1,433 @@
+//! The daemon's TOML configuration: parsed with serde, then validated as a whole.
+//!
+//! Every field has a default that works on a GRE-terminating VM, so a config only names
+//! what differs (`deploy/sluice.example.toml` documents each one). A bad config is refused
+//! at start with the field's dotted path and the reason ([`ConfigError`]).
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// Why a configuration was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML is invalid, or a field has the wrong type or an unknown name.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, which names the key and line.
+        message: String,
+    },
+    /// A field has a value the daemon cannot run with.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// Dotted path of the field, e.g. `batch.max_bytes`.
+        field: &'static str,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+}
+
+/// The whole configuration file.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where packets come from.
+    pub source: SourceConfig,
+    /// Which packets are steered to Sluice.
+    pub filter: FilterConfig,
+    /// When a batch of records is closed.
+    pub batch: BatchConfig,
+    /// Where closed batches go.
+    pub sink: SinkConfig,
+    /// Threads and periodic reporting.
+    pub pipeline: PipelineConfig,
+}
+
+/// Kind of packet source for `sluice run`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceKind {
+    /// XDP program + AF_XDP sockets on `interface` (kernel bypass).
+    #[default]
+    Xdp,
+    /// Plain UDP sockets on `udp_listen` (hosts without XDP).
+    Udp,
+}
+
+/// How the XDP program is attached.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum XdpAttachMode {
+    /// Native (driver) mode, falling back to generic mode with a warning.
+    #[default]
+    Auto,
+    /// Native (driver) mode only.
+    Native,
+    /// Generic (skb) mode only.
+    Generic,
+}
+
+/// How AF_XDP sockets bind to their queue.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum XskBindMode {
+    /// Zero-copy where the driver supports it, copy mode otherwise.
+    #[default]
+    Auto,
+    /// Copy mode only.
+    Copy,
+    /// Zero-copy only.
+    ZeroCopy,
+}
+
+/// `[source]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SourceConfig {
+    /// `xdp` or `udp`.
+    pub kind: SourceKind,
+    /// xdp: the interface the GRE tunnels arrive on.
+    pub interface: String,
+    /// xdp: receive queues to bind, one AF_XDP socket and receive thread each.
+    pub queues: Vec<u32>,
+    /// xdp: `auto`, `native` or `generic`.
+    pub xdp_mode: XdpAttachMode,
+    /// xdp: `auto`, `copy` or `zero_copy`.
+    pub bind_mode: XskBindMode,
+    /// xdp: UMEM frames per socket (power of two).
+    pub umem_frames: u32,
+    /// xdp: UMEM frame size in bytes, 2048 or 4096 (bounds the largest frame).
+    pub frame_size: u32,
+    /// xdp: size of the fill, completion and receive rings (power of two, ≤ umem_frames).
+    pub ring_size: u32,
+    /// udp: addresses to listen on.
+    pub udp_listen: Vec<SocketAddr>,
+    /// udp: SO_RCVBUF in bytes.
+    pub udp_recv_buffer_bytes: u32,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        Self {
+            kind: SourceKind::Xdp,
+            interface: String::new(),
+            queues: vec![0],
+            xdp_mode: XdpAttachMode::Auto,
+            bind_mode: XskBindMode::Auto,
+            umem_frames: 4096,
+            frame_size: 4096,
+            ring_size: 2048,
+            udp_listen: Vec::new(),
+            udp_recv_buffer_bytes: 64 << 20,
+        }
+    }
+}
+
+/// `[filter]`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    /// Inner UDP destination ports to steer; empty means every UDP port.
+    pub ports: Vec<u16>,
+    /// Also steer un-tunnelled UDP to these ports (senders not behind GRE).
+    pub plain_udp: bool,
+}
+
+/// `[batch]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchConfig {
+    /// Close a batch at this many records.
+    pub max_records: u32,
+    /// Close a batch at this many uncompressed bytes.
+    pub max_bytes: u32,
+    /// Close a batch this many milliseconds after its first record.
+    pub max_age_ms: u64,
+    /// zstd compression level (1–19).
+    pub zstd_level: i32,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_records: 100_000,
+            max_bytes: 8 << 20,
+            max_age_ms: 1_000,
+            zstd_level: 3,
+        }
+    }
+}
+
+/// Kind of sink.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SinkKind {
+    /// Files in a local directory, partitioned by date and hour.
+    #[default]
+    Directory,
+}
+
+/// `[sink]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct SinkConfig {
+    /// `directory`.
+    pub kind: SinkKind,
+    /// directory: where record files are written.
+    pub path: PathBuf,
+    /// The `<host>` part of file names; empty means the machine's hostname.
+    pub host: String,
+}
+
+impl Default for SinkConfig {
+    fn default() -> Self {
+        Self {
+            kind: SinkKind::Directory,
+            path: PathBuf::from("/var/lib/sluice/records"),
+            host: String::new(),
+        }
+    }
+}
+
+/// `[pipeline]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineConfig {
+    /// Parse/encode/compress worker threads; 0 means one per CPU.
+    pub workers: u32,
+    /// Frame batches that may wait for a worker before receivers drop (counted).
+    pub queue_depth: u32,
+    /// Seconds between counter log lines; 0 disables them.
+    pub stats_interval_secs: u64,
+}
+
+impl Default for PipelineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 0,
+            queue_depth: 1024,
+            stats_interval_secs: 10,
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        Ok(config)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(text: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that serde cannot, naming the field.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let source = &self.source;
+        match source.kind {
+            SourceKind::Xdp => {
+                if source.interface.is_empty() {
+                    return invalid("source.interface", "required when source.kind = \"xdp\"");
+                }
+                if source.interface.len() > 15 || source.interface.contains(['/', ' ', '\0']) {
+                    return invalid(
+                        "source.interface",
+                        format!("{:?} is not a valid interface name", source.interface),
+                    );
+                }
+                if source.queues.is_empty() {
+                    return invalid("source.queues", "at least one queue is needed");
+                }
+                let mut queues = source.queues.clone();
+                queues.sort_unstable();
+                queues.dedup();
+                if queues.len() != source.queues.len() {
+                    return invalid("source.queues", "a queue is listed twice");
+                }
+                if let Some(q) = queues.iter().find(|q| **q >= sluice_common::MAX_QUEUES) {
+                    return invalid(
+                        "source.queues",
+                        format!(
+                            "queue {q} is above the maximum {}",
+                            sluice_common::MAX_QUEUES - 1
+                        ),
+                    );
+                }
+                if !source.umem_frames.is_power_of_two() || source.umem_frames < 64 {
+                    return invalid("source.umem_frames", "must be a power of two, at least 64");
+                }
+                if source.frame_size != 2048 && source.frame_size != 4096 {
+                    return invalid("source.frame_size", "must be 2048 or 4096");
+                }
+                if !source.ring_size.is_power_of_two() || source.ring_size < 64 {
+                    return invalid("source.ring_size", "must be a power of two, at least 64");
+                }
+                if source.ring_size > source.umem_frames {
+                    return invalid("source.ring_size", "must not exceed source.umem_frames");
+                }
+            }
+            SourceKind::Udp => {
+                if source.udp_listen.is_empty() {
+                    return invalid("source.udp_listen", "required when source.kind = \"udp\"");
+                }
+            }
+        }
+        let mut ports = self.filter.ports.clone();
+        ports.sort_unstable();
+        if ports.contains(&0) {
+            return invalid("filter.ports", "port 0 cannot be steered");
+        }
+        ports.dedup();
+        if ports.len() != self.filter.ports.len() {
+            return invalid("filter.ports", "a port is listed twice");
+        }
+        let batch = &self.batch;
+        if batch.max_records == 0 {
+            return invalid("batch.max_records", "must be at least 1");
+        }
+        if batch.max_bytes < 1024 || batch.max_bytes > 1 << 30 {
+            return invalid("batch.max_bytes", "must be between 1024 and 1073741824");
+        }
+        if batch.max_age_ms == 0 || batch.max_age_ms > 3_600_000 {
+            return invalid("batch.max_age_ms", "must be between 1 and 3600000");
+        }
+        if !(1..=19).contains(&batch.zstd_level) {
+            return invalid("batch.zstd_level", "must be between 1 and 19");
+        }
+        if self.sink.path.as_os_str().is_empty() {
+            return invalid("sink.path", "required");
+        }
+        if self.sink.host.contains(['/', '\0']) {
+            return invalid("sink.host", "must not contain '/'");
+        }
+        if self.pipeline.workers > 256 {
+            return invalid("pipeline.workers", "must be at most 256");
+        }
+        if self.pipeline.queue_depth == 0 {
+            return invalid("pipeline.queue_depth", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The configuration with every default filled in, as TOML.
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+    }
+
+    /// Worker threads to run: the configured number, or one per CPU.
+    pub fn worker_count(&self) -> usize {
+        match self.pipeline.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        }
+    }
+}
+
+fn invalid<T>(field: &'static str, reason: impl Into<String>) -> Result<T, ConfigError> {
+    Err(ConfigError::Invalid {
+        field,
+        reason: reason.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(text: &str) -> String {
+        match Config::parse(text) {
+            Err(ConfigError::Invalid { field, .. }) => field.to_owned(),
+            Err(e) => format!("other: {e}"),
+            Ok(_) => "ok".to_owned(),
+        }
+    }
+
+    #[test]
+    fn minimal_xdp_config_gets_defaults() -> Result<(), ConfigError> {
+        let c = Config::parse("[source]\ninterface = \"eth0\"\n")?;
+        assert_eq!(c.source.queues, vec![0]);
+        assert_eq!(c.batch.max_age_ms, 1000);
+        assert_eq!(c.sink.kind, SinkKind::Directory);
+        assert!(c.filter.ports.is_empty());
+        Ok(())
+    }
+
+    #[test]
+    fn bad_values_name_their_field() {
+        assert_eq!(field_of(""), "source.interface");
+        assert_eq!(
+            field_of("[source]\ninterface=\"e\"\nqueues=[]"),
+            "source.queues"
+        );
+        assert_eq!(
+            field_of("[source]\ninterface=\"e\"\nqueues=[1,1]"),
+            "source.queues"
+        );
+        assert_eq!(
+            field_of("[source]\ninterface=\"e\"\nframe_size=1000"),
+            "source.frame_size"
+        );
+        assert_eq!(
+            field_of("[source]\ninterface=\"e\"\nring_size=8192"),
+            "source.ring_size"
+        );
+        assert_eq!(
+            field_of("[source]\ninterface=\"e\"\n[filter]\nports=[0]"),
+            "filter.ports"
+        );
+        assert_eq!(
+            field_of("[source]\ninterface=\"e\"\n[batch]\nmax_bytes=1"),
+            "batch.max_bytes"
+        );
+        assert_eq!(
+            field_of("[source]\ninterface=\"e\"\n[batch]\nzstd_level=30"),
+            "batch.zstd_level"
+        );
+        assert_eq!(field_of("[source]\nkind=\"udp\""), "source.udp_listen");
+    }
+
+    #[test]
+    fn unknown_and_mistyped_keys_are_parse_errors_naming_the_key() {
+        let e = Config::parse("[source]\ninterface=\"e\"\nqueue=[1]").err();
+        let msg = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("queue"), "{msg}");
+        let e = Config::parse("[batch]\nmax_records=\"many\"").err();
+        let msg = e.map(|e| e.to_string()).unwrap_or_default();
+        assert!(msg.contains("max_records"), "{msg}");
+    }
+
+    #[test]
+    fn effective_config_round_trips() -> Result<(), ConfigError> {
+        let c = Config::parse("[source]\ninterface = \"eth0\"\n[filter]\nports=[2055]\n")?;
+        let again = Config::parse(&c.to_toml())?;
+        assert_eq!(c, again);
+        Ok(())
+    }
+}

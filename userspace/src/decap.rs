@@ -1,0 +1,323 @@
+//! Frame parsing in userspace: from raw bytes to a [`Datagram`] (tunnel provenance, inner
+//! addresses, ports and payload).
+//!
+//! Two entry points share the inner IP/UDP parsing (etherparse):
+//! - [`parse_stripped`] reads frames from the XDP program, already reduced to
+//!   `Ethernet + inner IP + UDP`, with the tunnel provenance from the XDP metadata.
+//! - [`parse_captured`] reads whole frames as they were on the wire (pcap replay): it
+//!   applies the same classification as the XDP program (`sluice_common::Verdict`), so a
+//!   replayed capture and a live run agree on which packets are ours.
+//!
+//! Nothing here panics on any input: a frame that is ours but broken is a
+//! [`DropReason`], one that is not ours is a pass [`Verdict`].
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use etherparse::{Ipv4Slice, Ipv6Slice, UdpSlice, err::LenError};
+use sluice_common::{
+    META_HAS_KEY, META_OUTER_V6, META_TUNNELLED, PORT_BITMAP_WORDS, TunnelMeta, Verdict,
+};
+
+use crate::{accounting::DropReason, config::FilterConfig};
+
+const ETH_HLEN: usize = 14;
+const ETH_P_IP: u16 = 0x0800;
+const ETH_P_IPV6: u16 = 0x86dd;
+const ETH_P_8021Q: u16 = 0x8100;
+const ETH_P_8021AD: u16 = 0x88a8;
+const IPPROTO_GRE: u8 = 47;
+const IPPROTO_UDP: u8 = 17;
+const GRE_CHECKSUM: u16 = 0x8000;
+const GRE_ROUTING: u16 = 0x4000;
+const GRE_KEY: u16 = 0x2000;
+const GRE_SEQUENCE: u16 = 0x1000;
+const GRE_VERSION: u16 = 0x0007;
+
+/// The GRE tunnel a packet arrived through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tunnel {
+    /// Outer source address (the tunnel's remote end).
+    pub src: IpAddr,
+    /// Outer destination address (this host's end).
+    pub dst: IpAddr,
+    /// GRE key, when the header carried one.
+    pub key: Option<u32>,
+}
+
+/// An inner UDP datagram and where it came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    /// `None` for plain (un-tunnelled) UDP.
+    pub tunnel: Option<Tunnel>,
+    /// Inner source address.
+    pub src: IpAddr,
+    /// Inner destination address.
+    pub dst: IpAddr,
+    /// UDP source port.
+    pub src_port: u16,
+    /// UDP destination port.
+    pub dst_port: u16,
+    /// UDP payload (exactly the UDP length, without Ethernet padding).
+    pub payload: &'a [u8],
+}
+
+/// Why [`parse_captured`] did not produce a datagram.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rejected {
+    /// Not ours: the XDP program would pass it to the kernel.
+    NotSteered(Verdict),
+    /// Ours, but broken.
+    Dropped(DropReason),
+}
+
+impl From<DropReason> for Rejected {
+    fn from(reason: DropReason) -> Self {
+        Rejected::Dropped(reason)
+    }
+}
+
+/// The configured destination ports, as the bitmap the XDP program reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PortFilter {
+    words: Vec<u64>,
+    all_ports: bool,
+    plain_udp: bool,
+}
+
+impl PortFilter {
+    /// Builds the filter from `[filter]`.
+    pub fn new(config: &FilterConfig) -> Self {
+        let mut words = vec![0u64; PORT_BITMAP_WORDS as usize];
+        for port in &config.ports {
+            words[usize::from(*port >> 6)] |= 1 << (port & 63);
+        }
+        Self {
+            words,
+            all_ports: config.ports.is_empty(),
+            plain_udp: config.plain_udp,
+        }
+    }
+
+    /// True when UDP to `port` is steered.
+    #[inline]
+    pub fn steers(&self, port: u16) -> bool {
+        self.all_ports || (self.words[usize::from(port >> 6)] >> (port & 63)) & 1 == 1
+    }
+
+    /// The bitmap words (index = port / 64).
+    pub fn words(&self) -> &[u64] {
+        &self.words
+    }
+
+    /// True when the port set is empty (every port is steered).
+    pub fn all_ports(&self) -> bool {
+        self.all_ports
+    }
+
+    /// True when plain UDP is steered too.
+    pub fn plain_udp(&self) -> bool {
+        self.plain_udp
+    }
+}
+
+fn len_error(_: LenError) -> DropReason {
+    DropReason::Truncated
+}
+
+/// One parsed IP header and its payload.
+struct IpPart<'a> {
+    src: IpAddr,
+    dst: IpAddr,
+    protocol: u8,
+    fragmented: bool,
+    /// True when IPv6 extension headers sit between the header and the payload.
+    extensions: bool,
+    payload: &'a [u8],
+}
+
+fn ip_part(ethertype: u16, data: &[u8]) -> Result<IpPart<'_>, Rejected> {
+    match ethertype {
+        ETH_P_IP => {
+            let ip = Ipv4Slice::from_slice(data).map_err(|e| match e {
+                etherparse::err::ipv4::SliceError::Len(_) => DropReason::Truncated,
+                _ => DropReason::Malformed,
+            })?;
+            let header = ip.header();
+            let payload = ip.payload();
+            Ok(IpPart {
+                src: IpAddr::V4(Ipv4Addr::from(header.source())),
+                dst: IpAddr::V4(Ipv4Addr::from(header.destination())),
+                protocol: header.protocol().0,
+                fragmented: header.is_fragmenting_payload(),
+                extensions: false,
+                payload: payload.payload,
+            })
+        }
+        ETH_P_IPV6 => {
+            let ip = Ipv6Slice::from_slice(data).map_err(|e| match e {
+                etherparse::err::ipv6::SliceError::Len(_) => DropReason::Truncated,
+                _ => DropReason::Malformed,
+            })?;
+            let header = ip.header();
+            let payload = ip.payload();
+            Ok(IpPart {
+                src: IpAddr::V6(Ipv6Addr::from(header.source())),
+                dst: IpAddr::V6(Ipv6Addr::from(header.destination())),
+                protocol: payload.ip_number.0,
+                fragmented: payload.fragmented,
+                extensions: !ip.extensions().is_empty(),
+                payload: payload.payload,
+            })
+        }
+        _ => Err(Rejected::NotSteered(Verdict::PassNotIp)),
+    }
+}
+
+fn udp_part(data: &[u8]) -> Result<UdpSlice<'_>, DropReason> {
+    UdpSlice::from_slice(data).map_err(len_error)
+}
+
+fn be16(data: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]))
+}
+
+/// Parses a whole captured frame, classifying it as the XDP program does.
+pub fn parse_captured<'a>(frame: &'a [u8], filter: &PortFilter) -> Result<Datagram<'a>, Rejected> {
+    let mut ethertype = be16(frame, 12).ok_or(DropReason::Truncated)?;
+    let mut offset = ETH_HLEN;
+    for _ in 0..2 {
+        if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
+            break;
+        }
+        ethertype = be16(frame, offset + 2).ok_or(DropReason::Truncated)?;
+        offset += 4;
+    }
+    if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
+        return Err(Rejected::NotSteered(Verdict::PassNotIp));
+    }
+    let rest = frame.get(offset..).ok_or(DropReason::Truncated)?;
+    let outer = ip_part(ethertype, rest)?;
+    if outer.fragmented {
+        return Err(Rejected::NotSteered(Verdict::PassFragment));
+    }
+    if outer.extensions {
+        return Err(Rejected::NotSteered(Verdict::PassNotGreOrUdp));
+    }
+    match outer.protocol {
+        IPPROTO_GRE => parse_gre(&outer, filter),
+        IPPROTO_UDP if filter.plain_udp() => {
+            let udp = udp_part(outer.payload)?;
+            if !filter.steers(udp.destination_port()) {
+                return Err(Rejected::NotSteered(Verdict::PassPortNotSteered));
+            }
+            Ok(Datagram {
+                tunnel: None,
+                src: outer.src,
+                dst: outer.dst,
+                src_port: udp.source_port(),
+                dst_port: udp.destination_port(),
+                payload: udp.payload(),
+            })
+        }
+        _ => Err(Rejected::NotSteered(Verdict::PassNotGreOrUdp)),
+    }
+}
+
+fn parse_gre<'a>(outer: &IpPart<'a>, filter: &PortFilter) -> Result<Datagram<'a>, Rejected> {
+    let gre = outer.payload;
+    let flags = be16(gre, 0).ok_or(DropReason::Truncated)?;
+    let protocol = be16(gre, 2).ok_or(DropReason::Truncated)?;
+    if flags & (GRE_VERSION | GRE_ROUTING) != 0 {
+        return Err(Rejected::NotSteered(Verdict::PassGreUnsupported));
+    }
+    if protocol != ETH_P_IP && protocol != ETH_P_IPV6 {
+        return Err(Rejected::NotSteered(Verdict::PassGreProtocol));
+    }
+    let mut offset = 4;
+    if flags & GRE_CHECKSUM != 0 {
+        offset += 4;
+    }
+    let mut key = None;
+    if flags & GRE_KEY != 0 {
+        let bytes = gre.get(offset..offset + 4).ok_or(DropReason::Truncated)?;
+        key = Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
+        offset += 4;
+    }
+    if flags & GRE_SEQUENCE != 0 {
+        offset += 4;
+    }
+    let inner_bytes = gre.get(offset..).ok_or(DropReason::Truncated)?;
+    let inner = ip_part(protocol, inner_bytes)?;
+    if inner.fragmented {
+        return Err(Rejected::NotSteered(Verdict::PassFragment));
+    }
+    if inner.protocol != IPPROTO_UDP || inner.extensions {
+        return Err(Rejected::NotSteered(Verdict::PassInnerNotUdp));
+    }
+    let udp = udp_part(inner.payload)?;
+    if !filter.steers(udp.destination_port()) {
+        return Err(Rejected::NotSteered(Verdict::PassPortNotSteered));
+    }
+    Ok(Datagram {
+        tunnel: Some(Tunnel {
+            src: outer.src,
+            dst: outer.dst,
+            key,
+        }),
+        src: inner.src,
+        dst: inner.dst,
+        src_port: udp.source_port(),
+        dst_port: udp.destination_port(),
+        payload: udp.payload(),
+    })
+}
+
+/// The tunnel described by XDP metadata (`None` for plain UDP).
+pub fn tunnel_from_meta(meta: &TunnelMeta) -> Result<Option<Tunnel>, DropReason> {
+    if !meta.is_valid() {
+        return Err(DropReason::BadMetadata);
+    }
+    if meta.flags & META_TUNNELLED == 0 {
+        return Ok(None);
+    }
+    let (src, dst) = if meta.flags & META_OUTER_V6 != 0 {
+        (
+            IpAddr::V6(Ipv6Addr::from(meta.outer_src)),
+            IpAddr::V6(Ipv6Addr::from(meta.outer_dst)),
+        )
+    } else {
+        let s = &meta.outer_src;
+        let d = &meta.outer_dst;
+        (
+            IpAddr::V4(Ipv4Addr::new(s[0], s[1], s[2], s[3])),
+            IpAddr::V4(Ipv4Addr::new(d[0], d[1], d[2], d[3])),
+        )
+    };
+    let key = (meta.flags & META_HAS_KEY != 0).then_some(meta.gre_key);
+    Ok(Some(Tunnel { src, dst, key }))
+}
+
+/// Parses a frame the XDP program stripped to `Ethernet + IP + UDP`.
+pub fn parse_stripped<'a>(
+    frame: &'a [u8],
+    tunnel: Option<Tunnel>,
+) -> Result<Datagram<'a>, DropReason> {
+    let ethertype = be16(frame, 12).ok_or(DropReason::Truncated)?;
+    let rest = frame.get(ETH_HLEN..).ok_or(DropReason::Truncated)?;
+    let ip = ip_part(ethertype, rest).map_err(|r| match r {
+        Rejected::Dropped(reason) => reason,
+        Rejected::NotSteered(_) => DropReason::Malformed,
+    })?;
+    if ip.fragmented || ip.protocol != IPPROTO_UDP || ip.extensions {
+        return Err(DropReason::Malformed);
+    }
+    let udp = udp_part(ip.payload)?;
+    Ok(Datagram {
+        tunnel,
+        src: ip.src,
+        dst: ip.dst,
+        src_port: udp.source_port(),
+        dst_port: udp.destination_port(),
+        payload: udp.payload(),
+    })
+}

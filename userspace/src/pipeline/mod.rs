@@ -1,0 +1,205 @@
+//! The stages behind every source: frames → workers (parse, record, batch, compress) →
+//! sink thread (write). Sources hold a [`FrameSender`]; [`Pipeline::finish`] drains it all.
+
+pub mod batch;
+pub mod frames;
+pub mod worker;
+
+use std::{sync::Arc, thread::JoinHandle};
+
+use crossbeam_channel::{Receiver, Sender, TrySendError};
+
+use crate::{
+    accounting::{DropReason, LocalCounters, StageCounters},
+    config::Config,
+    decap::PortFilter,
+    sink::{self, DirectorySink},
+};
+use batch::{BatchBuilder, SealedBatch};
+use frames::FrameBatch;
+use worker::Worker;
+
+/// Frames per batch handed to the workers.
+pub const FRAMES_PER_BATCH: usize = 64;
+
+/// Why the pipeline could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// The sink refused its configuration (e.g. an unwritable directory).
+    #[error(transparent)]
+    Sink(#[from] sink::SinkError),
+    /// A thread could not be started, or a compressor created.
+    #[error("cannot start {what}: {source}")]
+    Start {
+        /// What failed to start.
+        what: &'static str,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A source's handle on the frame queue.
+#[derive(Clone, Debug)]
+pub struct FrameSender {
+    tx: Sender<FrameBatch>,
+    recycled: Receiver<FrameBatch>,
+}
+
+impl FrameSender {
+    /// An empty batch, recycled when one is available.
+    pub fn empty_batch(&self) -> FrameBatch {
+        self.recycled
+            .try_recv()
+            .unwrap_or_else(|_| FrameBatch::with_capacity(FRAMES_PER_BATCH, FRAMES_PER_BATCH * 256))
+    }
+
+    /// Hands a batch to the workers without waiting; when every worker is busy and the
+    /// queue is full, its frames are counted as `worker_queue_full` drops.
+    pub fn send_or_drop(&self, batch: FrameBatch, counters: &mut LocalCounters) -> FrameBatch {
+        match self.tx.try_send(batch) {
+            Ok(()) => self.empty_batch(),
+            Err(TrySendError::Full(mut batch)) | Err(TrySendError::Disconnected(mut batch)) => {
+                counters.drop_n(DropReason::WorkerQueueFull, batch.len() as u64);
+                batch.clear();
+                batch
+            }
+        }
+    }
+
+    /// Hands a batch to the workers, waiting for room (replay, shutdown drain).
+    pub fn send_blocking(&self, batch: FrameBatch, counters: &mut LocalCounters) -> FrameBatch {
+        match self.tx.send(batch) {
+            Ok(()) => self.empty_batch(),
+            Err(crossbeam_channel::SendError(mut batch)) => {
+                counters.drop_n(DropReason::WorkerQueueFull, batch.len() as u64);
+                batch.clear();
+                batch
+            }
+        }
+    }
+}
+
+/// Lock-free counter slots of every stage, summed on demand.
+#[derive(Debug, Default, Clone)]
+pub struct CounterSet {
+    slots: Arc<std::sync::Mutex<Vec<Arc<StageCounters>>>>,
+}
+
+impl CounterSet {
+    /// A new slot for one thread.
+    pub fn register(&self) -> Arc<StageCounters> {
+        let slot = Arc::new(StageCounters::default());
+        if let Ok(mut slots) = self.slots.lock() {
+            slots.push(Arc::clone(&slot));
+        }
+        slot
+    }
+
+    /// The sum over every slot.
+    pub fn total(&self) -> LocalCounters {
+        let mut total = LocalCounters::default();
+        if let Ok(slots) = self.slots.lock() {
+            for slot in slots.iter() {
+                total.add(&slot.snapshot());
+            }
+        }
+        total
+    }
+}
+
+/// Running workers and sink.
+#[derive(Debug)]
+pub struct Pipeline {
+    frames: FrameSender,
+    workers: Vec<JoinHandle<()>>,
+    sink: JoinHandle<()>,
+    counters: CounterSet,
+}
+
+impl Pipeline {
+    /// Opens the sink and starts the workers.
+    pub fn start(config: &Config, filter: PortFilter) -> Result<Self, PipelineError> {
+        let counters = CounterSet::default();
+        let sink = DirectorySink::open(&config.sink)?;
+        let workers = config.worker_count();
+        let depth = config.pipeline.queue_depth as usize;
+        let (frame_tx, frame_rx) = crossbeam_channel::bounded::<FrameBatch>(depth);
+        let (recycle_tx, recycle_rx) = crossbeam_channel::bounded::<FrameBatch>(depth + workers);
+        let (sealed_tx, sealed_rx) = crossbeam_channel::bounded::<SealedBatch>(workers * 2);
+        let filter = Arc::new(filter);
+
+        let sink_counters = counters.register();
+        let sink = std::thread::Builder::new()
+            .name("sluice-sink".into())
+            .spawn(move || sink::run_sink(sink, sealed_rx, &sink_counters))
+            .map_err(|source| PipelineError::Start {
+                what: "sink thread",
+                source,
+            })?;
+
+        let mut handles = Vec::with_capacity(workers);
+        for id in 0..workers {
+            let worker = Worker {
+                frames: frame_rx.clone(),
+                recycle: recycle_tx.clone(),
+                sealed: sealed_tx.clone(),
+                builder: BatchBuilder::new(id, &config.batch).map_err(|source| {
+                    PipelineError::Start {
+                        what: "zstd compressor",
+                        source,
+                    }
+                })?,
+                filter: Arc::clone(&filter),
+                counters: counters.register(),
+            };
+            let handle = std::thread::Builder::new()
+                .name(format!("sluice-worker-{id}"))
+                .spawn(move || worker.run())
+                .map_err(|source| PipelineError::Start {
+                    what: "worker thread",
+                    source,
+                })?;
+            handles.push(handle);
+        }
+        Ok(Self {
+            frames: FrameSender {
+                tx: frame_tx,
+                recycled: recycle_rx,
+            },
+            workers: handles,
+            sink,
+            counters,
+        })
+    }
+
+    /// A handle for a source thread.
+    pub fn frame_sender(&self) -> FrameSender {
+        self.frames.clone()
+    }
+
+    /// The counter slots (sources register theirs here too).
+    pub fn counters(&self) -> &CounterSet {
+        &self.counters
+    }
+
+    /// Waits until every frame is processed and every batch written; returns the totals.
+    /// Every other [`FrameSender`] must have been dropped first.
+    pub fn finish(self) -> LocalCounters {
+        let Self {
+            frames,
+            workers,
+            sink,
+            counters,
+        } = self;
+        drop(frames);
+        for handle in workers {
+            if handle.join().is_err() {
+                tracing::error!("a worker thread panicked");
+            }
+        }
+        if sink.join().is_err() {
+            tracing::error!("the sink thread panicked");
+        }
+        counters.total()
+    }
+}

@@ -1,0 +1,303 @@
+//! The kernel-bypass source: the XDP program (loaded from the object embedded at build
+//! time) steers our packets into one AF_XDP socket per configured queue, and one receive
+//! thread per socket copies frames out to the workers.
+//!
+//! Start order matters: maps are filled and sockets registered in the XSKMAP *before*
+//! the program is attached, so no packet of ours ever meets a missing socket. Stop order
+//! too: detach first, then drain the rings, then read the counters.
+
+pub mod capabilities;
+pub mod receive;
+
+use std::os::fd::AsRawFd as _;
+
+use aya::{
+    Ebpf,
+    maps::{Array, PerCpuArray, XskMap},
+    programs::{Xdp, XdpMode, xdp::XdpLinkId},
+};
+use sluice_common::{SETTINGS_ALL_PORTS, SETTINGS_STEER_PLAIN_UDP, Settings, VERDICT_COUNT, names};
+use sluice_xsk::{BindMode, XskConfig, XskSocket};
+
+use crate::{
+    config::{SourceConfig, XdpAttachMode, XskBindMode},
+    decap::PortFilter,
+};
+
+/// The eBPF object built from ebpf/sluice-ebpf by build.rs.
+static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sluice"));
+
+/// Why the XDP source could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum XdpError {
+    /// A capability is missing.
+    #[error(transparent)]
+    Capability(#[from] capabilities::MissingCapability),
+    /// The interface does not exist.
+    #[error("source.interface {0:?}: no such interface")]
+    NoInterface(String),
+    /// The object could not be loaded.
+    #[error("cannot load the eBPF object: {0}")]
+    Load(#[source] aya::EbpfError),
+    /// The program or a map is missing from the object, or the verifier refused it.
+    #[error("eBPF {what}: {message}")]
+    Program {
+        /// Which part.
+        what: &'static str,
+        /// The error.
+        message: String,
+    },
+    /// Attaching failed in every allowed mode.
+    #[error("cannot attach XDP to {interface} ({mode}): {message}")]
+    Attach {
+        /// Interface.
+        interface: String,
+        /// Mode(s) tried.
+        mode: &'static str,
+        /// The error.
+        message: String,
+    },
+    /// An AF_XDP socket could not be opened.
+    #[error("AF_XDP socket on {interface} queue {queue}: {source}")]
+    Socket {
+        /// Interface.
+        interface: String,
+        /// Queue.
+        queue: u32,
+        /// The error.
+        source: sluice_xsk::XskError,
+    },
+}
+
+fn program_err(what: &'static str) -> impl FnOnce(String) -> XdpError {
+    move |message| XdpError::Program { what, message }
+}
+
+/// The loaded (and, once [`XdpProgram::attach`] ran, attached) program and its maps.
+pub struct XdpProgram {
+    ebpf: Ebpf,
+    interface: String,
+    link: Option<XdpLinkId>,
+    mode: &'static str,
+}
+
+impl std::fmt::Debug for XdpProgram {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XdpProgram")
+            .field("interface", &self.interface)
+            .field("attached", &self.link.is_some())
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+/// The interface index of `name`.
+pub fn if_index(name: &str) -> Result<u32, XdpError> {
+    let c = std::ffi::CString::new(name).map_err(|_| XdpError::NoInterface(name.to_owned()))?;
+    // SAFETY: `c` is a valid NUL-terminated string.
+    let index = unsafe { libc::if_nametoindex(c.as_ptr()) };
+    if index == 0 {
+        Err(XdpError::NoInterface(name.to_owned()))
+    } else {
+        Ok(index)
+    }
+}
+
+impl XdpProgram {
+    /// Checks capabilities, loads the object, fills the settings and port maps.
+    pub fn load(source: &SourceConfig, filter: &PortFilter) -> Result<Self, XdpError> {
+        let umem_bytes = u64::from(source.umem_frames)
+            * u64::from(source.frame_size)
+            * source.queues.len() as u64;
+        capabilities::check(
+            capabilities::effective(),
+            umem_bytes,
+            capabilities::memlock_limit(),
+        )?;
+        if_index(&source.interface)?;
+        let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(XdpError::Load)?;
+
+        let mut flags = 0;
+        if filter.all_ports() {
+            flags |= SETTINGS_ALL_PORTS;
+        }
+        if filter.plain_udp() {
+            flags |= SETTINGS_STEER_PLAIN_UDP;
+        }
+        let map = ebpf
+            .map_mut(names::SETTINGS)
+            .ok_or_else(|| program_err("map")(names::SETTINGS.into()))?;
+        let mut settings: Array<_, Settings> =
+            Array::try_from(map).map_err(|e| program_err("settings map")(e.to_string()))?;
+        settings
+            .set(0, Settings { flags, reserved: 0 }, 0)
+            .map_err(|e| program_err("settings map")(e.to_string()))?;
+
+        let map = ebpf
+            .map_mut(names::PORT_BITMAP)
+            .ok_or_else(|| program_err("map")(names::PORT_BITMAP.into()))?;
+        let mut ports: Array<_, u64> =
+            Array::try_from(map).map_err(|e| program_err("port map")(e.to_string()))?;
+        for (index, word) in filter.words().iter().enumerate() {
+            if *word != 0 {
+                ports
+                    .set(index as u32, *word, 0)
+                    .map_err(|e| program_err("port map")(e.to_string()))?;
+            }
+        }
+
+        let program: &mut Xdp = ebpf
+            .program_mut(names::PROGRAM)
+            .ok_or_else(|| program_err("program")(format!("{} not in object", names::PROGRAM)))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| program_err("program")(e.to_string()))?;
+        program
+            .load()
+            .map_err(|e| program_err("verifier")(verifier_message(&e)))?;
+        Ok(Self {
+            ebpf,
+            interface: source.interface.clone(),
+            link: None,
+            mode: "none",
+        })
+    }
+
+    /// Opens one AF_XDP socket per configured queue and registers it in the XSKMAP.
+    pub fn open_sockets(&mut self, source: &SourceConfig) -> Result<Vec<XskSocket>, XdpError> {
+        let ifindex = if_index(&source.interface)?;
+        let config = XskConfig {
+            frame_count: source.umem_frames,
+            frame_size: source.frame_size,
+            ring_size: source.ring_size,
+            bind_mode: match source.bind_mode {
+                XskBindMode::Auto => BindMode::Auto,
+                XskBindMode::Copy => BindMode::Copy,
+                XskBindMode::ZeroCopy => BindMode::ZeroCopy,
+            },
+            need_wakeup: true,
+        };
+        let map = self
+            .ebpf
+            .map_mut(names::XSK_MAP)
+            .ok_or_else(|| program_err("map")(names::XSK_MAP.into()))?;
+        let mut xsks = XskMap::try_from(map).map_err(|e| program_err("xsk map")(e.to_string()))?;
+        let mut sockets = Vec::with_capacity(source.queues.len());
+        for queue in &source.queues {
+            let socket =
+                XskSocket::open(ifindex, *queue, &config).map_err(|e| XdpError::Socket {
+                    interface: source.interface.clone(),
+                    queue: *queue,
+                    source: e,
+                })?;
+            xsks.set(*queue, socket.as_raw_fd(), 0)
+                .map_err(|e| program_err("xsk map")(e.to_string()))?;
+            tracing::info!(queue, mode = ?socket.bound_mode(), "AF_XDP socket bound");
+            sockets.push(socket);
+        }
+        Ok(sockets)
+    }
+
+    /// Attaches the program in the configured mode (native, falling back to generic in `auto`).
+    pub fn attach(&mut self, mode: XdpAttachMode) -> Result<(), XdpError> {
+        let interface = self.interface.clone();
+        let program: &mut Xdp = self
+            .ebpf
+            .program_mut(names::PROGRAM)
+            .ok_or_else(|| program_err("program")(names::PROGRAM.into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| program_err("program")(e.to_string()))?;
+        let attach_err = |mode: &'static str, e: aya::programs::ProgramError| XdpError::Attach {
+            interface: interface.clone(),
+            mode,
+            message: verifier_message(&e),
+        };
+        let (link, used) = match mode {
+            XdpAttachMode::Native => (
+                program
+                    .attach(&interface, XdpMode::Driver)
+                    .map_err(|e| attach_err("native", e))?,
+                "native",
+            ),
+            XdpAttachMode::Generic => (
+                program
+                    .attach(&interface, XdpMode::Skb)
+                    .map_err(|e| attach_err("generic", e))?,
+                "generic",
+            ),
+            XdpAttachMode::Auto => match program.attach(&interface, XdpMode::Driver) {
+                Ok(link) => (link, "native"),
+                Err(e) => {
+                    tracing::warn!(interface, error = %verifier_message(&e), "native XDP unavailable, falling back to generic mode (slower)");
+                    (
+                        program
+                            .attach(&interface, XdpMode::Skb)
+                            .map_err(|e| attach_err("native, then generic", e))?,
+                        "generic",
+                    )
+                }
+            },
+        };
+        self.link = Some(link);
+        self.mode = used;
+        tracing::info!(interface, mode = used, "XDP program attached");
+        Ok(())
+    }
+
+    /// The attach mode in use (`native` or `generic`).
+    pub fn mode(&self) -> &'static str {
+        self.mode
+    }
+
+    /// Detaches the program; packets go to the kernel again. Idempotent.
+    pub fn detach(&mut self) {
+        let Some(link) = self.link.take() else { return };
+        let result = self
+            .ebpf
+            .program_mut(names::PROGRAM)
+            .ok_or_else(|| "program missing".to_owned())
+            .and_then(|p| <&mut Xdp>::try_from(p).map_err(|e| e.to_string()))
+            .and_then(|p| p.detach(link).map_err(|e| e.to_string()));
+        match result {
+            Ok(()) => tracing::info!(interface = %self.interface, "XDP program detached"),
+            Err(e) => {
+                tracing::error!(interface = %self.interface, error = %e, "detaching XDP failed")
+            }
+        }
+    }
+
+    /// The verdict counters, summed over CPUs, by `Verdict` index.
+    pub fn verdict_counts(&self) -> Result<Vec<u64>, XdpError> {
+        let map = self
+            .ebpf
+            .map(names::VERDICT_COUNTERS)
+            .ok_or_else(|| program_err("map")(names::VERDICT_COUNTERS.into()))?;
+        let counters: PerCpuArray<_, u64> =
+            PerCpuArray::try_from(map).map_err(|e| program_err("verdict map")(e.to_string()))?;
+        (0..VERDICT_COUNT)
+            .map(|i| {
+                counters
+                    .get(&i, 0)
+                    .map(|per_cpu| per_cpu.iter().sum())
+                    .map_err(|e| program_err("verdict map")(e.to_string()))
+            })
+            .collect()
+    }
+}
+
+impl Drop for XdpProgram {
+    fn drop(&mut self) {
+        self.detach();
+    }
+}
+
+/// The error with its sources, which for a verifier refusal carry the verifier log.
+fn verifier_message(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
+}

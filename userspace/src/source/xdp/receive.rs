@@ -1,0 +1,141 @@
+//! One receive loop per AF_XDP socket: as little work as possible per frame — copy it and
+//! its metadata into a frame batch, hand the UMEM frame back to the fill ring — so one
+//! queue carrying one tunnel can feed every worker.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use sluice_common::TunnelMeta;
+use sluice_xsk::XskSocket;
+
+use crate::{
+    accounting::{DropReason, LocalCounters, StageCounters},
+    pipeline::{FRAMES_PER_BATCH, FrameSender, frames::FrameOrigin},
+    record::timestamp::now_micros,
+};
+
+const META_LEN: usize = size_of::<TunnelMeta>();
+
+/// Reads the metadata the XDP program put in front of the frame (zeroed, and so invalid,
+/// when the headroom is too short to hold it).
+pub fn read_meta(headroom: &[u8]) -> TunnelMeta {
+    let Some(start) = headroom.len().checked_sub(META_LEN) else {
+        return TunnelMeta {
+            flags: 0,
+            gre_key: 0,
+            outer_src: [0; 16],
+            outer_dst: [0; 16],
+        };
+    };
+    let m = &headroom[start..];
+    let word = |at: usize| u32::from_ne_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
+    let mut outer_src = [0u8; 16];
+    let mut outer_dst = [0u8; 16];
+    outer_src.copy_from_slice(&m[8..24]);
+    outer_dst.copy_from_slice(&m[24..40]);
+    TunnelMeta {
+        flags: word(0),
+        gre_key: word(4),
+        outer_src,
+        outer_dst,
+    }
+}
+
+/// Receives until `draining` is set and the ring stays empty; returns the socket so its
+/// final statistics can be read.
+pub fn receive_loop(
+    mut socket: XskSocket,
+    frames: FrameSender,
+    draining: Arc<AtomicBool>,
+    counters: Arc<StageCounters>,
+) -> XskSocket {
+    let mut local = LocalCounters::default();
+    let mut batch = frames.empty_batch();
+    let mut last_stats = Instant::now();
+    let mut idle_polls = 0;
+    loop {
+        let now = now_micros();
+        let received = socket.receive(FRAMES_PER_BATCH, |frame| {
+            batch.push(
+                frame.data,
+                now,
+                FrameOrigin::Stripped(read_meta(frame.headroom)),
+            );
+        });
+        local.received += received as u64;
+        let stopping = draining.load(Ordering::Acquire);
+        if !batch.is_empty() {
+            batch = if stopping {
+                frames.send_blocking(batch, &mut local)
+            } else {
+                frames.send_or_drop(batch, &mut local)
+            };
+        }
+        if received == 0 || last_stats.elapsed() >= Duration::from_millis(200) {
+            read_kernel_drops(&socket, &mut local);
+            counters.publish(&local);
+            last_stats = Instant::now();
+        }
+        if received > 0 {
+            idle_polls = 0;
+            continue;
+        }
+        if stopping {
+            idle_polls += 1;
+            if idle_polls >= 3 {
+                break;
+            }
+        }
+        let timeout = if stopping {
+            Duration::from_millis(10)
+        } else {
+            Duration::from_millis(100)
+        };
+        if let Err(e) = socket.wait_readable(timeout) {
+            tracing::error!(queue = socket.queue_id(), error = %e, "poll on AF_XDP socket failed");
+            std::thread::sleep(timeout);
+        }
+    }
+    read_kernel_drops(&socket, &mut local);
+    counters.publish(&local);
+    socket
+}
+
+/// Copies the socket's cumulative kernel drop counters into the local counters.
+fn read_kernel_drops(socket: &XskSocket, local: &mut LocalCounters) {
+    match socket.statistics() {
+        Ok(stats) => {
+            local.dropped[DropReason::RingFull as usize] = stats.rx_ring_full;
+            local.dropped[DropReason::XskRxDropped as usize] = stats.rx_dropped;
+        }
+        Err(e) => tracing::warn!(queue = socket.queue_id(), error = %e, "XDP_STATISTICS failed"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_metadata_from_the_end_of_the_headroom() {
+        let meta = TunnelMeta {
+            flags: sluice_common::META_MAGIC | sluice_common::META_TUNNELLED,
+            gre_key: 0xdead_beef,
+            outer_src: [192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+            outer_dst: [192, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        };
+        let mut headroom = vec![0xAAu8; 256];
+        let start = headroom.len() - META_LEN;
+        headroom[start..start + 4].copy_from_slice(&meta.flags.to_ne_bytes());
+        headroom[start + 4..start + 8].copy_from_slice(&meta.gre_key.to_ne_bytes());
+        headroom[start + 8..start + 24].copy_from_slice(&meta.outer_src);
+        headroom[start + 24..].copy_from_slice(&meta.outer_dst);
+        assert_eq!(read_meta(&headroom), meta);
+        assert!(!read_meta(&headroom[..10]).is_valid());
+    }
+}
