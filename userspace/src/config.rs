@@ -431,3 +431,18 @@ mod tests {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod example_tests {
+    use super::*;
+
+    #[test]
+    fn the_shipped_example_config_is_accepted() -> Result<(), ConfigError> {
+        let text = include_str!("../../deploy/sluice.example.toml");
+        let config = Config::parse(text)?;
+        assert_eq!(config.source.interface, "eth0");
+        assert_eq!(config.filter.ports, vec![2055, 4739, 514, 6343]);
+        assert_eq!(config.sink.path, PathBuf::from("/var/lib/sluice/records"));
+        Ok(())
+    }
+}

@@ -321,3 +321,6 @@ pub fn parse_stripped<'a>(
         payload: udp.payload(),
     })
 }
+
+#[cfg(test)]
+mod tests;
