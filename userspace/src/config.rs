@@ -215,7 +215,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             workers: 0,
-            queue_depth: 1024,
+            queue_depth: 256,
             stats_interval_secs: 10,
         }
     }
