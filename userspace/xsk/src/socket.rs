@@ -305,11 +305,14 @@ impl XskSocket {
             let desc = self.rx.read(start.wrapping_add(i));
             // SAFETY: the descriptor came out of the RX ring and has not been released,
             // so its chunk is ours until it goes back to the fill ring below.
-            if let Some(frame) = unsafe { self.umem.frame(desc.addr, desc.len) } {
-                on_frame(frame);
-            }
-            // A descriptor pointing outside its chunk would be a kernel bug; such a
-            // frame is not shown to the caller but its chunk is still recycled.
+            let frame = unsafe { self.umem.frame(desc.addr, desc.len) };
+            // A descriptor pointing outside its chunk would be a kernel bug; the caller
+            // still sees it (empty, so it is counted as a truncated frame, not lost),
+            // and its chunk is still recycled.
+            on_frame(frame.unwrap_or(RxFrame {
+                data: &[],
+                headroom: &[],
+            }));
         }
         for i in 0..n {
             let desc = self.rx.read(start.wrapping_add(i));
