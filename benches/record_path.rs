@@ -24,7 +24,10 @@ fn gre_spec() -> FrameSpec {
 }
 
 fn filter() -> PortFilter {
-    PortFilter::new(&FilterConfig { ports: vec![5000, 5001], plain_udp: true })
+    PortFilter::new(&FilterConfig {
+        ports: vec![5000, 5001],
+        plain_udp: true,
+    })
 }
 
 fn bench(c: &mut Criterion) {
@@ -46,7 +49,10 @@ fn bench(c: &mut Criterion) {
         b.iter(|| decap::parse_captured(black_box(&frame), &filter))
     });
     let datagram = decap::parse_captured(&frame, &filter).expect("steered");
-    let record = PacketRecord { received_at: 1_795_328_725_123_456, datagram };
+    let record = PacketRecord {
+        received_at: 1_795_328_725_123_456,
+        datagram,
+    };
     let mut encoder = NdjsonEncoder::default();
     let mut out = Vec::with_capacity(1 << 20);
     group.bench_function("encode_ndjson", |b| {

@@ -37,7 +37,10 @@ fn run_without(cap: &str, memlock: Option<&str>, config: &std::path::Path) -> (i
         .args(["run", "--config"])
         .arg(config);
     let out = cmd.output().expect("run setpriv");
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -69,7 +72,10 @@ fn each_missing_capability_is_named() {
     // limit can always be lowered): 16 MiB needs it, 256 KiB does not.
     let (code, stderr) = run_without("ipc_lock", Some("1048576"), &config16m);
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("error: missing capability CAP_IPC_LOCK"), "{stderr}");
+    assert!(
+        stderr.contains("error: missing capability CAP_IPC_LOCK"),
+        "{stderr}"
+    );
     let (code, stderr) = run_without("ipc_lock", Some("1048576"), &config256k);
     assert_eq!(code, 2, "{stderr}");
     assert!(

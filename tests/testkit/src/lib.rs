@@ -1,1 +1,32 @@
+//! Test kit for Sluice: everything an integration test or the demo needs to put known
+//! frames on a wire and check what the daemon made of them.
+//!
+//! - [`frames`] builds the frames (steered ones from a [`frames::FrameSpec`], must-pass ones
+//!   from mutations), with deterministic matrices of both.
+//! - [`pcap`] writes and reads them as classic pcap for tcpreplay, tshark and `sluice replay`;
+//!   [`tcpreplay`] sends such a pcap out of a veth end, bounded in count, rate and time.
+//! - [`netns`] gives each test its own pair of network namespaces joined by a veth;
+//!   [`cleanup`] deletes them (and stops child processes) on drop and on SIGINT/SIGTERM.
+//! - [`privilege`] applies the rule for tests that need root or tools: fail in CI, skip
+//!   with a reason elsewhere.
+//! - [`tshark`] decodes a pcap independently of Sluice; [`records`] reads Sluice's output;
+//!   [`summary`] is what both are compared on.
+//! - [`scratch`] makes the temporary directories tests work in.
+//! - [`daemon`] runs the `sluice` binary (config file, `run` in a namespace with its ready
+//!   file, SIGTERM, `replay`); [`stats`] reads the stats file it leaves.
+//!
+//! The kit depends on neither aya nor the sluice crate, so it tests the daemon only
+//! through its command line and its files, as an operator would see it.
 
+pub mod cleanup;
+pub mod daemon;
+pub mod frames;
+pub mod netns;
+pub mod pcap;
+pub mod privilege;
+pub mod records;
+pub mod scratch;
+pub mod stats;
+pub mod summary;
+pub mod tcpreplay;
+pub mod tshark;

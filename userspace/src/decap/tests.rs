@@ -37,7 +37,11 @@ fn expected(spec: &FrameSpec) -> Datagram<'_> {
 fn stripped(spec: &FrameSpec, frame: &[u8]) -> (Vec<u8>, TunnelMeta) {
     let ip_len = if spec.inner.src.is_ipv4() { 20 } else { 40 };
     let inner_ip = spec.inner_udp_offset() - ip_len;
-    let ethertype: u16 = if spec.inner.src.is_ipv4() { 0x0800 } else { 0x86dd };
+    let ethertype: u16 = if spec.inner.src.is_ipv4() {
+        0x0800
+    } else {
+        0x86dd
+    };
     let mut out = frame[..12].to_vec();
     out.extend_from_slice(&ethertype.to_be_bytes());
     out.extend_from_slice(&frame[inner_ip..]);
@@ -67,7 +71,11 @@ fn every_variant_of_the_matrix_parses_to_its_spec() {
     assert_eq!(matrix.len(), 3 * 2 * 2 * 8 + 6);
     for (label, spec) in &matrix {
         let frame = spec.build();
-        assert_eq!(parse_captured(&frame, &filter()), Ok(expected(spec)), "{label}");
+        assert_eq!(
+            parse_captured(&frame, &filter()),
+            Ok(expected(spec)),
+            "{label}"
+        );
     }
 }
 
@@ -87,7 +95,10 @@ fn ethernet_padding_is_not_payload() {
     let (_, spec) = variant_matrix(&MatrixParams::default())
         .into_iter()
         .find(|(_, s)| {
-            s.tunnel.is_none() && s.vlans.is_empty() && s.inner.payload.len() < 10 && s.inner.src.is_ipv4()
+            s.tunnel.is_none()
+                && s.vlans.is_empty()
+                && s.inner.payload.len() < 10
+                && s.inner.src.is_ipv4()
         })
         .expect("a short plain IPv4 variant");
     let mut frame = spec.build();
@@ -108,9 +119,16 @@ fn negative_cases_get_the_xdp_programs_verdicts() {
             }
             NegativeKind::UnsteeredPort { .. } => Rejected::NotSteered(Verdict::PassPortNotSteered),
             NegativeKind::Truncated(_) => Rejected::Dropped(DropReason::Truncated),
-            NegativeKind::Arp | NegativeKind::ThreeVlans => Rejected::NotSteered(Verdict::PassNotIp),
+            NegativeKind::Arp | NegativeKind::ThreeVlans => {
+                Rejected::NotSteered(Verdict::PassNotIp)
+            }
         };
-        assert_eq!(parse_captured(&case.frame, &filter()), Err(want), "{}", case.label);
+        assert_eq!(
+            parse_captured(&case.frame, &filter()),
+            Err(want),
+            "{}",
+            case.label
+        );
     }
 }
 
@@ -154,22 +172,34 @@ fn malformed_headers_are_malformed_drops() {
     // Outer IPv4 version 5.
     let mut bad = frame.clone();
     bad[14] = 0x55;
-    assert_eq!(parse_captured(&bad, &filter()), Err(Rejected::Dropped(DropReason::Malformed)));
+    assert_eq!(
+        parse_captured(&bad, &filter()),
+        Err(Rejected::Dropped(DropReason::Malformed))
+    );
     // Outer IHL 4 (shorter than the fixed header).
     let mut bad = frame.clone();
     bad[14] = 0x44;
-    assert_eq!(parse_captured(&bad, &filter()), Err(Rejected::Dropped(DropReason::Malformed)));
+    assert_eq!(
+        parse_captured(&bad, &filter()),
+        Err(Rejected::Dropped(DropReason::Malformed))
+    );
     // Inner UDP length larger than what follows.
     let mut bad = frame.clone();
     let udp = v4.inner_udp_offset();
     bad[udp + 4..udp + 6].copy_from_slice(&0xffffu16.to_be_bytes());
-    assert_eq!(parse_captured(&bad, &filter()), Err(Rejected::Dropped(DropReason::Truncated)));
+    assert_eq!(
+        parse_captured(&bad, &filter()),
+        Err(Rejected::Dropped(DropReason::Truncated))
+    );
     // Inner IPv6 version nibble wrong.
     let v6 = variant(&matrix, "gre-o4-i6-vlan0----");
     let mut bad = v6.build();
     let inner_ip = v6.inner_udp_offset() - 40;
     bad[inner_ip] = 0x40;
-    assert!(matches!(parse_captured(&bad, &filter()), Err(Rejected::Dropped(_))));
+    assert!(matches!(
+        parse_captured(&bad, &filter()),
+        Err(Rejected::Dropped(_))
+    ));
 }
 
 #[test]
@@ -218,9 +248,15 @@ fn metadata_decodes_to_the_tunnel() {
         outer_dst: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
     };
     let t = tunnel_from_meta(&v6).ok().flatten();
-    assert_eq!(t.map(|t| (t.src.to_string(), t.dst.to_string(), t.key)), Some(("2001:db8::1".into(), "2001:db8::2".into(), None)));
+    assert_eq!(
+        t.map(|t| (t.src.to_string(), t.dst.to_string(), t.key)),
+        Some(("2001:db8::1".into(), "2001:db8::2".into(), None))
+    );
     v6.flags |= META_HAS_KEY;
-    assert_eq!(tunnel_from_meta(&v6).ok().flatten().and_then(|t| t.key), Some(9));
+    assert_eq!(
+        tunnel_from_meta(&v6).ok().flatten().and_then(|t| t.key),
+        Some(9)
+    );
 }
 
 #[test]
@@ -228,7 +264,10 @@ fn port_filter_matches_the_configured_set_or_everything() {
     let f = filter();
     assert!(f.steers(5000) && f.steers(5001));
     assert!(!f.steers(4999) && !f.steers(0) && !f.steers(65535));
-    assert_eq!(f.words()[5000 / 64], (1 << (5000 % 64)) | (1 << (5001 % 64)));
+    assert_eq!(
+        f.words()[5000 / 64],
+        (1 << (5000 % 64)) | (1 << (5001 % 64))
+    );
     let all = PortFilter::new(&FilterConfig::default());
     assert!(all.all_ports() && all.steers(1) && all.steers(65535));
     assert!(!all.plain_udp());

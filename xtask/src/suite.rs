@@ -1,0 +1,151 @@
+//! `cargo xtask test`: the one door CI goes through (`.ci/run` calls only this).
+//!
+//! Runs setup, then format check, clippy on the host crates, clippy on the eBPF crate
+//! (nightly, bpfel target, build-std), and every unit and integration test, stopping at
+//! the first failure and naming it. The eBPF crate is excluded from the host `--workspace`
+//! steps: built for the host it fails ("duplicate lang item `panic_impl`"), and it is
+//! linted by its own step instead.
+
+use std::process::Command;
+
+use anyhow::Context as _;
+
+use crate::{cmd, setup, workspace::Workspace};
+
+/// The eBPF crate's package name.
+const EBPF_PACKAGE: &str = "sluice-ebpf";
+
+/// One step of the suite: a name for the failure message and the command.
+struct Step {
+    name: &'static str,
+    command: Command,
+}
+
+fn cargo(toolchain: Option<&str>, args: &[&str]) -> Command {
+    // Through the rustup proxy (not $CARGO), so `+nightly` selects the toolchain.
+    let mut command = Command::new("cargo");
+    if let Some(toolchain) = toolchain {
+        command.arg(format!("+{toolchain}"));
+    }
+    command.args(args);
+    command
+}
+
+fn steps(workspace: &Workspace) -> Vec<Step> {
+    let mut steps = vec![
+        Step {
+            name: "rustfmt",
+            command: cargo(None, &["fmt", "--all", "--", "--check"]),
+        },
+        Step {
+            name: "clippy (host crates)",
+            command: cargo(
+                None,
+                &[
+                    "clippy",
+                    "--workspace",
+                    "--exclude",
+                    EBPF_PACKAGE,
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            ),
+        },
+        Step {
+            name: "clippy (eBPF crate)",
+            command: cargo(
+                Some("nightly"),
+                &[
+                    "clippy",
+                    "-p",
+                    EBPF_PACKAGE,
+                    "--target",
+                    "bpfel-unknown-none",
+                    "-Z",
+                    "build-std=core",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            ),
+        },
+        Step {
+            name: "tests",
+            command: cargo(
+                None,
+                &[
+                    "test",
+                    "--workspace",
+                    "--exclude",
+                    EBPF_PACKAGE,
+                    "--no-fail-fast",
+                ],
+            ),
+        },
+    ];
+    for step in &mut steps {
+        step.command.current_dir(&workspace.root);
+    }
+    steps
+}
+
+/// Runs setup and every step.
+///
+/// # Errors
+/// Names the first step that failed.
+pub fn run() -> anyhow::Result<()> {
+    setup::run().context("xtask test: step `setup` failed")?;
+    let workspace = Workspace::locate()?;
+    for mut step in steps(&workspace) {
+        println!("\n== xtask test: {}", step.name);
+        cmd::run(&mut step.command)
+            .with_context(|| format!("xtask test: step `{}` failed", step.name))?;
+    }
+    println!("\nxtask test: all steps passed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn steps_run_from_the_root_in_order_and_exclude_the_ebpf_crate_from_host_steps() {
+        let workspace = Workspace {
+            root: "/repo".into(),
+            target_dir: "/repo/target".into(),
+        };
+        let steps = steps(&workspace);
+        let names: Vec<&str> = steps.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [
+                "rustfmt",
+                "clippy (host crates)",
+                "clippy (eBPF crate)",
+                "tests"
+            ]
+        );
+        let lines: Vec<String> = steps.iter().map(|s| cmd::display(&s.command)).collect();
+        assert_eq!(lines[0], "cargo fmt --all -- --check");
+        assert_eq!(
+            lines[1],
+            "cargo clippy --workspace --exclude sluice-ebpf --all-targets -- -D warnings"
+        );
+        assert_eq!(
+            lines[2],
+            "cargo +nightly clippy -p sluice-ebpf --target bpfel-unknown-none -Z build-std=core -- -D warnings"
+        );
+        assert_eq!(
+            lines[3],
+            "cargo test --workspace --exclude sluice-ebpf --no-fail-fast"
+        );
+        assert!(
+            steps
+                .iter()
+                .all(|s| s.command.get_current_dir() == Some(std::path::Path::new("/repo")))
+        );
+    }
+}
