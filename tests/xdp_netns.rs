@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use common::{Scenario, assert_lossless, assert_same_records, read_checked_output, sluice_binary};
 use sluice_common::Verdict;
-use sluice_testkit::daemon::{self, ConfigSpec, RunFiles};
+use sluice_testkit::daemon::{self, ConfigSpec, RunFiles, SourceSpec};
 use sluice_testkit::netns::{ADDR_V4_B, NetnsPair};
 use sluice_testkit::privilege::{require_root, require_tool};
 use sluice_testkit::tcpreplay::{self, ReplayParams, ReplayReport};
@@ -34,6 +34,16 @@ fn prerequisites() -> bool {
 
 #[test]
 fn xdp_records_steered_frames_and_leaves_the_rest_to_the_kernel() {
+    run_scenario("auto");
+}
+
+/// The same in generic (skb) mode, the fallback for drivers without native XDP.
+#[test]
+fn generic_mode_xdp_records_the_same() {
+    run_scenario("generic");
+}
+
+fn run_scenario(xdp_mode: &str) {
     if !prerequisites() {
         return;
     }
@@ -44,9 +54,11 @@ fn xdp_records_steered_frames_and_leaves_the_rest_to_the_kernel() {
 
     let out = dir.path().join("xdp-records");
     let files = RunFiles::in_dir(dir.path(), "xdp");
-    ConfigSpec::xdp(&pair.if_b, &out)
-        .write(&files.config)
-        .expect("write config");
+    let mut config = ConfigSpec::xdp(&pair.if_b, &out);
+    if let SourceSpec::Xdp { xdp_mode: mode, .. } = &mut config.source {
+        *mode = xdp_mode.to_owned();
+    }
+    config.write(&files.config).expect("write config");
     let mut sluice =
         daemon::start_run(&sluice_binary(), &pair.b, &files).expect("start sluice run");
     sluice

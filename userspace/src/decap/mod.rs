@@ -5,11 +5,13 @@
 //! - [`parse_stripped`] reads frames from the XDP program, already reduced to
 //!   `Ethernet + inner IP + UDP`, with the tunnel provenance from the XDP metadata.
 //! - [`parse_captured`] reads whole frames as they were on the wire (pcap replay): it
-//!   applies the same classification as the XDP program (`sluice_common::Verdict`), so a
-//!   replayed capture and a live run agree on which packets are ours.
+//!   first takes the XDP program's decision ([`classify`], a check-for-check twin of the
+//!   eBPF parser), so a replayed capture and a live run agree on which packets are ours,
+//!   down to the pass verdict of each one that is not.
 //!
-//! Nothing here panics on any input: a frame that is ours but broken is a
-//! [`DropReason`], one that is not ours is a pass [`Verdict`].
+//! Nothing here panics on any input: a frame that is not ours (including one whose
+//! headers cannot even be read: `pass_malformed`, as in the kernel) is a pass [`Verdict`];
+//! one that is ours but whose lengths do not add up is a counted [`DropReason`].
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -27,6 +29,7 @@ const ETH_P_8021Q: u16 = 0x8100;
 const ETH_P_8021AD: u16 = 0x88a8;
 const IPPROTO_GRE: u8 = 47;
 const IPPROTO_UDP: u8 = 17;
+const IPV6_NEXTHDR_FRAGMENT: u8 = 44;
 const GRE_CHECKSUM: u16 = 0x8000;
 const GRE_ROUTING: u16 = 0x4000;
 const GRE_KEY: u16 = 0x2000;
@@ -181,95 +184,162 @@ fn be16(data: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes([*data.get(at)?, *data.get(at + 1)?]))
 }
 
-/// Parses a whole captured frame, classifying it as the XDP program does.
-pub fn parse_captured<'a>(frame: &'a [u8], filter: &PortFilter) -> Result<Datagram<'a>, Rejected> {
-    let mut ethertype = be16(frame, 12).ok_or(DropReason::Truncated)?;
+/// Where the XDP program would cut a frame it steers, and the tunnel it came through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Steered {
+    /// Offset of the inner (or only) IP header.
+    pub inner_ip_offset: usize,
+    /// Its EtherType.
+    pub inner_ethertype: u16,
+    /// The tunnel, `None` for plain UDP.
+    pub tunnel: Option<Tunnel>,
+}
+
+/// The XDP program's decision, made the same way in userspace: the twin of
+/// `ebpf/sluice-ebpf/src/parse.rs`, check for check (the integration tests compare the two
+/// verdict by verdict). It only needs the headers up to the inner UDP destination port;
+/// whether the lengths add up is left to the parser behind it, as in the live path.
+pub fn classify(frame: &[u8], filter: &PortFilter) -> Result<Steered, Verdict> {
+    let malformed = Verdict::PassMalformed;
+    let mut ethertype = be16(frame, 12).ok_or(malformed)?;
     let mut offset = ETH_HLEN;
     for _ in 0..2 {
         if ethertype != ETH_P_8021Q && ethertype != ETH_P_8021AD {
             break;
         }
-        ethertype = be16(frame, offset + 2).ok_or(DropReason::Truncated)?;
+        ethertype = be16(frame, offset + 2).ok_or(malformed)?;
         offset += 4;
     }
     if ethertype == ETH_P_8021Q || ethertype == ETH_P_8021AD {
-        return Err(Rejected::NotSteered(Verdict::PassNotIp));
+        return Err(Verdict::PassNotIp);
     }
-    let rest = frame.get(offset..).ok_or(DropReason::Truncated)?;
-    let outer = ip_part(ethertype, rest)?;
-    if outer.fragmented {
-        return Err(Rejected::NotSteered(Verdict::PassFragment));
-    }
-    if outer.extensions {
-        return Err(Rejected::NotSteered(Verdict::PassNotGreOrUdp));
-    }
+    let outer = ip_header(frame, offset, ethertype)?;
     match outer.protocol {
-        IPPROTO_GRE => parse_gre(&outer, filter),
-        IPPROTO_UDP if filter.plain_udp() => {
-            let udp = udp_part(outer.payload)?;
-            if !filter.steers(udp.destination_port()) {
-                return Err(Rejected::NotSteered(Verdict::PassPortNotSteered));
+        IPPROTO_GRE => classify_gre(frame, &outer, filter),
+        IPPROTO_UDP => {
+            if !filter.plain_udp() {
+                return Err(Verdict::PassNotGreOrUdp);
             }
-            Ok(Datagram {
+            let port = be16(frame, outer.payload_offset + 2).ok_or(malformed)?;
+            frame.get(outer.payload_offset + 7).ok_or(malformed)?;
+            if !filter.steers(port) {
+                return Err(Verdict::PassPortNotSteered);
+            }
+            Ok(Steered {
+                inner_ip_offset: offset,
+                inner_ethertype: ethertype,
                 tunnel: None,
-                src: outer.src,
-                dst: outer.dst,
-                src_port: udp.source_port(),
-                dst_port: udp.destination_port(),
-                payload: udp.payload(),
             })
         }
-        _ => Err(Rejected::NotSteered(Verdict::PassNotGreOrUdp)),
+        _ => Err(Verdict::PassNotGreOrUdp),
     }
 }
 
-fn parse_gre<'a>(outer: &IpPart<'a>, filter: &PortFilter) -> Result<Datagram<'a>, Rejected> {
-    let gre = outer.payload;
-    let flags = be16(gre, 0).ok_or(DropReason::Truncated)?;
-    let protocol = be16(gre, 2).ok_or(DropReason::Truncated)?;
+fn classify_gre(frame: &[u8], outer: &IpHeader, filter: &PortFilter) -> Result<Steered, Verdict> {
+    let malformed = Verdict::PassMalformed;
+    let flags = be16(frame, outer.payload_offset).ok_or(malformed)?;
+    let protocol = be16(frame, outer.payload_offset + 2).ok_or(malformed)?;
     if flags & (GRE_VERSION | GRE_ROUTING) != 0 {
-        return Err(Rejected::NotSteered(Verdict::PassGreUnsupported));
+        return Err(Verdict::PassGreUnsupported);
     }
     if protocol != ETH_P_IP && protocol != ETH_P_IPV6 {
-        return Err(Rejected::NotSteered(Verdict::PassGreProtocol));
+        return Err(Verdict::PassGreProtocol);
     }
-    let mut offset = 4;
+    let mut offset = outer.payload_offset + 4;
     if flags & GRE_CHECKSUM != 0 {
         offset += 4;
     }
     let mut key = None;
     if flags & GRE_KEY != 0 {
-        let bytes = gre.get(offset..offset + 4).ok_or(DropReason::Truncated)?;
+        let bytes = frame.get(offset..offset + 4).ok_or(malformed)?;
         key = Some(u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]));
         offset += 4;
     }
     if flags & GRE_SEQUENCE != 0 {
         offset += 4;
     }
-    let inner_bytes = gre.get(offset..).ok_or(DropReason::Truncated)?;
-    let inner = ip_part(protocol, inner_bytes)?;
-    if inner.fragmented {
-        return Err(Rejected::NotSteered(Verdict::PassFragment));
+    let inner = ip_header(frame, offset, protocol)?;
+    if inner.protocol != IPPROTO_UDP {
+        return Err(Verdict::PassInnerNotUdp);
     }
-    if inner.protocol != IPPROTO_UDP || inner.extensions {
-        return Err(Rejected::NotSteered(Verdict::PassInnerNotUdp));
+    let port = be16(frame, inner.payload_offset + 2).ok_or(malformed)?;
+    frame.get(inner.payload_offset + 7).ok_or(malformed)?;
+    if !filter.steers(port) {
+        return Err(Verdict::PassPortNotSteered);
     }
-    let udp = udp_part(inner.payload)?;
-    if !filter.steers(udp.destination_port()) {
-        return Err(Rejected::NotSteered(Verdict::PassPortNotSteered));
-    }
-    Ok(Datagram {
+    Ok(Steered {
+        inner_ip_offset: offset,
+        inner_ethertype: protocol,
         tunnel: Some(Tunnel {
             src: outer.src,
             dst: outer.dst,
             key,
         }),
-        src: inner.src,
-        dst: inner.dst,
-        src_port: udp.source_port(),
-        dst_port: udp.destination_port(),
-        payload: udp.payload(),
     })
+}
+
+/// The fields of an IP header the classifier needs.
+struct IpHeader {
+    protocol: u8,
+    payload_offset: usize,
+    src: IpAddr,
+    dst: IpAddr,
+}
+
+fn ip_header(frame: &[u8], offset: usize, ethertype: u16) -> Result<IpHeader, Verdict> {
+    let malformed = Verdict::PassMalformed;
+    match ethertype {
+        ETH_P_IP => {
+            let h = frame.get(offset..offset + 20).ok_or(malformed)?;
+            if h[0] >> 4 != 4 {
+                return Err(malformed);
+            }
+            let header_len = usize::from(h[0] & 0x0f) * 4;
+            if header_len < 20 {
+                return Err(malformed);
+            }
+            if u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0 {
+                return Err(Verdict::PassFragment);
+            }
+            frame.get(offset + header_len - 1).ok_or(malformed)?;
+            Ok(IpHeader {
+                protocol: h[9],
+                payload_offset: offset + header_len,
+                src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
+                dst: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
+            })
+        }
+        ETH_P_IPV6 => {
+            let h = frame.get(offset..offset + 40).ok_or(malformed)?;
+            if h[0] >> 4 != 6 {
+                return Err(malformed);
+            }
+            if h[6] == IPV6_NEXTHDR_FRAGMENT {
+                return Err(Verdict::PassFragment);
+            }
+            let mut src = [0u8; 16];
+            let mut dst = [0u8; 16];
+            src.copy_from_slice(&h[8..24]);
+            dst.copy_from_slice(&h[24..40]);
+            Ok(IpHeader {
+                protocol: h[6],
+                payload_offset: offset + 40,
+                src: IpAddr::V6(Ipv6Addr::from(src)),
+                dst: IpAddr::V6(Ipv6Addr::from(dst)),
+            })
+        }
+        _ => Err(Verdict::PassNotIp),
+    }
+}
+
+/// Parses a whole captured frame: the XDP program's verdict first ([`classify`]), then,
+/// for a steered frame, the inner IP/UDP as the live path parses it.
+pub fn parse_captured<'a>(frame: &'a [u8], filter: &PortFilter) -> Result<Datagram<'a>, Rejected> {
+    let steered = classify(frame, filter).map_err(Rejected::NotSteered)?;
+    let inner = frame
+        .get(steered.inner_ip_offset..)
+        .ok_or(DropReason::Truncated)?;
+    Ok(parse_inner(steered.inner_ethertype, inner, steered.tunnel)?)
 }
 
 /// The tunnel described by XDP metadata (`None` for plain UDP).
@@ -304,7 +374,17 @@ pub fn parse_stripped<'a>(
 ) -> Result<Datagram<'a>, DropReason> {
     let ethertype = be16(frame, 12).ok_or(DropReason::Truncated)?;
     let rest = frame.get(ETH_HLEN..).ok_or(DropReason::Truncated)?;
-    let ip = ip_part(ethertype, rest).map_err(|r| match r {
+    parse_inner(ethertype, rest, tunnel)
+}
+
+/// Parses an IP packet that must be an unfragmented UDP datagram (the classifier said so):
+/// lengths are checked here, and any inconsistency is a counted drop.
+fn parse_inner(
+    ethertype: u16,
+    packet: &[u8],
+    tunnel: Option<Tunnel>,
+) -> Result<Datagram<'_>, DropReason> {
+    let ip = ip_part(ethertype, packet).map_err(|r| match r {
         Rejected::Dropped(reason) => reason,
         Rejected::NotSteered(_) => DropReason::Malformed,
     })?;

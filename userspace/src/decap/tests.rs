@@ -118,7 +118,8 @@ fn negative_cases_get_the_xdp_programs_verdicts() {
                 Rejected::NotSteered(Verdict::PassNotGreOrUdp)
             }
             NegativeKind::UnsteeredPort { .. } => Rejected::NotSteered(Verdict::PassPortNotSteered),
-            NegativeKind::Truncated(_) => Rejected::Dropped(DropReason::Truncated),
+            // Headers cut short: the XDP program cannot read them and passes the frame.
+            NegativeKind::Truncated(_) => Rejected::NotSteered(Verdict::PassMalformed),
             NegativeKind::Arp | NegativeKind::ThreeVlans => {
                 Rejected::NotSteered(Verdict::PassNotIp)
             }
@@ -133,13 +134,21 @@ fn negative_cases_get_the_xdp_programs_verdicts() {
 }
 
 #[test]
-fn every_truncation_of_every_variant_is_a_truncated_drop() {
+fn every_truncation_of_every_variant_is_counted() {
     for (label, spec) in variant_matrix(&MatrixParams::default()) {
         let frame = spec.build();
+        let headers = spec.inner_udp_offset() + 8;
         for len in 0..frame.len() {
+            // Cut inside the headers, the XDP program cannot tell it is ours and passes
+            // it; cut inside the payload, it is ours, steered, and dropped as truncated.
+            let want = if len < headers {
+                Rejected::NotSteered(Verdict::PassMalformed)
+            } else {
+                Rejected::Dropped(DropReason::Truncated)
+            };
             assert_eq!(
                 parse_captured(&frame[..len], &filter()),
-                Err(Rejected::Dropped(DropReason::Truncated)),
+                Err(want),
                 "{label} cut to {len} of {}",
                 frame.len()
             );
@@ -165,37 +174,48 @@ fn variant(matrix: &[(String, FrameSpec)], label: &str) -> FrameSpec {
 }
 
 #[test]
-fn malformed_headers_are_malformed_drops() {
+fn broken_headers_pass_and_broken_lengths_drop() {
     let matrix = variant_matrix(&MatrixParams::default());
     let v4 = variant(&matrix, "gre-o4-i4-vlan0----");
     let frame = v4.build();
-    // Outer IPv4 version 5.
+    let pass_malformed = Err(Rejected::NotSteered(Verdict::PassMalformed));
+    // Outer IPv4 version 5, or IHL 4: unreadable, so the kernel gets it.
     let mut bad = frame.clone();
     bad[14] = 0x55;
-    assert_eq!(
-        parse_captured(&bad, &filter()),
-        Err(Rejected::Dropped(DropReason::Malformed))
-    );
-    // Outer IHL 4 (shorter than the fixed header).
+    assert_eq!(parse_captured(&bad, &filter()), pass_malformed);
     let mut bad = frame.clone();
     bad[14] = 0x44;
-    assert_eq!(
-        parse_captured(&bad, &filter()),
-        Err(Rejected::Dropped(DropReason::Malformed))
-    );
-    // Inner UDP length larger than what follows.
-    let mut bad = frame.clone();
+    assert_eq!(parse_captured(&bad, &filter()), pass_malformed);
+    // Inner IPv6 version nibble wrong: likewise.
+    let v6 = variant(&matrix, "gre-o4-i6-vlan0----");
+    let mut bad = v6.build();
+    let inner_ip = v6.inner_udp_offset() - 40;
+    bad[inner_ip] = 0x40;
+    assert_eq!(parse_captured(&bad, &filter()), pass_malformed);
+
+    // Headers readable, lengths wrong: ours, and a counted drop.
     let udp = v4.inner_udp_offset();
+    let inner_ip = udp - 20;
+    let mut bad = frame.clone();
     bad[udp + 4..udp + 6].copy_from_slice(&0xffffu16.to_be_bytes());
     assert_eq!(
         parse_captured(&bad, &filter()),
         Err(Rejected::Dropped(DropReason::Truncated))
     );
-    // Inner IPv6 version nibble wrong.
-    let v6 = variant(&matrix, "gre-o4-i6-vlan0----");
-    let mut bad = v6.build();
-    let inner_ip = v6.inner_udp_offset() - 40;
-    bad[inner_ip] = 0x40;
+    let mut bad = frame.clone();
+    bad[inner_ip + 2..inner_ip + 4].copy_from_slice(&0xffffu16.to_be_bytes());
+    assert_eq!(
+        parse_captured(&bad, &filter()),
+        Err(Rejected::Dropped(DropReason::Truncated))
+    );
+    let mut bad = frame.clone();
+    bad[inner_ip + 2..inner_ip + 4].copy_from_slice(&10u16.to_be_bytes());
+    assert!(matches!(
+        parse_captured(&bad, &filter()),
+        Err(Rejected::Dropped(_))
+    ));
+    let mut bad = frame.clone();
+    bad[udp + 4..udp + 6].copy_from_slice(&3u16.to_be_bytes());
     assert!(matches!(
         parse_captured(&bad, &filter()),
         Err(Rejected::Dropped(_))
