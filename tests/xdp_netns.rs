@@ -25,6 +25,15 @@ const NAME: &str = "xdp_netns::xdp_records_steered_frames_and_leaves_the_rest_to
 /// ICMP echo requests `ping -c 3` sends to b while sluice is attached.
 const PINGS: u64 = 3;
 
+/// The counters that are not zero.
+fn nonzero(counters: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
+    counters
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(k, n)| (k.clone(), *n))
+        .collect()
+}
+
 fn prerequisites() -> bool {
     require_root(NAME)
         && ["ip", "ping", "tcpreplay"]
@@ -122,12 +131,7 @@ fn run_scenario(xdp_mode: &str) {
     *expected
         .entry(Verdict::PassNotGreOrUdp.name().to_owned())
         .or_insert(0) += PINGS;
-    let passed: BTreeMap<String, u64> = stats
-        .passed
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(k, n)| (k.clone(), *n))
-        .collect();
+    let passed = nonzero(&stats.passed);
     assert_eq!(
         passed,
         expected,
@@ -158,12 +162,7 @@ fn run_scenario(xdp_mode: &str) {
         .entry(Verdict::PassNotGreOrUdp.name().to_owned())
         .or_insert(0) -= PINGS;
     xdp_without_pings.retain(|_, n| *n > 0);
-    let replay_passed: BTreeMap<String, u64> = replay_stats
-        .passed
-        .iter()
-        .filter(|(_, n)| **n > 0)
-        .map(|(k, n)| (k.clone(), *n))
-        .collect();
+    let replay_passed = nonzero(&replay_stats.passed);
     assert_eq!(
         (replay_stats.seen, replay_stats.recorded, replay_passed),
         (stats.seen, stats.recorded, xdp_without_pings),

@@ -20,6 +20,36 @@ pub mod names {
     pub const SETTINGS: &str = "SLUICE_SETTINGS";
 }
 
+/// Wire constants both classifiers use (the XDP program and its userspace twin).
+pub mod proto {
+    /// Ethernet header length.
+    pub const ETH_HLEN: usize = 14;
+    /// EtherType IPv4.
+    pub const ETH_P_IP: u16 = 0x0800;
+    /// EtherType IPv6.
+    pub const ETH_P_IPV6: u16 = 0x86dd;
+    /// EtherType of an 802.1Q tag.
+    pub const ETH_P_8021Q: u16 = 0x8100;
+    /// EtherType of an 802.1ad (QinQ service) tag.
+    pub const ETH_P_8021AD: u16 = 0x88a8;
+    /// IP protocol GRE.
+    pub const IPPROTO_GRE: u8 = 47;
+    /// IP protocol UDP.
+    pub const IPPROTO_UDP: u8 = 17;
+    /// IPv6 Fragment extension header.
+    pub const IPV6_NEXTHDR_FRAGMENT: u8 = 44;
+    /// GRE flag: checksum (and reserved1) present.
+    pub const GRE_CHECKSUM: u16 = 0x8000;
+    /// GRE flag: routing present (RFC 1701; not supported, as in the kernel).
+    pub const GRE_ROUTING: u16 = 0x4000;
+    /// GRE flag: key present.
+    pub const GRE_KEY: u16 = 0x2000;
+    /// GRE flag: sequence number present.
+    pub const GRE_SEQUENCE: u16 = 0x1000;
+    /// GRE version bits (must be 0).
+    pub const GRE_VERSION: u16 = 0x0007;
+}
+
 /// Maximum number of receive queues the XSKMAP can address.
 pub const MAX_QUEUES: u32 = 256;
 

@@ -6,24 +6,15 @@
 //! kernel: it is a pass verdict.
 
 use aya_ebpf::programs::XdpContext;
+pub use sluice_common::proto::ETH_HLEN;
 use sluice_common::{
     META_HAS_KEY, META_MAGIC, META_OUTER_V6, META_TUNNELLED, SETTINGS_STEER_PLAIN_UDP, Settings,
     TunnelMeta, Verdict,
+    proto::{
+        ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, GRE_CHECKSUM, GRE_KEY, GRE_ROUTING,
+        GRE_SEQUENCE, GRE_VERSION, IPPROTO_GRE, IPPROTO_UDP, IPV6_NEXTHDR_FRAGMENT,
+    },
 };
-
-pub const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const IPPROTO_GRE: u8 = 47;
-const IPPROTO_UDP: u8 = 17;
-const IPV6_NEXTHDR_FRAGMENT: u8 = 44;
-const GRE_CHECKSUM: u16 = 0x8000;
-const GRE_ROUTING: u16 = 0x4000;
-const GRE_KEY: u16 = 0x2000;
-const GRE_SEQUENCE: u16 = 0x1000;
-const GRE_VERSION: u16 = 0x0007;
 
 /// What the program does with a frame it steers.
 pub struct Steer {

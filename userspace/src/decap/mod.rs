@@ -18,23 +18,13 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use etherparse::{Ipv4Slice, Ipv6Slice, UdpSlice, err::LenError};
 use sluice_common::{
     META_HAS_KEY, META_OUTER_V6, META_TUNNELLED, PORT_BITMAP_WORDS, TunnelMeta, Verdict,
+    proto::{
+        ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, GRE_CHECKSUM, GRE_KEY,
+        GRE_ROUTING, GRE_SEQUENCE, GRE_VERSION, IPPROTO_GRE, IPPROTO_UDP, IPV6_NEXTHDR_FRAGMENT,
+    },
 };
 
 use crate::{accounting::DropReason, config::FilterConfig};
-
-const ETH_HLEN: usize = 14;
-const ETH_P_IP: u16 = 0x0800;
-const ETH_P_IPV6: u16 = 0x86dd;
-const ETH_P_8021Q: u16 = 0x8100;
-const ETH_P_8021AD: u16 = 0x88a8;
-const IPPROTO_GRE: u8 = 47;
-const IPPROTO_UDP: u8 = 17;
-const IPV6_NEXTHDR_FRAGMENT: u8 = 44;
-const GRE_CHECKSUM: u16 = 0x8000;
-const GRE_ROUTING: u16 = 0x4000;
-const GRE_KEY: u16 = 0x2000;
-const GRE_SEQUENCE: u16 = 0x1000;
-const GRE_VERSION: u16 = 0x0007;
 
 /// The GRE tunnel a packet arrived through.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
