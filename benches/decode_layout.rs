@@ -1,0 +1,2 @@
+//! Placeholder: the layout decoder's benchmark is being written.
+fn main() {}

@@ -1,0 +1,2 @@
+//! Placeholder: the netflow decoder's benchmark is being written.
+fn main() {}

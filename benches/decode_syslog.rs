@@ -1,0 +1,2 @@
+//! Placeholder: the syslog decoder's benchmark is being written.
+fn main() {}

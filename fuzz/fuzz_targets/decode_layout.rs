@@ -1,0 +1,3 @@
+//! Placeholder: the layout decoder's fuzz target is being written.
+#![no_main]
+libfuzzer_sys::fuzz_target!(|_data: &[u8]| {});

@@ -1,0 +1,1 @@
+//! The declarative binary schema decoder (`schema` in the config). Work in progress.

@@ -1,0 +1,26 @@
+//! Payload decoders: from a UDP payload to typed records, without a scripting runtime in
+//! the packet path.
+//!
+//! Every decoder publishes its [`RecordSchema`] at start (column names and types, as data:
+//! it drives the NDJSON field order today and Parquet columns / BigQuery DDL later), and
+//! emits rows of [`Value`]s in that column order through a [`RowSink`]. A row is emitted
+//! only when it is complete: a payload that does not fit is a [`DecodeError`] (with the
+//! field and offset), never a panic and never a partial record.
+//!
+//! Decoders are built once per worker by a [`DecoderFactory`]; state that must be seen by
+//! every worker (NetFlow/IPFIX templates, for instance — one exporter's packets are spread
+//! over all workers) lives behind the factory and is shared.
+
+pub mod decoder;
+pub mod layout;
+pub mod netflow;
+pub mod schema;
+pub mod syslog;
+pub mod value;
+
+pub use decoder::{
+    ConfigFieldError, DecodeError, DecodeErrorKind, DecodeOutcome, Decoder, DecoderFactory,
+    PacketContext, RowSink,
+};
+pub use schema::{BytesEncoding, Column, ColumnType, RecordSchema};
+pub use value::Value;

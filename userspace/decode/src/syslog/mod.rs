@@ -1,0 +1,1 @@
+//! Syslog, RFC 3164 and RFC 5424. Work in progress.
