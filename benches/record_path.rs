@@ -11,8 +11,12 @@ use sluice::{
     config::{BatchConfig, FilterConfig},
     decap::{self, PortFilter},
     pipeline::batch::BatchBuilder,
-    record::{PacketRecord, ndjson::NdjsonEncoder},
+    record::{
+        ndjson::{EncodedColumns, NdjsonEncoder},
+        packet_context,
+    },
 };
+use sluice_decode::{DecoderFactory as _, raw::RawFactory};
 use sluice_testkit::frames::{FrameSpec, MatrixParams, variant_matrix};
 
 fn gre_spec() -> FrameSpec {
@@ -49,33 +53,38 @@ fn bench(c: &mut Criterion) {
         b.iter(|| decap::parse_captured(black_box(&frame), &filter))
     });
     let datagram = decap::parse_captured(&frame, &filter).expect("steered");
-    let record = PacketRecord {
-        received_at: 1_795_328_725_123_456,
-        datagram,
-    };
+    let ctx = packet_context(1_795_328_725_123_456, &datagram);
+    let raw = RawFactory::default();
+    let columns = EncodedColumns::new(raw.schema());
+    let values = [
+        sluice_decode::Value::U64(datagram.payload.len() as u64),
+        sluice_decode::Value::Bytes(datagram.payload.into()),
+    ];
     let mut encoder = NdjsonEncoder::default();
     let mut out = Vec::with_capacity(1 << 20);
-    group.bench_function("encode_ndjson", |b| {
+    group.bench_function("encode_ndjson_raw", |b| {
         b.iter(|| {
             if out.len() > 1 << 19 {
                 out.clear();
             }
-            encoder.encode(black_box(&record), &mut out);
+            encoder.encode(black_box(&ctx), &columns, &values, &mut out);
         })
     });
     group.finish();
 
     let config = BatchConfig::default();
-    let mut builder = BatchBuilder::new(0, &config).expect("compressor");
+    let mut builder = BatchBuilder::new(0, 0, raw.schema(), &config).expect("compressor");
+    let mut decoder = raw.build();
     let mut one = Vec::new();
-    NdjsonEncoder::default().encode(&record, &mut one);
+    encoder.encode(&ctx, &columns, &values, &mut one);
     let records_per_mb = (1 << 20) / one.len();
     let mut group = c.benchmark_group("batch");
     group.throughput(Throughput::Bytes((records_per_mb * one.len()) as u64));
-    group.bench_function("encode_and_seal_1MB_zstd3", |b| {
+    group.bench_function("decode_raw_encode_and_seal_1MB_zstd3", |b| {
         b.iter(|| {
             for _ in 0..records_per_mb {
-                builder.add(black_box(&record));
+                let _ = decoder.decode(black_box(&ctx), datagram.payload, &mut builder);
+                builder.add_packets(1);
             }
             builder.seal().expect("sealed")
         })

@@ -155,7 +155,9 @@ fn tshark_decode_agrees_with_sluice_records_packet_by_packet() {
         &scenario,
         ConfigSpec::xdp("replay0", Path::new("")),
     );
-    let records = records::read_output(&out).expect("read output").records();
+    let records = records::read_output(&out.join("raw"))
+        .expect("read output")
+        .records();
 
     // Every steered frame has its own source port: index the records by it.
     let mut by_port: BTreeMap<u16, PacketSummary> = BTreeMap::new();

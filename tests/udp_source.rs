@@ -68,7 +68,9 @@ fn udp_source_records_every_datagram() {
     assert_eq!(stats.dropped_total, 0, "{:?}", stats.dropped);
     assert!(stats.balanced);
 
-    let got = records::read_output(&out).expect("output").records();
+    let got = records::read_output(&out.join("raw"))
+        .expect("output")
+        .records();
     let mut got: Vec<(String, u16, String, u16, String)> = got
         .into_iter()
         .map(|r| {

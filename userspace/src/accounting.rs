@@ -32,11 +32,13 @@ pub enum DropReason {
     SocketOverflow,
     /// The batch holding the record could not be written.
     SinkError,
+    /// The payload did not fit its decoder (or, NetFlow, its template never came).
+    DecodeError,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::RingFull,
@@ -48,6 +50,7 @@ impl DropReason {
         DropReason::BadMetadata,
         DropReason::SocketOverflow,
         DropReason::SinkError,
+        DropReason::DecodeError,
     ];
 
     /// Stable snake_case name used in logs, reports and metric labels.
@@ -62,6 +65,7 @@ impl DropReason {
             DropReason::BadMetadata => "bad_metadata",
             DropReason::SocketOverflow => "socket_overflow",
             DropReason::SinkError => "sink_error",
+            DropReason::DecodeError => "decode_error",
         }
     }
 }
@@ -73,10 +77,13 @@ pub struct LocalCounters {
     pub received: u64,
     /// Packets not steered to Sluice (replay classifier), by verdict index.
     pub passed: [u64; VERDICT_COUNT as usize],
-    /// Packets encoded into a batch.
+    /// Packets decoded into a batch.
     pub encoded: u64,
-    /// Records in batches written by the sink.
+    /// Packets whose records were written (or that decoded to no record, e.g. a
+    /// NetFlow template-only packet).
     pub recorded: u64,
+    /// Records (rows) written: a packet may hold many (NetFlow flows, repeated groups).
+    pub records: u64,
     /// Batches written, and their compressed bytes.
     pub files_written: u64,
     /// Compressed bytes written.
@@ -103,6 +110,7 @@ impl LocalCounters {
         self.received += other.received;
         self.encoded += other.encoded;
         self.recorded += other.recorded;
+        self.records += other.records;
         self.files_written += other.files_written;
         self.bytes_written += other.bytes_written;
         for (a, b) in self.passed.iter_mut().zip(other.passed) {
@@ -144,7 +152,7 @@ impl StageCounters {
             local.recorded,
             local.files_written,
             local.bytes_written,
-            0,
+            local.records,
         ];
         let all = head.iter().chain(&local.passed).chain(&local.dropped);
         for (slot, value) in self.values.iter().zip(all) {
@@ -165,6 +173,7 @@ impl StageCounters {
             recorded: v[2],
             files_written: v[3],
             bytes_written: v[4],
+            records: v[5],
             ..LocalCounters::default()
         };
         let passed = &v[6..6 + VERDICT_COUNT as usize];
@@ -185,6 +194,8 @@ pub struct Report {
     pub seen: u64,
     /// Packets written as records.
     pub recorded: u64,
+    /// Records written (a packet may hold several).
+    pub records_written: u64,
     /// All drops.
     pub dropped_total: u64,
     /// Drops by reason (every reason listed, zero or not).
@@ -228,6 +239,7 @@ impl Report {
             source,
             seen,
             recorded: totals.recorded,
+            records_written: totals.records,
             dropped_total,
             dropped,
             passed,
@@ -247,9 +259,10 @@ impl Report {
             .map(|(r, n)| format!("{r}={n}"))
             .collect();
         format!(
-            "seen={} recorded={} dropped={} [{}] in_flight={} files={} bytes={}",
+            "seen={} recorded={} records={} dropped={} [{}] in_flight={} files={} bytes={}",
             self.seen,
             self.recorded,
+            self.records_written,
             self.dropped_total,
             drops.join(" "),
             self.in_flight,
@@ -271,6 +284,7 @@ mod tests {
             recorded: 4,
             files_written: 1,
             bytes_written: 99,
+            records: 6,
             ..LocalCounters::default()
         };
         local.drop_n(DropReason::Malformed, 2);

@@ -132,7 +132,7 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
     let filter = PortFilter::new(&config.filter);
     let mut program = XdpProgram::load(&config.source, &filter)?;
     let sockets = program.open_sockets(&config.source)?;
-    let pipeline = Pipeline::start(config, filter)?;
+    let pipeline = Pipeline::start(config, filter, &config.streams()?)?;
     let draining = Arc::new(AtomicBool::new(false));
     let mut receivers = Vec::with_capacity(sockets.len());
     for socket in sockets {
@@ -194,7 +194,7 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
         .iter()
         .map(|addr| UdpListener::bind(*addr, config.source.udp_recv_buffer_bytes))
         .collect::<Result<Vec<_>, _>>()?;
-    let pipeline = Pipeline::start(config, PortFilter::new(&config.filter))?;
+    let pipeline = Pipeline::start(config, PortFilter::new(&config.filter), &config.streams()?)?;
     let receiving = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for listener in listeners {
@@ -229,7 +229,7 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
 
 /// `sluice replay`: the capture through the pipeline, then exit.
 pub fn replay(config: &Config, input: &Path, options: &RunOptions) -> Result<Report, AppError> {
-    let pipeline = Pipeline::start(config, PortFilter::new(&config.filter))?;
+    let pipeline = Pipeline::start(config, PortFilter::new(&config.filter), &config.streams()?)?;
     let frames = pipeline.frame_sender();
     let reader_counters = pipeline.counters().register();
     let mut local = LocalCounters::default();

@@ -35,6 +35,14 @@ pub enum ConfigError {
         /// What is wrong and what is accepted.
         reason: String,
     },
+    /// A field inside a list or a decoder's options, e.g. `decoder[1].schema.fields[2].offset`.
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// Path of the field.
+        field: String,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
 }
 
 /// The whole configuration file.
@@ -51,6 +59,12 @@ pub struct Config {
     pub sink: SinkConfig,
     /// Threads and periodic reporting.
     pub pipeline: PipelineConfig,
+    /// `[[decoder]]`: payload decoders by destination port; other ports get `raw`.
+    #[serde(rename = "decoder", skip_serializing_if = "Vec::is_empty")]
+    pub decoders: Vec<crate::streams::DecoderConfig>,
+    /// Directory of the config file: relative file names in it are resolved from here.
+    #[serde(skip)]
+    pub base_dir: PathBuf,
 }
 
 /// Kind of packet source for `sluice run`.
@@ -228,7 +242,11 @@ impl Config {
             path: path.to_owned(),
             source,
         })?;
-        let config = Self::parse(&text).map_err(|e| match e {
+        let base_dir = path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default();
+        let config = Self::parse_in(&text, &base_dir).map_err(|e| match e {
             ConfigError::Parse { message, .. } => ConfigError::Parse {
                 path: path.to_owned(),
                 message,
@@ -238,14 +256,25 @@ impl Config {
         Ok(config)
     }
 
-    /// Parses and validates config text.
+    /// Parses and validates config text (relative file names resolve from the current directory).
     pub fn parse(text: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        Self::parse_in(text, std::path::Path::new("."))
+    }
+
+    /// Parses and validates config text whose relative file names resolve from `base_dir`.
+    pub fn parse_in(text: &str, base_dir: &std::path::Path) -> Result<Self, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::from("<config>"),
             message: e.to_string().trim_end().to_owned(),
         })?;
+        config.base_dir = base_dir.to_owned();
         config.validate()?;
         Ok(config)
+    }
+
+    /// The decoder streams (checks every decoder's options).
+    pub fn streams(&self) -> Result<crate::streams::Streams, ConfigError> {
+        crate::streams::Streams::build(&self.decoders, &self.filter.ports, &self.base_dir)
     }
 
     /// Checks the values that serde cannot, naming the field.
@@ -333,6 +362,7 @@ impl Config {
         if self.pipeline.queue_depth == 0 {
             return invalid("pipeline.queue_depth", "must be at least 1");
         }
+        self.streams()?;
         Ok(())
     }
 

@@ -120,7 +120,7 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
             daemon::log_tail(&files.log, 40)
         );
     }
-    let output = records::read_output(&out_dir)?;
+    let output = records::read_output(&out_dir.join("raw"))?;
     let verdict = report(&sent, &stats, &output.records());
     if args.out.is_some() {
         println!("demo: records kept in {}", out_dir.display());

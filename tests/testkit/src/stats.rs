@@ -38,8 +38,11 @@ pub struct Stats {
     pub source: String,
     /// Packets steered to sluice (XDP redirects, or replayed packets the classifier took).
     pub seen: u64,
-    /// Records written.
+    /// Packets whose records were written.
     pub recorded: u64,
+    /// Records (rows) written: a packet may hold several (NetFlow flows, repeated groups).
+    #[serde(default)]
+    pub records_written: u64,
     /// Sum of `dropped`.
     pub dropped_total: u64,
     /// Packets seen but not recorded, by reason.

@@ -4,32 +4,40 @@ use std::net::IpAddr;
 
 use crate::{schema::RecordSchema, value::Value};
 
-/// Where a payload came from: what decoders key their per-exporter state on, and the
-/// time of reception (e.g. NetFlow's relative times are anchored on the export header,
-/// syslog's missing year on this).
+/// Where a payload came from: the packet's provenance. Decoders key per-exporter state on
+/// it (tunnel source + source address), anchor times on `received_at` (e.g. syslog's
+/// missing year), and hand it back with every row (the record's provenance columns).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PacketContext {
     /// Receive time, microseconds since the Unix epoch.
     pub received_at: i64,
     /// Outer source of the GRE tunnel, `None` for plain UDP.
     pub tunnel_src: Option<IpAddr>,
+    /// Outer destination of the GRE tunnel, `None` for plain UDP.
+    pub tunnel_dst: Option<IpAddr>,
+    /// GRE key, when the tunnel has one.
+    pub gre_key: Option<u32>,
     /// Inner source address (the exporter / device).
     pub src_ip: IpAddr,
     /// Inner UDP source port.
     pub src_port: u16,
+    /// Inner destination address.
+    pub dst_ip: IpAddr,
     /// Inner UDP destination port.
     pub dst_port: u16,
 }
 
-/// Receives complete rows, values in the schema's column order.
+/// Receives complete rows, values in the schema's column order, with the context of the
+/// packet they came from (a held packet's rows are released later, possibly by another
+/// worker: the context travels with them).
 pub trait RowSink {
     /// One complete row.
-    fn row(&mut self, values: &[Value<'_>]);
+    fn row(&mut self, ctx: &PacketContext, values: &[Value<'_>]);
 }
 
-/// A `Vec` of owned rows, for tests and tools.
+/// A `Vec` of owned rows, for tests and tools (the context is dropped).
 impl RowSink for Vec<Vec<Value<'static>>> {
-    fn row(&mut self, values: &[Value<'_>]) {
+    fn row(&mut self, _ctx: &PacketContext, values: &[Value<'_>]) {
         self.push(values.iter().map(value_to_owned).collect());
     }
 }
@@ -108,7 +116,8 @@ pub trait Decoder: Send {
     ) -> Result<DecodeOutcome, DecodeError>;
 
     /// Decodes held payloads that can now be decoded (their template arrived, possibly in
-    /// another worker). Returns how many held payloads were completed; their rows went to `sink`.
+    /// another worker). Returns how many held payloads were completed; their rows went to
+    /// `sink`, each with the context of its own packet (keep it with the held payload).
     fn release(&mut self, _sink: &mut dyn RowSink) -> u64 {
         0
     }
@@ -142,6 +151,9 @@ pub struct ConfigFieldError {
 impl ConfigFieldError {
     /// A new error.
     pub fn new(field: impl Into<String>, reason: impl Into<String>) -> Self {
-        Self { field: field.into(), reason: reason.into() }
+        Self {
+            field: field.into(),
+            reason: reason.into(),
+        }
     }
 }

@@ -14,6 +14,7 @@
 pub mod decoder;
 pub mod layout;
 pub mod netflow;
+pub mod raw;
 pub mod schema;
 pub mod syslog;
 pub mod value;

@@ -14,10 +14,11 @@ use crate::{
     config::Config,
     decap::PortFilter,
     sink::{self, DirectorySink},
+    streams::Streams,
 };
 use batch::{BatchBuilder, SealedBatch};
 use frames::FrameBatch;
-use worker::Worker;
+use worker::{Worker, WorkerStream};
 
 /// Frames per batch handed to the workers.
 pub const FRAMES_PER_BATCH: usize = 64;
@@ -117,10 +118,16 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Opens the sink and starts the workers.
-    pub fn start(config: &Config, filter: PortFilter) -> Result<Self, PipelineError> {
+    /// Opens the sink and starts the workers, each with its own decoder per stream.
+    pub fn start(
+        config: &Config,
+        filter: PortFilter,
+        streams: &Streams,
+    ) -> Result<Self, PipelineError> {
         let counters = CounterSet::default();
-        let sink = DirectorySink::open(&config.sink)?;
+        let names: Vec<String> = streams.streams.iter().map(|s| s.name.clone()).collect();
+        let sink = DirectorySink::open(&config.sink, names)?;
+        let router = Arc::new(streams.router.clone());
         let workers = config.worker_count();
         let depth = config.pipeline.queue_depth as usize;
         let (frame_tx, frame_rx) = crossbeam_channel::bounded::<FrameBatch>(depth);
@@ -139,16 +146,25 @@ impl Pipeline {
 
         let mut handles = Vec::with_capacity(workers);
         for id in 0..workers {
+            let mut worker_streams = Vec::with_capacity(streams.streams.len());
+            for (index, stream) in streams.streams.iter().enumerate() {
+                let builder = BatchBuilder::new(index, id, stream.factory.schema(), &config.batch)
+                    .map_err(|source| PipelineError::Start {
+                        what: "zstd compressor",
+                        source,
+                    })?;
+                worker_streams.push(WorkerStream::new(
+                    stream.name.clone(),
+                    stream.factory.build(),
+                    builder,
+                ));
+            }
             let worker = Worker {
                 frames: frame_rx.clone(),
                 recycle: recycle_tx.clone(),
                 sealed: sealed_tx.clone(),
-                builder: BatchBuilder::new(id, &config.batch).map_err(|source| {
-                    PipelineError::Start {
-                        what: "zstd compressor",
-                        source,
-                    }
-                })?,
+                streams: worker_streams,
+                router: Arc::clone(&router),
                 filter: Arc::clone(&filter),
                 counters: counters.register(),
             };

@@ -1,8 +1,9 @@
 //! A worker: frames in, compressed batches out.
 //!
 //! Workers share one frame queue (so one busy tunnel on one queue still spreads over every
-//! worker), parse each frame, encode records into their own open batch, and seal it at its
-//! size or age limit. Counters are kept locally and published once per frame batch.
+//! worker), parse each frame, hand the payload to its stream's decoder, which writes rows
+//! into the stream's open batch, and seal batches at their size or age limit. Counters are
+//! kept locally and published once per frame batch.
 
 use std::{
     sync::Arc,
@@ -10,6 +11,7 @@ use std::{
 };
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use sluice_decode::Decoder;
 
 use super::{
     batch::{BatchBuilder, SealedBatch},
@@ -18,8 +20,38 @@ use super::{
 use crate::{
     accounting::{DropReason, LocalCounters, StageCounters},
     decap::{self, Datagram, PortFilter, Rejected},
-    record::PacketRecord,
+    record::{packet_context, timestamp::now_micros},
+    streams::Router,
 };
+
+/// How often held packets (NetFlow data waiting for its template) are re-examined when
+/// no traffic arrives.
+const IDLE_TICK: Duration = Duration::from_millis(200);
+
+/// One stream as a worker sees it: its own decoder and open batch.
+pub struct WorkerStream {
+    /// Stream name, for logs.
+    pub name: String,
+    /// This worker's decoder.
+    pub decoder: Box<dyn Decoder>,
+    /// This worker's open batch of the stream.
+    pub builder: BatchBuilder,
+    last_error_log: Option<Instant>,
+    suppressed_errors: u64,
+}
+
+impl WorkerStream {
+    /// A stream with a fresh decoder and batch.
+    pub fn new(name: String, decoder: Box<dyn Decoder>, builder: BatchBuilder) -> Self {
+        Self {
+            name,
+            decoder,
+            builder,
+            last_error_log: None,
+            suppressed_errors: 0,
+        }
+    }
+}
 
 /// Everything one worker thread owns.
 pub struct Worker {
@@ -29,8 +61,10 @@ pub struct Worker {
     pub recycle: Sender<FrameBatch>,
     /// Sealed batches to the sink.
     pub sealed: Sender<SealedBatch>,
-    /// The batch being built.
-    pub builder: BatchBuilder,
+    /// The streams, `raw` first.
+    pub streams: Vec<WorkerStream>,
+    /// Packet → stream.
+    pub router: Arc<Router>,
     /// Classifier for captured frames.
     pub filter: Arc<PortFilter>,
     /// Where this worker's counters are published.
@@ -38,15 +72,18 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Runs until every frame sender is gone, then seals the open batch.
+    /// Runs until every frame sender is gone, then finishes held packets and seals every
+    /// open batch.
     pub fn run(mut self) {
         let mut local = LocalCounters::default();
         loop {
             let wait = self
-                .builder
-                .deadline()
-                .map_or(Duration::from_secs(3600), |d| {
-                    d.saturating_duration_since(Instant::now())
+                .streams
+                .iter()
+                .filter_map(|s| s.builder.deadline())
+                .min()
+                .map_or(IDLE_TICK, |d| {
+                    d.saturating_duration_since(Instant::now()).min(IDLE_TICK)
                 });
             match self.frames.recv_timeout(wait) {
                 Ok(mut batch) => {
@@ -55,15 +92,22 @@ impl Worker {
                     // The receiver may have gone (shutdown); the buffer is then just freed.
                     let _ = self.recycle.try_send(batch);
                 }
-                Err(RecvTimeoutError::Timeout) => self.seal(&mut local),
+                Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
-                    self.seal(&mut local);
+                    self.settle_held(&mut local, true);
+                    for i in 0..self.streams.len() {
+                        self.seal(i, &mut local);
+                    }
                     self.counters.publish(&local);
                     return;
                 }
             }
-            if self.builder.deadline().is_some_and(|d| d <= Instant::now()) {
-                self.seal(&mut local);
+            self.settle_held(&mut local, false);
+            let now = Instant::now();
+            for i in 0..self.streams.len() {
+                if self.streams[i].builder.deadline().is_some_and(|d| d <= now) {
+                    self.seal(i, &mut local);
+                }
             }
             self.counters.publish(&local);
         }
@@ -85,36 +129,97 @@ impl Worker {
                     payload: bytes,
                 }),
             };
-            match parsed {
-                Ok(datagram) => {
+            let datagram = match parsed {
+                Ok(datagram) => datagram,
+                Err(Rejected::NotSteered(verdict)) => {
+                    local.pass(verdict);
+                    continue;
+                }
+                Err(Rejected::Dropped(reason)) => {
+                    local.drop_n(reason, 1);
+                    continue;
+                }
+            };
+            let ctx = packet_context(entry.received_at, &datagram);
+            let index = self.router.route(ctx.dst_port, ctx.tunnel_src);
+            let Some(stream) = self.streams.get_mut(index) else {
+                local.drop_n(DropReason::DecodeError, 1);
+                continue;
+            };
+            match stream
+                .decoder
+                .decode(&ctx, datagram.payload, &mut stream.builder)
+            {
+                Ok(outcome) if outcome.held => {}
+                Ok(outcome) if outcome.rows == 0 => local.recorded += 1,
+                Ok(_) => {
                     local.encoded += 1;
-                    let full = self.builder.add(&PacketRecord {
-                        received_at: entry.received_at,
-                        datagram,
-                    });
-                    if full {
-                        self.seal(local);
+                    stream.builder.add_packets(1);
+                    if stream.builder.is_full() {
+                        self.seal(index, local);
                     }
                 }
-                Err(Rejected::NotSteered(verdict)) => local.pass(verdict),
-                Err(Rejected::Dropped(reason)) => local.drop_n(reason, 1),
+                Err(e) => {
+                    local.drop_n(DropReason::DecodeError, 1);
+                    let now = Instant::now();
+                    if stream
+                        .last_error_log
+                        .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+                    {
+                        tracing::warn!(
+                            stream = %stream.name,
+                            src = %ctx.src_ip,
+                            error = %e,
+                            suppressed = stream.suppressed_errors,
+                            "payload not decoded"
+                        );
+                        stream.last_error_log = Some(now);
+                        stream.suppressed_errors = 0;
+                    } else {
+                        stream.suppressed_errors += 1;
+                    }
+                }
             }
         }
     }
 
-    fn seal(&mut self, local: &mut LocalCounters) {
-        match self.builder.seal() {
+    /// Finishes held packets whose wait is over: decoded ones join the batch, expired ones
+    /// (all of them at shutdown) are dropped.
+    fn settle_held(&mut self, local: &mut LocalCounters, shutting_down: bool) {
+        for i in 0..self.streams.len() {
+            let stream = &mut self.streams[i];
+            let released = stream.decoder.release(&mut stream.builder);
+            if released > 0 {
+                local.encoded += released;
+                stream.builder.add_packets(released);
+            }
+            let expired = stream.decoder.expire(now_micros(), shutting_down);
+            if expired > 0 {
+                local.drop_n(DropReason::DecodeError, expired);
+                tracing::warn!(stream = %stream.name, packets = expired, "held packets expired without their template");
+            }
+            if self.streams[i].builder.is_full() {
+                self.seal(i, local);
+            }
+        }
+    }
+
+    fn seal(&mut self, index: usize, local: &mut LocalCounters) {
+        let builder = &mut self.streams[index].builder;
+        // Packets that decoded to no row at all are complete without a file.
+        local.recorded += builder.take_rowless_packets();
+        match builder.seal() {
             Ok(Some(batch)) => {
-                let records = batch.records;
+                let packets = batch.packets;
                 if self.sealed.send(batch).is_err() {
-                    // Only when the sink thread died: the records are lost, and counted.
-                    local.drop_n(DropReason::SinkError, records);
+                    // Only when the sink thread died: the packets are lost, and counted.
+                    local.drop_n(DropReason::SinkError, packets);
                 }
             }
             Ok(None) => {}
             Err(e) => {
                 tracing::error!(error = %e, "dropping a batch that could not be compressed");
-                local.drop_n(DropReason::SinkError, e.records);
+                local.drop_n(DropReason::SinkError, e.packets);
             }
         }
     }

@@ -1,19 +1,25 @@
-//! Records: what one packet becomes, and its encodings.
-//!
-//! A [`PacketRecord`] borrows the packet's payload; encoders append it to a batch buffer
-//! without allocating. Later decoders add typed fields next to these provenance fields.
+//! Records: what one packet (or one element of it: a flow, a reading) becomes. Every
+//! record is the packet's provenance (`sluice_decode::PacketContext`) followed by its
+//! decoder's typed columns; encoders append records to a batch buffer without allocating.
 
 pub mod ndjson;
 pub mod timestamp;
 
+use sluice_decode::PacketContext;
+
 use crate::decap::Datagram;
 use timestamp::UnixMicros;
 
-/// One packet as a record: when it arrived, and the datagram with its tunnel provenance.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PacketRecord<'a> {
-    /// Receive time (or capture time, in replay), microseconds since the epoch.
-    pub received_at: UnixMicros,
-    /// The datagram.
-    pub datagram: Datagram<'a>,
+/// The provenance of a datagram received at `received_at`.
+pub fn packet_context(received_at: UnixMicros, d: &Datagram<'_>) -> PacketContext {
+    PacketContext {
+        received_at,
+        tunnel_src: d.tunnel.map(|t| t.src),
+        tunnel_dst: d.tunnel.map(|t| t.dst),
+        gre_key: d.tunnel.and_then(|t| t.key),
+        src_ip: d.src,
+        src_port: d.src_port,
+        dst_ip: d.dst,
+        dst_port: d.dst_port,
+    }
 }

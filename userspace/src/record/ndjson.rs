@@ -1,16 +1,42 @@
-//! Newline-delimited JSON encoding of [`PacketRecord`]s.
+//! Newline-delimited JSON encoding of records.
 //!
-//! One object per line with a fixed field order:
-//! `received_at, tunnel_src, tunnel_dst, gre_key, src_ip, src_port, dst_ip, dst_port,
-//! payload_len, payload` — tunnel fields and `gre_key` are `null` when absent, the payload
-//! is standard base64. Written by hand into a reused buffer: the values are addresses,
-//! numbers and base64, none of which need JSON escaping.
+//! One object per line: the provenance fields first, in a fixed order — `received_at,
+//! tunnel_src, tunnel_dst, gre_key, src_ip, src_port, dst_ip, dst_port` (tunnel fields and
+//! `gre_key` are `null` when absent) — then the decoder's columns in schema order (for the
+//! `raw` decoder: `payload_len, payload` as base64). Written by hand into a reused buffer,
+//! with every column's `,"name":` prefix escaped once when the stream is set up.
 
 use std::{fmt::Write as _, net::IpAddr};
 
 use base64::Engine as _;
+use sluice_decode::{BytesEncoding, ColumnType, PacketContext, RecordSchema, Value};
 
-use super::{PacketRecord, timestamp::TimestampFormatter};
+use super::timestamp::TimestampFormatter;
+
+/// A schema's column keys, escaped and ready to append.
+#[derive(Clone, Debug)]
+pub struct EncodedColumns {
+    keys: Vec<Vec<u8>>,
+    types: Vec<ColumnType>,
+}
+
+impl EncodedColumns {
+    /// Prepares the keys of `schema`.
+    pub fn new(schema: &RecordSchema) -> Self {
+        let keys = schema
+            .columns
+            .iter()
+            .map(|c| {
+                let mut key = b",".to_vec();
+                push_json_string(&mut key, &c.name);
+                key.push(b':');
+                key
+            })
+            .collect();
+        let types = schema.columns.iter().map(|c| c.ty).collect();
+        Self { keys, types }
+    }
+}
 
 /// Appends records to a buffer as NDJSON lines.
 #[derive(Debug, Default)]
@@ -20,66 +46,159 @@ pub struct NdjsonEncoder {
 }
 
 impl NdjsonEncoder {
-    /// Appends one record and its newline to `out`.
-    pub fn encode(&mut self, record: &PacketRecord<'_>, out: &mut Vec<u8>) {
-        let d = &record.datagram;
+    /// Appends one record (provenance + `values` for `columns`) and its newline to `out`.
+    pub fn encode(
+        &mut self,
+        ctx: &PacketContext,
+        columns: &EncodedColumns,
+        values: &[Value<'_>],
+        out: &mut Vec<u8>,
+    ) {
         out.extend_from_slice(b"{\"received_at\":\"");
-        self.timestamps.push(out, record.received_at);
+        self.timestamps.push(out, ctx.received_at);
         out.extend_from_slice(b"\",\"tunnel_src\":");
-        match d.tunnel {
-            Some(t) => {
-                self.push_ip(out, t.src);
-                out.extend_from_slice(b",\"tunnel_dst\":");
-                self.push_ip(out, t.dst);
-                out.extend_from_slice(b",\"gre_key\":");
-                match t.key {
-                    Some(key) => push_u64(out, u64::from(key)),
-                    None => out.extend_from_slice(b"null"),
-                }
-            }
-            None => out.extend_from_slice(b"null,\"tunnel_dst\":null,\"gre_key\":null"),
+        self.push_opt_ip(out, ctx.tunnel_src);
+        out.extend_from_slice(b",\"tunnel_dst\":");
+        self.push_opt_ip(out, ctx.tunnel_dst);
+        out.extend_from_slice(b",\"gre_key\":");
+        match ctx.gre_key {
+            Some(key) => push_u64(out, u64::from(key)),
+            None => out.extend_from_slice(b"null"),
         }
         out.extend_from_slice(b",\"src_ip\":");
-        self.push_ip(out, d.src);
+        self.push_ip(out, ctx.src_ip);
         out.extend_from_slice(b",\"src_port\":");
-        push_u64(out, u64::from(d.src_port));
+        push_u64(out, u64::from(ctx.src_port));
         out.extend_from_slice(b",\"dst_ip\":");
-        self.push_ip(out, d.dst);
+        self.push_ip(out, ctx.dst_ip);
         out.extend_from_slice(b",\"dst_port\":");
-        push_u64(out, u64::from(d.dst_port));
-        out.extend_from_slice(b",\"payload_len\":");
-        push_u64(out, d.payload.len() as u64);
-        out.extend_from_slice(b",\"payload\":\"");
-        let start = out.len();
-        let encoded_len = base64::encoded_len(d.payload.len(), true).unwrap_or(0);
-        out.resize(start + encoded_len, 0);
-        let written = base64::engine::general_purpose::STANDARD
-            .encode_slice(d.payload, &mut out[start..])
-            .unwrap_or(0);
-        out.truncate(start + written);
-        out.extend_from_slice(b"\"}\n");
+        push_u64(out, u64::from(ctx.dst_port));
+        for ((key, ty), value) in columns.keys.iter().zip(&columns.types).zip(values) {
+            out.extend_from_slice(key);
+            self.push_value(out, *ty, value);
+        }
+        out.extend_from_slice(b"}\n");
+    }
+
+    fn push_value(&mut self, out: &mut Vec<u8>, ty: ColumnType, value: &Value<'_>) {
+        match value {
+            Value::Null => out.extend_from_slice(b"null"),
+            Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
+            Value::U64(n) => push_u64(out, *n),
+            Value::I64(n) => {
+                if *n < 0 {
+                    out.push(b'-');
+                }
+                push_u64(out, n.unsigned_abs());
+            }
+            Value::F64(f) if f.is_finite() => {
+                self.scratch.clear();
+                let _ = write!(self.scratch, "{f:?}");
+                out.extend_from_slice(self.scratch.as_bytes());
+            }
+            Value::F64(_) => out.extend_from_slice(b"null"),
+            Value::Str(s) => push_json_string(out, s),
+            Value::Bytes(bytes) => {
+                out.push(b'"');
+                match ty {
+                    ColumnType::Bytes(BytesEncoding::Hex) => push_hex(out, bytes),
+                    _ => push_base64(out, bytes),
+                }
+                out.push(b'"');
+            }
+            Value::Ip(ip) => self.push_ip(out, *ip),
+            Value::Mac(mac) => {
+                out.push(b'"');
+                for (i, byte) in mac.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b':');
+                    }
+                    push_hex(out, &[*byte]);
+                }
+                out.push(b'"');
+            }
+            Value::Timestamp(micros) => {
+                out.push(b'"');
+                self.timestamps.push(out, *micros);
+                out.push(b'"');
+            }
+        }
+    }
+
+    fn push_opt_ip(&mut self, out: &mut Vec<u8>, ip: Option<IpAddr>) {
+        match ip {
+            Some(ip) => self.push_ip(out, ip),
+            None => out.extend_from_slice(b"null"),
+        }
     }
 
     fn push_ip(&mut self, out: &mut Vec<u8>, ip: IpAddr) {
-        if let IpAddr::V4(v4) = ip {
-            // The common case, without the formatting machinery (4x faster).
-            out.push(b'"');
-            for (i, octet) in v4.octets().iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                push_u64(out, u64::from(*octet));
-            }
-            out.push(b'"');
-            return;
-        }
-        self.scratch.clear();
-        // Writing into a String cannot fail; Display for addresses does not either.
-        let _ = write!(self.scratch, "{ip}");
         out.push(b'"');
-        out.extend_from_slice(self.scratch.as_bytes());
+        match ip {
+            // The common case, without the formatting machinery (4x faster).
+            IpAddr::V4(v4) => {
+                for (i, octet) in v4.octets().iter().enumerate() {
+                    if i > 0 {
+                        out.push(b'.');
+                    }
+                    push_u64(out, u64::from(*octet));
+                }
+            }
+            IpAddr::V6(v6) => {
+                self.scratch.clear();
+                // Writing into a String cannot fail; Display for addresses does not either.
+                let _ = write!(self.scratch, "{v6}");
+                out.extend_from_slice(self.scratch.as_bytes());
+            }
+        }
         out.push(b'"');
     }
+}
+
+fn push_base64(out: &mut Vec<u8>, bytes: &[u8]) {
+    let start = out.len();
+    let encoded_len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
+    out.resize(start + encoded_len, 0);
+    let written = base64::engine::general_purpose::STANDARD
+        .encode_slice(bytes, &mut out[start..])
+        .unwrap_or(0);
+    out.truncate(start + written);
+}
+
+fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for b in bytes {
+        out.push(DIGITS[usize::from(b >> 4)]);
+        out.push(DIGITS[usize::from(b & 0x0f)]);
+    }
+}
+
+/// Appends `s` as a JSON string literal (quotes, backslashes and control characters escaped).
+pub fn push_json_string(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let escape: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f | 0x7f => b"",
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        if escape.is_empty() {
+            out.extend_from_slice(b"\\u00");
+            push_hex(out, &[b]);
+        } else {
+            out.extend_from_slice(escape);
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
 }
 
 fn push_u64(out: &mut Vec<u8>, mut v: u64) {
@@ -98,92 +217,101 @@ fn push_u64(out: &mut Vec<u8>, mut v: u64) {
 
 #[cfg(test)]
 mod tests {
-    use std::net::{Ipv4Addr, Ipv6Addr};
+    use std::{
+        borrow::Cow,
+        net::{Ipv4Addr, Ipv6Addr},
+    };
+
+    use sluice_decode::{Column, DecoderFactory as _, raw::RawFactory};
 
     use super::*;
-    use crate::decap::{Datagram, Tunnel};
 
-    fn encode(record: &PacketRecord<'_>) -> String {
+    fn ctx(tunnel: bool) -> PacketContext {
+        PacketContext {
+            received_at: 1_795_328_725_123_456,
+            tunnel_src: tunnel.then_some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+            tunnel_dst: tunnel
+                .then_some(IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2))),
+            gre_key: tunnel.then_some(4_294_967_295),
+            src_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5)),
+            src_port: 40000,
+            dst_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)),
+            dst_port: 5000,
+        }
+    }
+
+    fn encode(ctx: &PacketContext, schema: &RecordSchema, values: &[Value<'_>]) -> String {
         let mut out = Vec::new();
-        NdjsonEncoder::default().encode(record, &mut out);
+        NdjsonEncoder::default().encode(ctx, &EncodedColumns::new(schema), values, &mut out);
         String::from_utf8_lossy(&out).into_owned()
     }
 
     #[test]
-    fn tunnelled_record_has_every_field() {
-        let r = PacketRecord {
-            received_at: 1_795_328_725_123_456,
-            datagram: Datagram {
-                tunnel: Some(Tunnel {
-                    src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-                    dst: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2)),
-                    key: Some(4_294_967_295),
-                }),
-                src: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5)),
-                dst: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)),
-                src_port: 40000,
-                dst_port: 5000,
-                payload: b"hello",
-            },
-        };
+    fn raw_record_has_every_field_in_order() {
+        let raw = RawFactory::default();
+        let line = encode(
+            &ctx(true),
+            raw.schema(),
+            &[Value::U64(5), Value::Bytes(Cow::Borrowed(b"hello"))],
+        );
         assert_eq!(
-            encode(&r),
+            line,
             "{\"received_at\":\"2026-11-22T06:25:25.123456Z\",\"tunnel_src\":\"192.0.2.1\",\
              \"tunnel_dst\":\"2001:db8::2\",\"gre_key\":4294967295,\"src_ip\":\"203.0.113.5\",\
              \"src_port\":40000,\"dst_ip\":\"203.0.113.9\",\"dst_port\":5000,\"payload_len\":5,\
              \"payload\":\"aGVsbG8=\"}\n"
         );
-    }
-
-    #[test]
-    fn plain_record_has_nulls_and_empty_payload() {
-        let r = PacketRecord {
-            received_at: 0,
-            datagram: Datagram {
-                tunnel: None,
-                src: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 1)),
-                dst: IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0x113, 0, 0, 0, 0, 2)),
-                src_port: 0,
-                dst_port: 65535,
-                payload: b"",
-            },
-        };
-        let line = encode(&r);
-        assert_eq!(
-            line,
-            "{\"received_at\":\"1970-01-01T00:00:00.000000Z\",\"tunnel_src\":null,\
-             \"tunnel_dst\":null,\"gre_key\":null,\"src_ip\":\"2001:db8:113::1\",\"src_port\":0,\
-             \"dst_ip\":\"2001:db8:113::2\",\"dst_port\":65535,\"payload_len\":0,\"payload\":\"\"}\n"
+        let plain = encode(
+            &ctx(false),
+            raw.schema(),
+            &[Value::U64(0), Value::Bytes(Cow::Borrowed(b""))],
         );
-        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        assert_eq!(parsed["gre_key"], serde_json::Value::Null);
+        assert!(
+            plain.contains("\"tunnel_src\":null,\"tunnel_dst\":null,\"gre_key\":null,"),
+            "{plain}"
+        );
     }
 
     #[test]
-    fn no_key_tunnel_and_binary_payload_are_valid_json() {
-        let payload: Vec<u8> = (0..=255).collect();
-        let r = PacketRecord {
-            received_at: 1,
-            datagram: Datagram {
-                tunnel: Some(Tunnel {
-                    src: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)),
-                    dst: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 2)),
-                    key: None,
-                }),
-                src: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5)),
-                dst: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9)),
-                src_port: 1,
-                dst_port: 2,
-                payload: &payload,
-            },
+    fn every_value_type_is_valid_json() {
+        let schema = RecordSchema {
+            decoder: "test".into(),
+            columns: vec![
+                Column::nullable("n", ColumnType::UInt64),
+                Column::required("b", ColumnType::Bool),
+                Column::required("i", ColumnType::Int64),
+                Column::required("f", ColumnType::Float64),
+                Column::required("s", ColumnType::String),
+                Column::required("h", ColumnType::Bytes(BytesEncoding::Hex)),
+                Column::required("ip", ColumnType::IpAddr),
+                Column::required("mac", ColumnType::MacAddr),
+                Column::required("t", ColumnType::Timestamp),
+                Column::required("odd \"name\"", ColumnType::Float64),
+            ],
         };
-        let line = encode(&r);
-        let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-        assert_eq!(v["gre_key"], serde_json::Value::Null);
-        assert_eq!(v["payload_len"], 256);
-        let decoded = base64::engine::general_purpose::STANDARD
-            .decode(v["payload"].as_str().unwrap_or_default())
-            .unwrap_or_default();
-        assert_eq!(decoded, payload);
+        let values = [
+            Value::Null,
+            Value::Bool(true),
+            Value::I64(-42),
+            Value::F64(1.5),
+            Value::Str(Cow::Borrowed("quote \" back \\ nl \n ctl \u{1} é")),
+            Value::Bytes(Cow::Borrowed(&[0x00, 0xab, 0xff])),
+            Value::Ip(IpAddr::V6(Ipv6Addr::LOCALHOST)),
+            Value::Mac([0x02, 0, 0, 0, 0xab, 0x0c]),
+            Value::Timestamp(0),
+            Value::F64(f64::NAN),
+        ];
+        let line = encode(&ctx(false), &schema, &values);
+        let v: serde_json::Value = serde_json::from_str(&line).expect("valid JSON");
+        assert_eq!(v["n"], serde_json::Value::Null);
+        assert_eq!(v["b"], true);
+        assert_eq!(v["i"], -42);
+        assert_eq!(v["f"], 1.5);
+        assert_eq!(v["s"], "quote \" back \\ nl \n ctl \u{1} é");
+        assert_eq!(v["h"], "00abff");
+        assert_eq!(v["ip"], "::1");
+        assert_eq!(v["mac"], "02:00:00:00:ab:0c");
+        assert_eq!(v["t"], "1970-01-01T00:00:00.000000Z");
+        assert_eq!(v["odd \"name\""], serde_json::Value::Null);
     }
 }

@@ -1,4 +1,6 @@
-//! The local directory sink: `DIR/dt=YYYY-MM-DD/hour=HH/<host>-<worker>-<sequence>.ndjson.zst`.
+//! The local directory sink: `DIR/<stream>/dt=YYYY-MM-DD/hour=HH/<host>-<worker>-<sequence>.ndjson.zst`,
+//! one directory per stream (`raw`, and one per `[[decoder]]`), so that each is a table
+//! of its own with hive partitioning on `dt` and `hour`.
 //!
 //! Each file is written under a dot-prefixed temporary name, fsynced, renamed into place
 //! without replacing anything (`renameat2(RENAME_NOREPLACE)`), and its directory fsynced:
@@ -26,12 +28,14 @@ use crate::{
 pub struct DirectorySink {
     root: PathBuf,
     host: String,
-    next_sequence: Vec<u64>,
+    streams: Vec<String>,
+    next_sequence: std::collections::HashMap<(usize, usize), u64>,
 }
 
 impl DirectorySink {
-    /// Creates the directory if needed and checks that it is writable.
-    pub fn open(config: &SinkConfig) -> Result<Self, SinkError> {
+    /// Creates the directory if needed and checks that it is writable; `streams` are the
+    /// stream names, by stream index.
+    pub fn open(config: &SinkConfig, streams: Vec<String>) -> Result<Self, SinkError> {
         let root = config.path.clone();
         let unwritable = |source| SinkError::Unwritable {
             path: root.clone(),
@@ -49,7 +53,8 @@ impl DirectorySink {
         Ok(Self {
             root,
             host,
-            next_sequence: Vec::new(),
+            streams,
+            next_sequence: std::collections::HashMap::new(),
         })
     }
 
@@ -60,30 +65,33 @@ impl DirectorySink {
 
     /// Writes one batch durably; returns the final path.
     pub fn write(&mut self, batch: &SealedBatch) -> Result<PathBuf, SinkError> {
-        let dir = self.partition_dir(batch.first_received_at);
+        let dir = self.partition_dir(batch.stream, batch.first_received_at);
         if !dir.is_dir() {
             fs::create_dir_all(&dir).map_err(|source| SinkError::Write {
                 path: dir.clone(),
                 source,
             })?;
-            // Make the new partition directories themselves durable.
-            for d in [dir.parent(), dir.parent().and_then(Path::parent)]
-                .into_iter()
-                .flatten()
-            {
+            // Make the new partition directories themselves durable, up to the root.
+            let mut parent = dir.parent();
+            while let Some(d) = parent {
                 sync_dir(d)?;
+                if d == self.root {
+                    break;
+                }
+                parent = d.parent();
             }
-        }
-        if self.next_sequence.len() <= batch.worker {
-            self.next_sequence.resize(batch.worker + 1, 0);
         }
         let stem = format!("{}-{}", self.host, batch.worker);
         let temp = dir.join(format!(".{stem}.{}.tmp", std::process::id()));
         write_synced(&temp, &batch.bytes)?;
         // Bounded: a directory cannot hold more names than this.
+        let next = self
+            .next_sequence
+            .entry((batch.stream, batch.worker))
+            .or_insert(0);
         for _ in 0..1_000_000 {
-            let sequence = self.next_sequence[batch.worker];
-            self.next_sequence[batch.worker] += 1;
+            let sequence = *next;
+            *next += 1;
             let target = dir.join(format!("{stem}-{sequence:08}.ndjson.zst"));
             match rename_noreplace(&temp, &target) {
                 Ok(()) => {
@@ -107,13 +115,15 @@ impl DirectorySink {
         })
     }
 
-    fn partition_dir(&self, micros: i64) -> PathBuf {
+    fn partition_dir(&self, stream: usize, micros: i64) -> PathBuf {
         let c = Civil::from_unix_seconds(micros.div_euclid(1_000_000));
         let mut name = b"dt=".to_vec();
         push_date(&mut name, &c);
         let mut hour = b"hour=".to_vec();
         push_two_digits(&mut hour, c.hour);
+        let stream = self.streams.get(stream).map_or("unknown", String::as_str);
         self.root
+            .join(stream)
             .join(String::from_utf8_lossy(&name).as_ref())
             .join(String::from_utf8_lossy(&hour).as_ref())
     }
@@ -185,8 +195,10 @@ mod tests {
 
     fn batch(worker: usize, at: i64, bytes: &[u8]) -> SealedBatch {
         SealedBatch {
+            stream: 0,
             worker,
             records: 1,
+            packets: 1,
             first_received_at: at,
             uncompressed_bytes: bytes.len(),
             bytes: bytes.to_vec(),
@@ -208,16 +220,17 @@ mod tests {
             ..SinkConfig::default()
         };
         let at = 1_795_328_725_123_456; // 2026-11-22T06:25:25Z
-        let mut sink = DirectorySink::open(&config)?;
+        let streams = || vec!["raw".to_owned()];
+        let mut sink = DirectorySink::open(&config, streams())?;
         let a = sink.write(&batch(0, at, b"a"))?;
         let b = sink.write(&batch(0, at, b"b"))?;
         let c = sink.write(&batch(1, at, b"c"))?;
-        let dir = root.join("dt=2026-11-22/hour=06");
+        let dir = root.join("raw/dt=2026-11-22/hour=06");
         assert_eq!(a, dir.join("vm1-0-00000000.ndjson.zst"));
         assert_eq!(b, dir.join("vm1-0-00000001.ndjson.zst"));
         assert_eq!(c, dir.join("vm1-1-00000000.ndjson.zst"));
         // A restarted sink moves past the names already taken.
-        let mut again = DirectorySink::open(&config)?;
+        let mut again = DirectorySink::open(&config, streams())?;
         let d = again.write(&batch(0, at, b"d"))?;
         assert_eq!(d, dir.join("vm1-0-00000002.ndjson.zst"));
         assert_eq!(fs::read(&a)?, b"a");
@@ -236,7 +249,7 @@ mod tests {
             path: PathBuf::from("/proc/sluice-cannot-exist"),
             ..SinkConfig::default()
         };
-        let err = DirectorySink::open(&config)
+        let err = DirectorySink::open(&config, vec![])
             .err()
             .map(|e| e.to_string())
             .unwrap_or_default();

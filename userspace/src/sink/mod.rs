@@ -44,15 +44,16 @@ pub fn run_sink(mut sink: DirectorySink, batches: Receiver<SealedBatch>, counter
     for batch in batches {
         match sink.write(&batch) {
             Ok(_) => {
-                local.recorded += batch.records;
+                local.recorded += batch.packets;
+                local.records += batch.records;
                 local.files_written += 1;
                 local.bytes_written += batch.bytes.len() as u64;
             }
             Err(e) => {
-                local.drop_n(DropReason::SinkError, batch.records);
+                local.drop_n(DropReason::SinkError, batch.packets);
                 let now = std::time::Instant::now();
                 if last_error_log.is_none_or(|t| now.duration_since(t).as_secs() >= 1) {
-                    tracing::error!(error = %e, records = batch.records, suppressed, "batch dropped");
+                    tracing::error!(error = %e, packets = batch.packets, suppressed, "batch dropped");
                     last_error_log = Some(now);
                     suppressed = 0;
                 } else {

@@ -1,0 +1,269 @@
+//! Decoder streams: which decoder reads which packets, and where its records go.
+//!
+//! Each `[[decoder]]` in the config is a stream: a name (its output directory and table),
+//! the inner UDP destination ports it takes (optionally only from given tunnels), and one
+//! decoder with its options. Packets to any other port go to the built-in `raw` stream.
+//! Streams are resolved once at start into a [`Router`] (an array indexed by port) and one
+//! [`sluice_decode::DecoderFactory`] each.
+
+use std::{collections::BTreeMap, net::IpAddr, path::Path, sync::Arc};
+
+use serde::{Deserialize, Serialize};
+use sluice_decode::{DecoderFactory, RecordSchema, raw::RawFactory};
+
+use crate::config::ConfigError;
+
+/// Name of the stream that takes every packet no `[[decoder]]` claims.
+pub const RAW_STREAM: &str = "raw";
+
+/// `[[decoder]]`: one stream.
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DecoderConfig {
+    /// Stream name: the output directory under `sink.path` (and, later, the table name).
+    /// Lowercase letters, digits, `_` and `-`; default: the decoder's kind.
+    #[serde(default)]
+    pub name: String,
+    /// Inner UDP destination ports this decoder reads.
+    pub ports: Vec<u16>,
+    /// Only packets from these tunnel sources (outer source addresses); empty: any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tunnel_src: Vec<IpAddr>,
+    /// `raw = {}`: length and base64 payload.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw: Option<toml::Table>,
+    /// `schema = { ... }` or `schema = { file = "layout.toml" }`: a declarative binary layout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<toml::Table>,
+    /// `netflow = { ... }`: NetFlow v5/v9 and IPFIX.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netflow: Option<toml::Table>,
+    /// `syslog = { ... }`: RFC 3164 and RFC 5424.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub syslog: Option<toml::Table>,
+}
+
+impl DecoderConfig {
+    /// The decoder kind and its options; exactly one must be set.
+    fn kind(&self) -> Result<(&'static str, &toml::Table), String> {
+        let set: Vec<(&'static str, &toml::Table)> = [
+            ("raw", self.raw.as_ref()),
+            ("schema", self.schema.as_ref()),
+            ("netflow", self.netflow.as_ref()),
+            ("syslog", self.syslog.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(k, t)| t.map(|t| (k, t)))
+        .collect();
+        match set.as_slice() {
+            [one] => Ok(*one),
+            [] => Err("set one of raw, schema, netflow, syslog".into()),
+            many => Err(format!(
+                "only one decoder per stream, found {}",
+                many.iter()
+                    .map(|(k, _)| *k)
+                    .collect::<Vec<_>>()
+                    .join(" and ")
+            )),
+        }
+    }
+
+    /// The stream name, defaulted.
+    pub fn stream_name(&self) -> String {
+        if !self.name.is_empty() {
+            return self.name.clone();
+        }
+        self.kind().map(|(k, _)| k.to_owned()).unwrap_or_default()
+    }
+}
+
+fn field(index: usize, name: &str) -> String {
+    format!("decoder[{index}].{name}")
+}
+
+fn invalid(field: String, reason: impl Into<String>) -> ConfigError {
+    ConfigError::InvalidField {
+        field,
+        reason: reason.into(),
+    }
+}
+
+/// A stream ready to run.
+#[derive(Clone)]
+pub struct Stream {
+    /// Name (output directory).
+    pub name: String,
+    /// Builds one decoder per worker.
+    pub factory: Arc<dyn DecoderFactory>,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("name", &self.name)
+            .field("decoder", &self.factory.schema().decoder)
+            .finish()
+    }
+}
+
+#[derive(Clone, Debug)]
+struct Route {
+    tunnels: Vec<IpAddr>,
+    stream: usize,
+}
+
+/// Picks the stream of a packet by destination port and tunnel source.
+#[derive(Clone, Debug)]
+pub struct Router {
+    /// Per port: index into `routes` + 1, or 0 for the raw stream.
+    by_port: Vec<u16>,
+    routes: Vec<Vec<Route>>,
+}
+
+impl Router {
+    /// The stream index for a packet (0 is the raw stream).
+    #[inline]
+    pub fn route(&self, dst_port: u16, tunnel_src: Option<IpAddr>) -> usize {
+        let slot = self.by_port[usize::from(dst_port)];
+        if slot == 0 {
+            return 0;
+        }
+        for route in &self.routes[usize::from(slot) - 1] {
+            if route.tunnels.is_empty() || tunnel_src.is_some_and(|t| route.tunnels.contains(&t)) {
+                return route.stream;
+            }
+        }
+        0
+    }
+}
+
+/// Every stream (index 0 is `raw`) and the router.
+#[derive(Clone, Debug)]
+pub struct Streams {
+    /// The streams, `raw` first.
+    pub streams: Vec<Stream>,
+    /// Packet → stream.
+    pub router: Router,
+}
+
+impl Streams {
+    /// Checks and builds the configured streams; `base_dir` resolves relative file names.
+    /// `steered_ports` is `filter.ports` (empty: all ports are steered).
+    pub fn build(
+        decoders: &[DecoderConfig],
+        steered_ports: &[u16],
+        base_dir: &Path,
+    ) -> Result<Self, ConfigError> {
+        let mut streams = vec![Stream {
+            name: RAW_STREAM.to_owned(),
+            factory: Arc::new(RawFactory::default()),
+        }];
+        let mut claims: BTreeMap<u16, Vec<Route>> = BTreeMap::new();
+        for (i, d) in decoders.iter().enumerate() {
+            let (kind, options) = d
+                .kind()
+                .map_err(|reason| invalid(format!("decoder[{i}]"), reason))?;
+            let name = d.stream_name();
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+            {
+                return Err(invalid(
+                    field(i, "name"),
+                    "use 1-64 lowercase letters, digits, '_' or '-'",
+                ));
+            }
+            if streams.iter().any(|s| s.name == name) {
+                return Err(invalid(
+                    field(i, "name"),
+                    format!("stream {name:?} is defined twice (name it)"),
+                ));
+            }
+            if d.ports.is_empty() {
+                return Err(invalid(field(i, "ports"), "at least one port is needed"));
+            }
+            for port in &d.ports {
+                if !steered_ports.is_empty() && !steered_ports.contains(port) {
+                    return Err(invalid(
+                        field(i, "ports"),
+                        format!(
+                            "port {port} is not in filter.ports, so no packet would reach this decoder"
+                        ),
+                    ));
+                }
+                let routes = claims.entry(*port).or_default();
+                let overlaps = routes.iter().any(|r| {
+                    r.tunnels.is_empty()
+                        || d.tunnel_src.is_empty()
+                        || r.tunnels.iter().any(|t| d.tunnel_src.contains(t))
+                });
+                if overlaps {
+                    return Err(invalid(
+                        field(i, "ports"),
+                        format!(
+                            "port {port} is already taken by another decoder for the same tunnels"
+                        ),
+                    ));
+                }
+                routes.push(Route {
+                    tunnels: d.tunnel_src.clone(),
+                    stream: streams.len(),
+                });
+            }
+            let factory =
+                build_factory(kind, &name, options, base_dir).map_err(|(f, reason)| {
+                    invalid(
+                        format!(
+                            "decoder[{i}].{kind}{}{f}",
+                            if f.is_empty() { "" } else { "." }
+                        ),
+                        reason,
+                    )
+                })?;
+            streams.push(Stream { name, factory });
+        }
+        let mut by_port = vec![0u16; 65536];
+        let mut routes = Vec::with_capacity(claims.len());
+        for (port, mut list) in claims {
+            // Tunnel-specific routes first, the catch-all last.
+            list.sort_by_key(|r| r.tunnels.is_empty());
+            routes.push(list);
+            by_port[usize::from(port)] = routes.len() as u16;
+        }
+        Ok(Self {
+            streams,
+            router: Router { by_port, routes },
+        })
+    }
+
+    /// The schema of every stream, by name.
+    pub fn schemas(&self) -> Vec<(&str, &RecordSchema)> {
+        self.streams
+            .iter()
+            .map(|s| (s.name.as_str(), s.factory.schema()))
+            .collect()
+    }
+}
+
+/// The factory for one decoder kind; errors carry (field within the options, reason).
+fn build_factory(
+    kind: &str,
+    _name: &str,
+    options: &toml::Table,
+    _base_dir: &Path,
+) -> Result<Arc<dyn DecoderFactory>, (String, String)> {
+    match kind {
+        "raw" => {
+            if let Some(key) = options.keys().next() {
+                return Err((key.clone(), "the raw decoder has no options".into()));
+            }
+            Ok(Arc::new(RawFactory::default()))
+        }
+        other => Err((
+            String::new(),
+            format!("the {other} decoder is not available in this build"),
+        )),
+    }
+}
