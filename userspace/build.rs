@@ -1,10 +1,17 @@
 //! Builds the XDP program (ebpf/sluice-ebpf) with the nightly toolchain and bpf-linker, and
 //! leaves the object in OUT_DIR for `include_bytes_aligned!`. `cargo xtask setup` installs
 //! what this needs.
-use anyhow::{Context as _, anyhow};
-use aya_build::{Package, Toolchain};
-
 fn main() -> anyhow::Result<()> {
+    #[cfg(feature = "xdp")]
+    build_ebpf()?;
+    Ok(())
+}
+
+#[cfg(feature = "xdp")]
+fn build_ebpf() -> anyhow::Result<()> {
+    use anyhow::{Context as _, anyhow};
+    use aya_build::{Package, Toolchain};
+
     let metadata_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
     let ebpf_dir = metadata_dir
         .parent()

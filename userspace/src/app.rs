@@ -10,8 +10,11 @@ use std::{
     time::{Duration, Instant},
 };
 
+#[cfg(feature = "xdp")]
 use sluice_common::Verdict;
 
+#[cfg(feature = "xdp")]
+use crate::source::xdp::{XdpError, XdpProgram, receive::receive_loop};
 use crate::{
     accounting::{DropReason, LocalCounters, Report},
     config::{Config, ConfigError, SourceKind},
@@ -20,7 +23,6 @@ use crate::{
     source::{
         replay::{self, ReplayError},
         udp::{UdpListener, UdpSourceError},
-        xdp::{XdpError, XdpProgram, receive::receive_loop},
     },
 };
 
@@ -34,8 +36,12 @@ pub enum AppError {
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
     /// The XDP source could not start.
+    #[cfg(feature = "xdp")]
     #[error(transparent)]
     Xdp(#[from] XdpError),
+    /// This build has no XDP source.
+    #[error("source.kind = \"xdp\": this sluice was built without the `xdp` feature")]
+    NoXdp,
     /// A UDP listener could not start.
     #[error(transparent)]
     Udp(#[from] UdpSourceError),
@@ -118,15 +124,20 @@ fn mark_ready(options: &RunOptions) -> Result<(), AppError> {
 /// `sluice run`: receive until SIGINT/SIGTERM.
 pub fn run(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
     match config.source.kind {
+        #[cfg(feature = "xdp")]
         SourceKind::Xdp => run_xdp(config, options),
+        #[cfg(not(feature = "xdp"))]
+        SourceKind::Xdp => Err(AppError::NoXdp),
         SourceKind::Udp => run_udp(config, options),
     }
 }
 
+#[cfg(feature = "xdp")]
 fn redirected(verdicts: &[u64]) -> u64 {
     verdicts[Verdict::RedirectGre as usize] + verdicts[Verdict::RedirectPlain as usize]
 }
 
+#[cfg(feature = "xdp")]
 fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
     let stop = stop_flag()?;
     let filter = PortFilter::new(&config.filter);

@@ -16,15 +16,21 @@ use anyhow::{Context as _, bail};
 
 use crate::cmd;
 
-/// Debian packages the tests and the demo run.
-pub const DEBIAN_PACKAGES: [&str; 6] = [
+/// Debian packages the tests and the demo run (softflowd and nfdump are the NetFlow/IPFIX
+/// peers of the decoder tests; util-linux, always present, brings `logger` for syslog).
+pub const DEBIAN_PACKAGES: [&str; 8] = [
     "iproute2",
     "iputils-ping",
     "tcpreplay",
     "tshark",
     "tcpdump",
     "ethtool",
+    "softflowd",
+    "nfdump",
 ];
+
+/// cargo-fuzz, which runs the fuzz targets in fuzz/ (pinned: 0.13 builds with this toolchain).
+const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// PyPI packages the tests need (none yet; installed with `python3 -m pip` when added).
 pub const PYPI_PACKAGES: [&str; 0] = [];
@@ -43,6 +49,7 @@ fn step(name: &str, state: &str) {
 pub fn run() -> anyhow::Result<()> {
     rust_toolchains()?;
     bpf_linker()?;
+    cargo_fuzz()?;
     debian_packages()?;
     pypi_packages();
     println!("setup: done");
@@ -230,6 +237,25 @@ fn bpf_linker() -> anyhow::Result<()> {
     }
     step("bpf-linker", &format!("ok (links {soname})"));
     Ok(())
+}
+
+fn cargo_fuzz() -> anyhow::Result<()> {
+    let binary = cargo_home()?.join("bin/cargo-fuzz");
+    let installed = cmd::stdout(Command::new(&binary).arg("--version"))
+        .is_ok_and(|v| v.contains(CARGO_FUZZ_VERSION));
+    if installed {
+        step("cargo-fuzz", &format!("ok ({CARGO_FUZZ_VERSION})"));
+        return Ok(());
+    }
+    step("cargo-fuzz", &format!("installing {CARGO_FUZZ_VERSION}"));
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    cmd::run(Command::new(cargo).args([
+        "install",
+        "cargo-fuzz",
+        "--locked",
+        "--version",
+        CARGO_FUZZ_VERSION,
+    ]))
 }
 
 fn dpkg_installed(package: &str) -> anyhow::Result<bool> {

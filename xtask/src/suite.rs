@@ -1,8 +1,10 @@
 //! `cargo xtask test`: the one door CI goes through (`.ci/run` calls only this).
 //!
 //! Runs setup, then format check, clippy on the host crates, clippy on the eBPF crate
-//! (nightly, bpfel target, build-std), and every unit and integration test, stopping at
-//! the first failure and naming it. The eBPF crate is excluded from the host `--workspace`
+//! (nightly, bpfel target, build-std), every unit and integration test, and each fuzz
+//! target for a bounded time (30 s, `SLUICE_FUZZ_SECONDS`) after replaying its committed
+//! regression inputs (fuzz/regressions/<target>), stopping at the first failure and
+//! naming it. The eBPF crate is excluded from the host `--workspace`
 //! steps: built for the host it fails ("duplicate lang item `panic_impl`"), and it is
 //! linted by its own step instead.
 
@@ -14,6 +16,22 @@ use crate::{cmd, setup, workspace::Workspace};
 
 /// The eBPF crate's package name.
 const EBPF_PACKAGE: &str = "sluice-ebpf";
+
+/// Fuzz targets in fuzz/, each run for a bounded time by the suite.
+pub const FUZZ_TARGETS: [&str; 4] = [
+    "packet_parser",
+    "decode_layout",
+    "decode_netflow",
+    "decode_syslog",
+];
+
+/// Seconds each fuzz target runs (`SLUICE_FUZZ_SECONDS` overrides).
+fn fuzz_seconds() -> u64 {
+    std::env::var("SLUICE_FUZZ_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30)
+}
 
 /// One step of the suite: a name for the failure message and the command.
 struct Step {
@@ -88,6 +106,26 @@ fn steps(workspace: &Workspace) -> Vec<Step> {
     for step in &mut steps {
         step.command.current_dir(&workspace.root);
     }
+    let fuzz_dir = workspace.root.join("fuzz");
+    for target in FUZZ_TARGETS {
+        // The scratch corpus first (libFuzzer writes only there), then the committed
+        // regression inputs, which are replayed before fuzzing starts.
+        let corpus = format!("corpus/{target}");
+        let regressions = format!("regressions/{target}");
+        let mut command = cargo(
+            Some("nightly"),
+            &["fuzz", "run", target, &corpus, &regressions],
+        );
+        command
+            .arg("--")
+            .arg(format!("-max_total_time={}", fuzz_seconds()))
+            .arg("-rss_limit_mb=2048")
+            .current_dir(&fuzz_dir);
+        steps.push(Step {
+            name: target,
+            command,
+        });
+    }
     steps
 }
 
@@ -98,6 +136,13 @@ fn steps(workspace: &Workspace) -> Vec<Step> {
 pub fn run() -> anyhow::Result<()> {
     setup::run().context("xtask test: step `setup` failed")?;
     let workspace = Workspace::locate()?;
+    for target in FUZZ_TARGETS {
+        for dir in ["corpus", "regressions"] {
+            let path = workspace.root.join("fuzz").join(dir).join(target);
+            std::fs::create_dir_all(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+        }
+    }
     for mut step in steps(&workspace) {
         println!("\n== xtask test: {}", step.name);
         cmd::run(&mut step.command)
@@ -112,7 +157,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn steps_run_from_the_root_in_order_and_exclude_the_ebpf_crate_from_host_steps() {
+    fn steps_run_in_order_exclude_the_ebpf_crate_from_host_steps_and_fuzz_every_target() {
         let workspace = Workspace {
             root: "/repo".into(),
             target_dir: "/repo/target".into(),
@@ -125,7 +170,11 @@ mod tests {
                 "rustfmt",
                 "clippy (host crates)",
                 "clippy (eBPF crate)",
-                "tests"
+                "tests",
+                "packet_parser",
+                "decode_layout",
+                "decode_netflow",
+                "decode_syslog",
             ]
         );
         let lines: Vec<String> = steps.iter().map(|s| cmd::display(&s.command)).collect();
@@ -143,9 +192,21 @@ mod tests {
             "cargo test --workspace --exclude sluice-ebpf --no-fail-fast"
         );
         assert!(
-            steps
+            lines[4].starts_with(
+                "cargo +nightly fuzz run packet_parser corpus/packet_parser regressions/packet_parser -- -max_total_time="
+            ),
+            "{}",
+            lines[4]
+        );
+        assert!(
+            steps[..4]
                 .iter()
                 .all(|s| s.command.get_current_dir() == Some(std::path::Path::new("/repo")))
+        );
+        assert!(
+            steps[4..]
+                .iter()
+                .all(|s| s.command.get_current_dir() == Some(std::path::Path::new("/repo/fuzz")))
         );
     }
 }

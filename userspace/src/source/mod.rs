@@ -3,4 +3,5 @@
 
 pub mod replay;
 pub mod udp;
+#[cfg(feature = "xdp")]
 pub mod xdp;
