@@ -19,7 +19,9 @@ use crate::{
     accounting::{DropReason, LocalCounters, Report},
     config::{Config, ConfigError, SourceKind},
     decap::PortFilter,
-    pipeline::{Pipeline, PipelineError},
+    detail::DetailSet,
+    metrics::{Metrics, MetricsServer, ServerError, Snapshot},
+    pipeline::{CounterSet, Pipeline, PipelineError},
     source::{
         replay::{self, ReplayError},
         udp::{UdpListener, UdpSourceError},
@@ -45,6 +47,12 @@ pub enum AppError {
     /// A UDP listener could not start.
     #[error(transparent)]
     Udp(#[from] UdpSourceError),
+    /// The metrics endpoint could not start.
+    #[error(transparent)]
+    Metrics(#[from] ServerError),
+    /// The metrics registry could not be built (a bug).
+    #[error("metrics registry: {0}")]
+    Registry(#[from] prometheus::Error),
     /// The capture could not be replayed.
     #[error(transparent)]
     Replay(#[from] ReplayError),
@@ -132,6 +140,29 @@ pub fn run(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
     }
 }
 
+/// Starts the metrics endpoint when enabled; `snapshot` reads the published counters.
+fn start_metrics(
+    config: &Config,
+    queues: &[String],
+    snapshot: Arc<dyn Fn() -> Snapshot + Send + Sync>,
+) -> Result<Option<MetricsServer>, AppError> {
+    if !config.metrics.enabled {
+        return Ok(None);
+    }
+    let streams: Vec<String> = config
+        .streams()?
+        .streams
+        .iter()
+        .map(|s| s.name.clone())
+        .collect();
+    let metrics = Metrics::new(&streams, queues)?;
+    Ok(Some(MetricsServer::start(
+        config.metrics.listen,
+        metrics,
+        snapshot,
+    )?))
+}
+
 #[cfg(feature = "xdp")]
 fn redirected(verdicts: &[u64]) -> u64 {
     verdicts[Verdict::RedirectGre as usize] + verdicts[Verdict::RedirectPlain as usize]
@@ -143,21 +174,49 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
     let filter = PortFilter::new(&config.filter);
     let mut program = XdpProgram::load(&config.source, &filter)?;
     let sockets = program.open_sockets(&config.source)?;
-    let pipeline = Pipeline::start(config, filter, &config.streams()?)?;
+    let details = DetailSet::new(config.metrics.max_tunnels as usize);
+    let pipeline = Pipeline::start(config, filter, &config.streams()?, &details)?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let queues: Vec<String> = config.source.queues.iter().map(u32::to_string).collect();
+    let snapshot = {
+        let (verdicts, counters, details, ready) = (
+            program.verdicts(),
+            pipeline.counters().clone(),
+            details.clone(),
+            Arc::clone(&ready),
+        );
+        Arc::new(move || {
+            let verdicts = verdicts.read().unwrap_or_default();
+            Snapshot {
+                seen: if verdicts.is_empty() {
+                    0
+                } else {
+                    redirected(&verdicts)
+                },
+                totals: counters.total(),
+                verdicts,
+                detail: details.total(),
+                ready: ready.load(Ordering::Relaxed),
+            }
+        })
+    };
+    let metrics = start_metrics(config, &queues, snapshot)?;
     let draining = Arc::new(AtomicBool::new(false));
     let mut receivers = Vec::with_capacity(sockets.len());
     for socket in sockets {
         let frames = pipeline.frame_sender();
         let counters = pipeline.counters().register();
+        let (slot, local) = (details.register(), details.local());
         let draining = Arc::clone(&draining);
         let name = format!("sluice-rx-q{}", socket.queue_id());
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || receive_loop(socket, frames, draining, counters))
+            .spawn(move || receive_loop(socket, frames, draining, counters, slot, local))
             .map_err(io("starting receive thread"))?;
         receivers.push(handle);
     }
     program.attach(config.source.xdp_mode)?;
+    ready.store(true, Ordering::Relaxed);
     mark_ready(options)?;
 
     wait_for_stop(&stop, config.pipeline.stats_interval_secs, || {
@@ -170,6 +229,7 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
         let report = Report::new("xdp", seen, &pipeline.counters().total(), &verdicts);
         tracing::info!("{}", report.summary());
     });
+    ready.store(false, Ordering::Relaxed);
 
     tracing::info!("stopping: detaching XDP, draining rings, flushing batches");
     program.detach();
@@ -194,7 +254,13 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
     drop(sockets);
     let report = Report::new("xdp", seen, &totals, &verdicts);
     finish(&report, options)?;
+    drop(metrics);
     Ok(report)
+}
+
+/// Seen by the UDP source: datagrams read, and those the socket buffer overflowed on.
+fn udp_seen(t: &LocalCounters) -> u64 {
+    t.received + t.dropped[DropReason::SocketOverflow as usize]
 }
 
 fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
@@ -205,27 +271,54 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
         .iter()
         .map(|addr| UdpListener::bind(*addr, config.source.udp_recv_buffer_bytes))
         .collect::<Result<Vec<_>, _>>()?;
-    let pipeline = Pipeline::start(config, PortFilter::new(&config.filter), &config.streams()?)?;
+    let details = DetailSet::new(config.metrics.max_tunnels as usize);
+    let pipeline = Pipeline::start(
+        config,
+        PortFilter::new(&config.filter),
+        &config.streams()?,
+        &details,
+    )?;
+    let ready = Arc::new(AtomicBool::new(false));
+    let snapshot = {
+        let (counters, details, ready): (CounterSet, DetailSet, _) = (
+            pipeline.counters().clone(),
+            details.clone(),
+            Arc::clone(&ready),
+        );
+        Arc::new(move || {
+            let totals = counters.total();
+            Snapshot {
+                seen: udp_seen(&totals),
+                totals,
+                verdicts: Vec::new(),
+                detail: details.total(),
+                ready: ready.load(Ordering::Relaxed),
+            }
+        })
+    };
+    let metrics = start_metrics(config, &["udp".to_owned()], snapshot)?;
     let receiving = Arc::new(AtomicBool::new(false));
     let mut threads = Vec::new();
     for listener in listeners {
         let frames = pipeline.frame_sender();
         let counters = pipeline.counters().register();
+        let (slot, local) = (details.register(), details.local());
         let stopped = Arc::clone(&receiving);
         tracing::info!(addr = %listener.local_addr(), "listening for UDP");
         let handle = std::thread::Builder::new()
             .name("sluice-udp".into())
-            .spawn(move || listener.run(frames, stopped, counters))
+            .spawn(move || listener.run(frames, stopped, counters, slot, local))
             .map_err(io("starting UDP thread"))?;
         threads.push(handle);
     }
+    ready.store(true, Ordering::Relaxed);
     mark_ready(options)?;
-    let udp_seen = |t: &LocalCounters| t.received + t.dropped[DropReason::SocketOverflow as usize];
     wait_for_stop(&stop, config.pipeline.stats_interval_secs, || {
         let totals = pipeline.counters().total();
         let report = Report::new("udp", udp_seen(&totals), &totals, &[]);
         tracing::info!("{}", report.summary());
     });
+    ready.store(false, Ordering::Relaxed);
     receiving.store(true, Ordering::Relaxed);
     for handle in threads {
         if handle.join().is_err() {
@@ -235,12 +328,19 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
     let totals = pipeline.finish();
     let report = Report::new("udp", udp_seen(&totals), &totals, &[]);
     finish(&report, options)?;
+    drop(metrics);
     Ok(report)
 }
 
 /// `sluice replay`: the capture through the pipeline, then exit.
 pub fn replay(config: &Config, input: &Path, options: &RunOptions) -> Result<Report, AppError> {
-    let pipeline = Pipeline::start(config, PortFilter::new(&config.filter), &config.streams()?)?;
+    let details = DetailSet::new(config.metrics.max_tunnels as usize);
+    let pipeline = Pipeline::start(
+        config,
+        PortFilter::new(&config.filter),
+        &config.streams()?,
+        &details,
+    )?;
     let frames = pipeline.frame_sender();
     let reader_counters = pipeline.counters().register();
     let mut local = LocalCounters::default();

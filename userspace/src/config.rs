@@ -59,6 +59,8 @@ pub struct Config {
     pub sink: SinkConfig,
     /// Threads and periodic reporting.
     pub pipeline: PipelineConfig,
+    /// The Prometheus endpoint.
+    pub metrics: MetricsConfig,
     /// `[[decoder]]`: payload decoders by destination port; other ports get `raw`.
     #[serde(rename = "decoder", skip_serializing_if = "Vec::is_empty")]
     pub decoders: Vec<crate::streams::DecoderConfig>,
@@ -235,6 +237,28 @@ impl Default for PipelineConfig {
     }
 }
 
+/// `[metrics]`.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Serve `/metrics`, `/healthz` and `/readyz` (on `sluice run`).
+    pub enabled: bool,
+    /// Address of the HTTP endpoint.
+    pub listen: SocketAddr,
+    /// Tunnel sources counted one by one in `sluice_tunnel_packets_total`; the rest are `other`.
+    pub max_tunnels: u32,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            max_tunnels: 64,
+        }
+    }
+}
+
 impl Config {
     /// Reads, parses and validates a config file.
     pub fn load(path: &std::path::Path) -> Result<Self, ConfigError> {
@@ -361,6 +385,12 @@ impl Config {
         }
         if self.pipeline.queue_depth == 0 {
             return invalid("pipeline.queue_depth", "must be at least 1");
+        }
+        if self.metrics.max_tunnels > 10_000 {
+            return invalid(
+                "metrics.max_tunnels",
+                "must be at most 10000 (it bounds a label set)",
+            );
         }
         self.streams()?;
         Ok(())

@@ -10,6 +10,8 @@ pub mod accounting;
 pub mod app;
 pub mod config;
 pub mod decap;
+pub mod detail;
+pub mod metrics;
 pub mod pipeline;
 pub mod record;
 pub mod sink;

@@ -13,6 +13,7 @@ use crate::{
     accounting::{DropReason, LocalCounters, StageCounters},
     config::Config,
     decap::PortFilter,
+    detail::DetailSet,
     sink::{self, DirectorySink},
     streams::Streams,
 };
@@ -123,6 +124,7 @@ impl Pipeline {
         config: &Config,
         filter: PortFilter,
         streams: &Streams,
+        details: &DetailSet,
     ) -> Result<Self, PipelineError> {
         let counters = CounterSet::default();
         let names: Vec<String> = streams.streams.iter().map(|s| s.name.clone()).collect();
@@ -136,9 +138,13 @@ impl Pipeline {
         let filter = Arc::new(filter);
 
         let sink_counters = counters.register();
+        let sink_details = details.register();
+        let sink_local = details.local();
         let sink = std::thread::Builder::new()
             .name("sluice-sink".into())
-            .spawn(move || sink::run_sink(sink, sealed_rx, &sink_counters))
+            .spawn(move || {
+                sink::run_sink(sink, sealed_rx, &sink_counters, &sink_details, sink_local)
+            })
             .map_err(|source| PipelineError::Start {
                 what: "sink thread",
                 source,
@@ -167,6 +173,8 @@ impl Pipeline {
                 router: Arc::clone(&router),
                 filter: Arc::clone(&filter),
                 counters: counters.register(),
+                details: details.register(),
+                detail: details.local(),
             };
             let handle = std::thread::Builder::new()
                 .name(format!("sluice-worker-{id}"))

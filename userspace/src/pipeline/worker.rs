@@ -20,6 +20,7 @@ use super::{
 use crate::{
     accounting::{DropReason, LocalCounters, StageCounters},
     decap::{self, Datagram, PortFilter, Rejected},
+    detail::{self, DetailCounters, DetailSlot},
     record::{packet_context, timestamp::now_micros},
     streams::Router,
 };
@@ -69,6 +70,10 @@ pub struct Worker {
     pub filter: Arc<PortFilter>,
     /// Where this worker's counters are published.
     pub counters: Arc<StageCounters>,
+    /// Where this worker's labelled counters are published.
+    pub details: DetailSlot,
+    /// This worker's labelled counters.
+    pub detail: DetailCounters,
 }
 
 impl Worker {
@@ -99,6 +104,7 @@ impl Worker {
                         self.seal(i, &mut local);
                     }
                     self.counters.publish(&local);
+                    detail::publish(&self.details, &self.detail);
                     return;
                 }
             }
@@ -110,6 +116,7 @@ impl Worker {
                 }
             }
             self.counters.publish(&local);
+            detail::publish(&self.details, &self.detail);
         }
     }
 
@@ -141,6 +148,7 @@ impl Worker {
                 }
             };
             let ctx = packet_context(entry.received_at, &datagram);
+            self.detail.tunnels.add(ctx.tunnel_src, 1);
             let index = self.router.route(ctx.dst_port, ctx.tunnel_src);
             let Some(stream) = self.streams.get_mut(index) else {
                 local.drop_n(DropReason::DecodeError, 1);
@@ -161,6 +169,11 @@ impl Worker {
                 }
                 Err(e) => {
                     local.drop_n(DropReason::DecodeError, 1);
+                    *self
+                        .detail
+                        .decode_errors
+                        .entry((stream.name.clone(), e.kind))
+                        .or_default() += 1;
                     let now = Instant::now();
                     if stream
                         .last_error_log
@@ -196,6 +209,11 @@ impl Worker {
             let expired = stream.decoder.expire(now_micros(), shutting_down);
             if expired > 0 {
                 local.drop_n(DropReason::DecodeError, expired);
+                *self
+                    .detail
+                    .decode_errors
+                    .entry((stream.name.clone(), "no_template"))
+                    .or_default() += expired;
                 tracing::warn!(stream = %stream.name, packets = expired, "held packets expired without their template");
             }
             if self.streams[i].builder.is_full() {

@@ -58,6 +58,11 @@ impl DirectorySink {
         })
     }
 
+    /// The name of stream `index`.
+    pub fn stream_name(&self, index: usize) -> &str {
+        self.streams.get(index).map_or("unknown", String::as_str)
+    }
+
     /// The `<host>` part of file names.
     pub fn host(&self) -> &str {
         &self.host

@@ -11,6 +11,7 @@ pub use directory::DirectorySink;
 
 use crate::{
     accounting::{DropReason, LocalCounters, StageCounters},
+    detail::{self, DetailCounters, DetailSlot},
     pipeline::batch::SealedBatch,
 };
 
@@ -37,7 +38,13 @@ pub enum SinkError {
 
 /// Writes every sealed batch until the workers are gone. Records in a batch that cannot
 /// be written are counted as `sink_error` drops; the error is logged at most once a second.
-pub fn run_sink(mut sink: DirectorySink, batches: Receiver<SealedBatch>, counters: &StageCounters) {
+pub fn run_sink(
+    mut sink: DirectorySink,
+    batches: Receiver<SealedBatch>,
+    counters: &StageCounters,
+    details: &DetailSlot,
+    mut detail: DetailCounters,
+) {
     let mut local = LocalCounters::default();
     let mut last_error_log: Option<std::time::Instant> = None;
     let mut suppressed = 0u64;
@@ -46,6 +53,14 @@ pub fn run_sink(mut sink: DirectorySink, batches: Receiver<SealedBatch>, counter
             Ok(_) => {
                 local.recorded += batch.packets;
                 local.records += batch.records;
+                let totals = detail
+                    .streams
+                    .entry(sink.stream_name(batch.stream).to_owned())
+                    .or_default();
+                totals.records += batch.records;
+                totals.batches += 1;
+                totals.uncompressed_bytes += batch.uncompressed_bytes as u64;
+                totals.compressed_bytes += batch.bytes.len() as u64;
                 local.files_written += 1;
                 local.bytes_written += batch.bytes.len() as u64;
             }
@@ -62,6 +77,8 @@ pub fn run_sink(mut sink: DirectorySink, batches: Receiver<SealedBatch>, counter
             }
         }
         counters.publish(&local);
+        detail::publish(details, &detail);
     }
     counters.publish(&local);
+    detail::publish(details, &detail);
 }

@@ -16,6 +16,7 @@ use std::{
 
 use crate::{
     accounting::{DropReason, LocalCounters, StageCounters},
+    detail::{self, DetailCounters, DetailSlot, QueueTotals},
     pipeline::{FrameSender, frames::FrameOrigin},
     record::timestamp::now_micros,
 };
@@ -91,8 +92,16 @@ impl UdpListener {
     }
 
     /// Receives until `stop` is set, then returns. Publishes its counters per batch.
-    pub fn run(self, frames: FrameSender, stop: Arc<AtomicBool>, counters: Arc<StageCounters>) {
+    pub fn run(
+        self,
+        frames: FrameSender,
+        stop: Arc<AtomicBool>,
+        counters: Arc<StageCounters>,
+        details: DetailSlot,
+        mut detail: DetailCounters,
+    ) {
         let mut local = LocalCounters::default();
+        let mut totals = QueueTotals::default();
         let mut buffers = vec![0u8; BATCH * BUFFER];
         let mut controls = vec![0u8; BATCH * CONTROL];
         let mut names: Vec<libc::sockaddr_storage> =
@@ -160,14 +169,20 @@ impl UdpListener {
                 let dst = SocketAddr::new(dst_ip.unwrap_or(self.local.ip()), self.local.port());
                 let len = (msg.msg_len as usize).min(BUFFER);
                 let data = &buffers[i * BUFFER..i * BUFFER + len];
+                totals.packets += 1;
+                totals.bytes += len as u64;
                 batch.push(data, now, FrameOrigin::Socket { src, dst });
             }
             if !batch.is_empty() {
                 batch = frames.send_or_drop(batch, &mut local);
             }
             counters.publish(&local);
+            detail.queues.insert("udp".to_owned(), totals);
+            detail::publish(&details, &detail);
         }
         counters.publish(&local);
+        detail.queues.insert("udp".to_owned(), totals);
+        detail::publish(&details, &detail);
     }
 }
 

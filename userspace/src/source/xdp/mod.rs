@@ -73,12 +73,42 @@ fn program_err(what: &'static str) -> impl FnOnce(String) -> XdpError {
     move |message| XdpError::Program { what, message }
 }
 
+/// The per-CPU verdict counters, readable from any thread (the metrics endpoint) for as
+/// long as anyone holds them, detached or not.
+pub struct VerdictCounters {
+    map: std::sync::Mutex<PerCpuArray<aya::maps::MapData, u64>>,
+}
+
+impl std::fmt::Debug for VerdictCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("VerdictCounters")
+    }
+}
+
+impl VerdictCounters {
+    /// The counters summed over CPUs, by `Verdict` index.
+    pub fn read(&self) -> Result<Vec<u64>, XdpError> {
+        let map = self
+            .map
+            .lock()
+            .map_err(|_| program_err("verdict map")("lock poisoned".into()))?;
+        (0..VERDICT_COUNT)
+            .map(|i| {
+                map.get(&i, 0)
+                    .map(|per_cpu| per_cpu.iter().sum())
+                    .map_err(|e| program_err("verdict map")(e.to_string()))
+            })
+            .collect()
+    }
+}
+
 /// The loaded (and, once [`XdpProgram::attach`] ran, attached) program and its maps.
 pub struct XdpProgram {
     ebpf: Ebpf,
     interface: String,
     link: Option<XdpLinkId>,
     mode: &'static str,
+    verdicts: std::sync::Arc<VerdictCounters>,
 }
 
 impl std::fmt::Debug for XdpProgram {
@@ -154,11 +184,19 @@ impl XdpProgram {
         program
             .load()
             .map_err(|e| program_err("verifier")(verifier_message(&e)))?;
+        let map = ebpf
+            .take_map(names::VERDICT_COUNTERS)
+            .ok_or_else(|| program_err("map")(names::VERDICT_COUNTERS.into()))?;
+        let counters =
+            PerCpuArray::try_from(map).map_err(|e| program_err("verdict map")(e.to_string()))?;
         Ok(Self {
             ebpf,
             interface: source.interface.clone(),
             link: None,
             mode: "none",
+            verdicts: std::sync::Arc::new(VerdictCounters {
+                map: std::sync::Mutex::new(counters),
+            }),
         })
     }
 
@@ -267,20 +305,12 @@ impl XdpProgram {
 
     /// The verdict counters, summed over CPUs, by `Verdict` index.
     pub fn verdict_counts(&self) -> Result<Vec<u64>, XdpError> {
-        let map = self
-            .ebpf
-            .map(names::VERDICT_COUNTERS)
-            .ok_or_else(|| program_err("map")(names::VERDICT_COUNTERS.into()))?;
-        let counters: PerCpuArray<_, u64> =
-            PerCpuArray::try_from(map).map_err(|e| program_err("verdict map")(e.to_string()))?;
-        (0..VERDICT_COUNT)
-            .map(|i| {
-                counters
-                    .get(&i, 0)
-                    .map(|per_cpu| per_cpu.iter().sum())
-                    .map_err(|e| program_err("verdict map")(e.to_string()))
-            })
-            .collect()
+        self.verdicts.read()
+    }
+
+    /// A shared handle on the verdict counters.
+    pub fn verdicts(&self) -> std::sync::Arc<VerdictCounters> {
+        std::sync::Arc::clone(&self.verdicts)
     }
 }
 

@@ -15,6 +15,7 @@ use sluice_xsk::XskSocket;
 
 use crate::{
     accounting::{DropReason, LocalCounters, StageCounters},
+    detail::{self, DetailCounters, DetailSlot, QueueTotals},
     pipeline::{FRAMES_PER_BATCH, FrameSender, frames::FrameOrigin},
     record::timestamp::now_micros,
 };
@@ -53,8 +54,12 @@ pub fn receive_loop(
     frames: FrameSender,
     draining: Arc<AtomicBool>,
     counters: Arc<StageCounters>,
+    details: DetailSlot,
+    mut detail: DetailCounters,
 ) -> XskSocket {
     let mut local = LocalCounters::default();
+    let queue = socket.queue_id().to_string();
+    let mut totals = QueueTotals::default();
     let mut batch = frames.empty_batch();
     let mut last_stats = Instant::now();
     let mut idle_polls = 0;
@@ -77,8 +82,10 @@ pub fn receive_loop(
             };
         }
         if received == 0 || last_stats.elapsed() >= Duration::from_millis(200) {
-            read_kernel_drops(&socket, &mut local);
+            read_kernel_stats(&socket, &mut local, &mut totals);
             counters.publish(&local);
+            detail.queues.insert(queue.clone(), totals);
+            detail::publish(&details, &detail);
             last_stats = Instant::now();
         }
         if received > 0 {
@@ -101,17 +108,24 @@ pub fn receive_loop(
             std::thread::sleep(timeout);
         }
     }
-    read_kernel_drops(&socket, &mut local);
+    read_kernel_stats(&socket, &mut local, &mut totals);
     counters.publish(&local);
+    detail.queues.insert(queue, totals);
+    detail::publish(&details, &detail);
     socket
 }
 
-/// Copies the socket's cumulative kernel drop counters into the local counters.
-fn read_kernel_drops(socket: &XskSocket, local: &mut LocalCounters) {
+/// Copies the socket's cumulative kernel counters: its drops into the local counters,
+/// all of them into the queue's totals.
+fn read_kernel_stats(socket: &XskSocket, local: &mut LocalCounters, totals: &mut QueueTotals) {
     match socket.statistics() {
         Ok(stats) => {
             local.dropped[DropReason::RingFull as usize] = stats.rx_ring_full;
             local.dropped[DropReason::XskRxDropped as usize] = stats.rx_dropped;
+            totals.rx_dropped = stats.rx_dropped;
+            totals.rx_invalid_descs = stats.rx_invalid_descs;
+            totals.rx_ring_full = stats.rx_ring_full;
+            totals.fill_ring_empty = stats.rx_fill_ring_empty_descs;
         }
         Err(e) => tracing::warn!(queue = socket.queue_id(), error = %e, "XDP_STATISTICS failed"),
     }

@@ -1,0 +1,380 @@
+//! Prometheus metrics (names and labels as docs/metrics.md): a registry refreshed from the
+//! pipeline's published counters on every scrape, and the small HTTP server that serves
+//! it with `/healthz` and `/readyz`.
+//!
+//! Nothing here is on the packet path: threads publish their counters once per batch
+//! (`accounting`, `detail`), and a scrape reads the published copies.
+
+mod server;
+
+use prometheus::{
+    Encoder as _, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+use sluice_common::Verdict;
+
+pub use server::{MetricsServer, ServerError};
+
+use crate::{
+    accounting::{DropReason, LocalCounters},
+    detail::DetailCounters,
+};
+
+/// Everything a scrape reports, read from the published counters.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Packets handed to Sluice.
+    pub seen: u64,
+    /// Summed per-thread counters.
+    pub totals: LocalCounters,
+    /// XDP verdict counters by `Verdict` index (empty without XDP).
+    pub verdicts: Vec<u64>,
+    /// Labelled counters.
+    pub detail: DetailCounters,
+    /// Attached, bound and writable.
+    pub ready: bool,
+}
+
+/// The registry and every metric in it.
+pub struct Metrics {
+    registry: Registry,
+    ready: IntGauge,
+    verdicts: IntCounterVec,
+    received_packets: IntCounterVec,
+    received_bytes: IntCounterVec,
+    xsk_rx_dropped: IntCounterVec,
+    xsk_invalid_descs: IntCounterVec,
+    xsk_ring_full: IntCounterVec,
+    xsk_fill_empty: IntCounterVec,
+    seen: IntCounter,
+    recorded: IntCounter,
+    discarded: IntCounterVec,
+    in_flight: IntGauge,
+    records: IntCounterVec,
+    decode_errors: IntCounterVec,
+    tunnels: IntCounterVec,
+    batches: IntCounterVec,
+    batch_uncompressed: IntCounterVec,
+    batch_compressed: IntCounterVec,
+    files: IntCounterVec,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(c.clone()))?;
+    Ok(c)
+}
+
+/// Raises a counter to `value` (counters only go up; a lower value is ignored).
+fn raise(counter: &IntCounter, value: u64) {
+    let current = counter.get();
+    if value > current {
+        counter.inc_by(value - current);
+    }
+}
+
+impl Metrics {
+    /// Registers every metric; `streams` and `queues` pre-create their label values so a
+    /// dashboard sees zeros, not gaps, from the start.
+    pub fn new(streams: &[String], queues: &[String]) -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let build_info = IntGaugeVec::new(
+            Opts::new("sluice_build_info", "The running build (value 1)."),
+            &["version"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let ready = IntGauge::new("sluice_ready", "1 when attached, bound and writable.")?;
+        registry.register(Box::new(ready.clone()))?;
+        let seen = IntCounter::new("sluice_seen_packets_total", "Packets handed to Sluice.")?;
+        registry.register(Box::new(seen.clone()))?;
+        let recorded = IntCounter::new(
+            "sluice_recorded_packets_total",
+            "Packets whose records were written.",
+        )?;
+        registry.register(Box::new(recorded.clone()))?;
+        let in_flight = IntGauge::new(
+            "sluice_in_flight_packets",
+            "Packets seen, neither recorded nor discarded yet.",
+        )?;
+        registry.register(Box::new(in_flight.clone()))?;
+        let m = Self {
+            verdicts: counter_vec(
+                &registry,
+                "sluice_xdp_verdict_packets_total",
+                "XDP program decisions, summed over CPUs.",
+                &["verdict"],
+            )?,
+            received_packets: counter_vec(
+                &registry,
+                "sluice_received_packets_total",
+                "Frames read per receive queue.",
+                &["queue"],
+            )?,
+            received_bytes: counter_vec(
+                &registry,
+                "sluice_received_bytes_total",
+                "Bytes read per receive queue.",
+                &["queue"],
+            )?,
+            xsk_rx_dropped: counter_vec(
+                &registry,
+                "sluice_xsk_rx_dropped_packets_total",
+                "AF_XDP rx_dropped: no free UMEM frame, or frame too large.",
+                &["queue"],
+            )?,
+            xsk_invalid_descs: counter_vec(
+                &registry,
+                "sluice_xsk_rx_invalid_descs_total",
+                "AF_XDP rx_invalid_descs.",
+                &["queue"],
+            )?,
+            xsk_ring_full: counter_vec(
+                &registry,
+                "sluice_xsk_rx_ring_full_packets_total",
+                "AF_XDP rx_ring_full: receive ring full.",
+                &["queue"],
+            )?,
+            xsk_fill_empty: counter_vec(
+                &registry,
+                "sluice_xsk_fill_ring_empty_total",
+                "AF_XDP rx_fill_ring_empty_descs: fill ring starvation.",
+                &["queue"],
+            )?,
+            discarded: counter_vec(
+                &registry,
+                "sluice_discarded_packets_total",
+                "Packets seen but not recorded, by reason.",
+                &["reason"],
+            )?,
+            records: counter_vec(
+                &registry,
+                "sluice_records_total",
+                "Records written, by stream.",
+                &["stream"],
+            )?,
+            decode_errors: counter_vec(
+                &registry,
+                "sluice_decode_errors_total",
+                "Payloads a decoder refused.",
+                &["stream", "kind"],
+            )?,
+            tunnels: counter_vec(
+                &registry,
+                "sluice_tunnel_packets_total",
+                "Seen packets per tunnel source (none: plain UDP; other: beyond the cap).",
+                &["tunnel_src"],
+            )?,
+            batches: counter_vec(
+                &registry,
+                "sluice_batches_total",
+                "Batches written, by stream.",
+                &["stream"],
+            )?,
+            batch_uncompressed: counter_vec(
+                &registry,
+                "sluice_batch_uncompressed_bytes_total",
+                "Batch bytes before compression.",
+                &["stream"],
+            )?,
+            batch_compressed: counter_vec(
+                &registry,
+                "sluice_batch_compressed_bytes_total",
+                "Batch bytes after compression.",
+                &["stream"],
+            )?,
+            files: counter_vec(
+                &registry,
+                "sluice_files_written_total",
+                "Files written by the sink.",
+                &["stream"],
+            )?,
+            registry,
+            ready,
+            seen,
+            recorded,
+            in_flight,
+        };
+        for reason in DropReason::ALL {
+            m.discarded.with_label_values(&[reason.name()]);
+        }
+        for stream in streams {
+            for vec in [
+                &m.records,
+                &m.batches,
+                &m.batch_uncompressed,
+                &m.batch_compressed,
+                &m.files,
+            ] {
+                vec.with_label_values(&[stream.as_str()]);
+            }
+        }
+        for queue in queues {
+            for vec in [
+                &m.received_packets,
+                &m.received_bytes,
+                &m.xsk_rx_dropped,
+                &m.xsk_invalid_descs,
+                &m.xsk_ring_full,
+                &m.xsk_fill_empty,
+            ] {
+                vec.with_label_values(&[queue.as_str()]);
+            }
+        }
+        Ok(m)
+    }
+
+    /// Refreshes every metric from a snapshot.
+    pub fn update(&self, s: &Snapshot) {
+        self.ready.set(i64::from(s.ready));
+        raise(&self.seen, s.seen);
+        raise(&self.recorded, s.totals.recorded);
+        let dropped = s.totals.dropped_total();
+        self.in_flight.set(
+            i64::try_from(s.seen.saturating_sub(s.totals.recorded + dropped)).unwrap_or(i64::MAX),
+        );
+        for reason in DropReason::ALL {
+            raise(
+                &self.discarded.with_label_values(&[reason.name()]),
+                s.totals.dropped[reason as usize],
+            );
+        }
+        for verdict in Verdict::ALL {
+            if let Some(n) = s.verdicts.get(verdict as usize) {
+                raise(&self.verdicts.with_label_values(&[verdict.name()]), *n);
+            }
+        }
+        for (queue, q) in &s.detail.queues {
+            let label = [queue.as_str()];
+            raise(&self.received_packets.with_label_values(&label), q.packets);
+            raise(&self.received_bytes.with_label_values(&label), q.bytes);
+            raise(&self.xsk_rx_dropped.with_label_values(&label), q.rx_dropped);
+            raise(
+                &self.xsk_invalid_descs.with_label_values(&label),
+                q.rx_invalid_descs,
+            );
+            raise(
+                &self.xsk_ring_full.with_label_values(&label),
+                q.rx_ring_full,
+            );
+            raise(
+                &self.xsk_fill_empty.with_label_values(&label),
+                q.fill_ring_empty,
+            );
+        }
+        for (stream, t) in &s.detail.streams {
+            let label = [stream.as_str()];
+            raise(&self.records.with_label_values(&label), t.records);
+            raise(&self.batches.with_label_values(&label), t.batches);
+            raise(&self.files.with_label_values(&label), t.batches);
+            raise(
+                &self.batch_uncompressed.with_label_values(&label),
+                t.uncompressed_bytes,
+            );
+            raise(
+                &self.batch_compressed.with_label_values(&label),
+                t.compressed_bytes,
+            );
+        }
+        for ((stream, kind), n) in &s.detail.decode_errors {
+            raise(
+                &self
+                    .decode_errors
+                    .with_label_values(&[stream.as_str(), kind]),
+                *n,
+            );
+        }
+        for (tunnel, n) in s.detail.tunnels.labelled() {
+            raise(&self.tunnels.with_label_values(&[tunnel.as_str()]), n);
+        }
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        if let Err(e) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            out = format!("# encoding failed: {e}\n").into_bytes();
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::detail::{QueueTotals, StreamTotals};
+
+    #[test]
+    fn renders_every_reason_and_the_values_of_a_snapshot() -> Result<(), prometheus::Error> {
+        let m = Metrics::new(&["raw".into(), "flows".into()], &["0".into()])?;
+        let mut s = Snapshot {
+            seen: 10,
+            ready: true,
+            detail: DetailCounters::new(8),
+            ..Snapshot::default()
+        };
+        s.totals.recorded = 7;
+        s.totals.dropped[DropReason::RingFull as usize] = 2;
+        s.verdicts = vec![9, 1, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0];
+        s.detail.queues.insert(
+            "0".into(),
+            QueueTotals {
+                packets: 10,
+                bytes: 840,
+                ..QueueTotals::default()
+            },
+        );
+        s.detail.streams.insert(
+            "flows".into(),
+            StreamTotals {
+                records: 70,
+                batches: 1,
+                uncompressed_bytes: 9000,
+                compressed_bytes: 900,
+            },
+        );
+        s.detail
+            .decode_errors
+            .insert(("flows".into(), "truncated"), 1);
+        s.detail.tunnels.add(None, 1);
+        m.update(&s);
+        m.update(&s);
+        let text = String::from_utf8_lossy(&m.render()).into_owned();
+        for line in [
+            "sluice_seen_packets_total 10",
+            "sluice_recorded_packets_total 7",
+            "sluice_in_flight_packets 1",
+            "sluice_ready 1",
+            "sluice_discarded_packets_total{reason=\"ring_full\"} 2",
+            "sluice_discarded_packets_total{reason=\"decode_error\"} 0",
+            "sluice_xdp_verdict_packets_total{verdict=\"redirect_gre\"} 9",
+            "sluice_xdp_verdict_packets_total{verdict=\"pass_not_gre_or_udp\"} 4",
+            "sluice_received_packets_total{queue=\"0\"} 10",
+            "sluice_received_bytes_total{queue=\"0\"} 840",
+            "sluice_records_total{stream=\"flows\"} 70",
+            "sluice_records_total{stream=\"raw\"} 0",
+            "sluice_decode_errors_total{kind=\"truncated\",stream=\"flows\"} 1",
+            "sluice_tunnel_packets_total{tunnel_src=\"none\"} 1",
+            "sluice_batch_compressed_bytes_total{stream=\"flows\"} 900",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "missing {line:?} in\n{text}"
+            );
+        }
+        assert!(text.contains("sluice_build_info{version=\""));
+        Ok(())
+    }
+}
