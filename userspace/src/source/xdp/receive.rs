@@ -66,6 +66,7 @@ pub fn receive_loop(
     loop {
         let now = now_micros();
         let received = socket.receive(FRAMES_PER_BATCH, |frame| {
+            totals.bytes += frame.data.len() as u64;
             batch.push(
                 frame.data,
                 now,
@@ -73,6 +74,7 @@ pub fn receive_loop(
             );
         });
         local.received += received as u64;
+        totals.packets += received as u64;
         let stopping = draining.load(Ordering::Acquire);
         if !batch.is_empty() {
             batch = if stopping {
