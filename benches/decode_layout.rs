@@ -1,2 +1,248 @@
-//! Placeholder: the layout decoder's benchmark is being written.
-fn main() {}
+//! Cost of the `schema` (layout) decoder per record: a realistic 64-byte event of 10
+//! columns (integers, enum, MAC, timestamp, IPv4, bit fields, text, a skipped reserved
+//! block), and a header + 8 readings event chosen by a discriminator (one record per
+//! reading). Rows go to a sink that only looks at them. Before the benchmarks, the number
+//! of heap allocations per payload is counted and printed: it must be 0.
+
+use std::{
+    alloc::{GlobalAlloc, Layout, System},
+    collections::BTreeMap,
+    hint::black_box,
+    net::{IpAddr, Ipv4Addr},
+    sync::atomic::{AtomicU64, Ordering},
+};
+
+use criterion::{Criterion, Throughput, criterion_group};
+use sluice_decode::{
+    Decoder, PacketContext, RowSink, Value,
+    layout::{FieldConfig, GroupConfig, LayoutConfig, LayoutFactory, TimeUnit, VariantConfig},
+};
+
+/// Counts allocations, to show that decoding makes none.
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+// SAFETY: forwards to the system allocator unchanged.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Looks at every row and forgets it.
+struct Discard(u64);
+
+impl RowSink for Discard {
+    fn row(&mut self, _ctx: &PacketContext, values: &[Value<'_>]) {
+        black_box(values);
+        self.0 += 1;
+    }
+}
+
+fn field(name: &str, ty: &str) -> FieldConfig {
+    FieldConfig {
+        name: name.into(),
+        ty: ty.into(),
+        ..FieldConfig::default()
+    }
+}
+
+fn names(pairs: &[(u8, &str)]) -> Option<BTreeMap<String, String>> {
+    Some(
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), (*v).to_owned()))
+            .collect(),
+    )
+}
+
+/// 64 bytes, 10 columns.
+fn flat() -> (LayoutConfig, Vec<u8>) {
+    let config = LayoutConfig {
+        fields: vec![
+            field("version", "u8"),
+            FieldConfig {
+                enum_names: names(&[(1, "reading"), (2, "alarm"), (3, "heartbeat")]),
+                ..field("kind", "u8")
+            },
+            field("device", "mac"),
+            field("seq", "u32"),
+            FieldConfig {
+                timestamp: Some(TimeUnit::Seconds),
+                ..field("time", "u32")
+            },
+            field("src", "ipv4"),
+            field("temp", "i16"),
+            FieldConfig {
+                mask: Some(0x80),
+                ..field("alarm", "u8")
+            },
+            FieldConfig {
+                offset: Some(22),
+                mask: Some(0x0f),
+                enum_names: names(&[(0, "ok"), (1, "warn"), (2, "fail")]),
+                ..field("status", "u8")
+            },
+            FieldConfig {
+                length: Some(25),
+                skip: true,
+                ..field("reserved", "bytes")
+            },
+            FieldConfig {
+                length: Some(16),
+                ..field("name", "text")
+            },
+        ],
+        ..LayoutConfig::default()
+    };
+    let mut p = vec![2, 1, 0x00, 0x1b, 0x21, 0x0a, 0x0b, 0x0c];
+    p.extend(123_456u32.to_be_bytes());
+    p.extend(1_795_328_725u32.to_be_bytes());
+    p.extend([10, 1, 2, 3]);
+    p.extend((-125i16).to_be_bytes());
+    p.push(0x81);
+    p.extend([0u8; 25]);
+    p.extend(b"boiler-room-3\0\0\0");
+    assert_eq!(p.len(), 64);
+    (config, p)
+}
+
+/// A 17-byte header whose `kind` selects readings: 8 elements of 6 bytes.
+fn readings() -> (LayoutConfig, Vec<u8>) {
+    let element = vec![
+        field("sensor", "u8"),
+        FieldConfig {
+            mask: Some(0x0f),
+            enum_names: names(&[(0, "ok"), (1, "warn"), (2, "fail")]),
+            ..field("status", "u8")
+        },
+        FieldConfig {
+            offset: Some(1),
+            mask: Some(0x80),
+            ..field("alarm", "u8")
+        },
+        field("value", "i32"),
+    ];
+    let config = LayoutConfig {
+        fields: vec![
+            field("version", "u8"),
+            field("kind", "u8"),
+            field("device", "mac"),
+            field("seq", "u32"),
+            FieldConfig {
+                timestamp: Some(TimeUnit::Seconds),
+                ..field("time", "u32")
+            },
+        ],
+        discriminator: Some("kind".into()),
+        variants: vec![
+            VariantConfig {
+                values: vec![1],
+                fields: vec![field("n", "u8")],
+                group: Some(GroupConfig {
+                    count: Some("n".into()),
+                    index: Some("reading".into()),
+                    fields: element,
+                    ..GroupConfig::default()
+                }),
+            },
+            VariantConfig {
+                values: vec![3],
+                ..VariantConfig::default()
+            },
+        ],
+        ..LayoutConfig::default()
+    };
+    let mut p = vec![2, 1, 0x00, 0x1b, 0x21, 0x0a, 0x0b, 0x0c];
+    p.extend(123_456u32.to_be_bytes());
+    p.extend(1_795_328_725u32.to_be_bytes());
+    p.push(8);
+    for i in 0..8u8 {
+        p.extend([i, (i % 3) | if i == 5 { 0x80 } else { 0 }]);
+        p.extend((i32::from(i) * 1000 - 2500).to_be_bytes());
+    }
+    assert_eq!(p.len(), 17 + 48);
+    (config, p)
+}
+
+fn ctx() -> PacketContext {
+    let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
+    PacketContext {
+        received_at: 1_795_328_725_123_456,
+        tunnel_src: None,
+        tunnel_dst: None,
+        gre_key: None,
+        src_ip: ip,
+        src_port: 40_000,
+        dst_ip: ip,
+        dst_port: 5_140,
+    }
+}
+
+/// Allocations per payload once the decoder's buffers have grown.
+fn allocations_per_payload(config: &LayoutConfig, payload: &[u8]) -> (f64, u64) {
+    let factory = LayoutFactory::new("bench", config).expect("valid layout");
+    let mut decoder = factory.decoder();
+    let mut sink = Discard(0);
+    let ctx = ctx();
+    decoder.decode(&ctx, payload, &mut sink).expect("decodes");
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let rounds = 10_000;
+    for _ in 0..rounds {
+        decoder.decode(&ctx, payload, &mut sink).expect("decodes");
+    }
+    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
+    (allocations as f64 / rounds as f64, sink.0 / (rounds + 1))
+}
+
+fn bench(c: &mut Criterion) {
+    let ctx = ctx();
+    let mut group = c.benchmark_group("decode_layout");
+    for (name, (config, payload)) in [
+        ("flat_64B_10_columns", flat()),
+        ("readings_8x6B", readings()),
+    ] {
+        let factory = LayoutFactory::new("bench", &config).expect("valid layout");
+        let mut decoder = factory.decoder();
+        let mut sink = Discard(0);
+        let rows = decoder
+            .decode(&ctx, &payload, &mut sink)
+            .expect("decodes")
+            .rows;
+        group.throughput(Throughput::Elements(rows));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                decoder
+                    .decode(&ctx, black_box(&payload), &mut sink)
+                    .expect("decodes")
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench);
+
+fn main() {
+    for (name, (config, payload)) in [
+        ("flat_64B_10_columns", flat()),
+        ("readings_8x6B", readings()),
+    ] {
+        let (allocations, rows) = allocations_per_payload(&config, &payload);
+        println!("{name}: {rows} rows per payload, {allocations} allocations per payload");
+        assert_eq!(allocations, 0.0, "{name} allocates while decoding");
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
