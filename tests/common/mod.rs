@@ -190,3 +190,39 @@ pub fn assert_lossless(stats: &Stats, steered: u64, output: &CheckedOutput) {
         "bytes_written: {stats:?}"
     );
 }
+
+/// Every record of every `*.ndjson.zst` file under `dir` (recursively), as JSON — for
+/// decoder streams, whose columns the strict raw `Record` does not describe.
+pub fn read_json_records(dir: &Path) -> Vec<serde_json::Value> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).expect("read dir") {
+            let path = entry.expect("entry").path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.to_string_lossy().ends_with(".ndjson.zst") {
+                let file = std::fs::File::open(&path).expect("open");
+                let text = zstd::decode_all(file).expect("zstd");
+                for line in String::from_utf8(text).expect("utf-8").lines() {
+                    out.push(serde_json::from_str(line).expect("json line"));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.ffffffZ` (what Sluice writes).
+pub fn rfc3339_micros(ts: &str) -> i64 {
+    let n = |r: std::ops::Range<usize>| ts[r].parse::<i64>().expect("digits");
+    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
+    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * m + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19);
+    secs * 1_000_000 + n(20..26)
+}

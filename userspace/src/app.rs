@@ -334,6 +334,9 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
 
 /// `sluice replay`: the capture through the pipeline, then exit.
 pub fn replay(config: &Config, input: &Path, options: &RunOptions) -> Result<Report, AppError> {
+    let mut config = config.clone();
+    config.pipeline.packet_clock = true;
+    let config = &config;
     let details = DetailSet::new(config.metrics.max_tunnels as usize);
     let pipeline = Pipeline::start(
         config,

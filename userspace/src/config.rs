@@ -225,6 +225,11 @@ pub struct PipelineConfig {
     pub queue_depth: u32,
     /// Seconds between counter log lines; 0 disables them.
     pub stats_interval_secs: u64,
+    /// Measure hold times (NetFlow data waiting for its template) on the packets' own
+    /// clock rather than the wall clock. Set by `sluice replay`, whose packets carry their
+    /// capture time; not a config key.
+    #[serde(skip)]
+    pub packet_clock: bool,
 }
 
 impl Default for PipelineConfig {
@@ -233,6 +238,7 @@ impl Default for PipelineConfig {
             workers: 0,
             queue_depth: 256,
             stats_interval_secs: 10,
+            packet_clock: false,
         }
     }
 }

@@ -9,7 +9,13 @@
 use std::{collections::BTreeMap, net::IpAddr, path::Path, sync::Arc};
 
 use serde::{Deserialize, Serialize};
-use sluice_decode::{DecoderFactory, RecordSchema, raw::RawFactory};
+use sluice_decode::{
+    DecoderFactory, RecordSchema,
+    layout::{LayoutConfig, LayoutFactory},
+    netflow::{NetflowConfig, NetflowFactory},
+    raw::RawFactory,
+    syslog::{SyslogConfig, SyslogFactory},
+};
 
 use crate::config::ConfigError;
 
@@ -250,10 +256,11 @@ impl Streams {
 /// The factory for one decoder kind; errors carry (field within the options, reason).
 fn build_factory(
     kind: &str,
-    _name: &str,
+    name: &str,
     options: &toml::Table,
-    _base_dir: &Path,
+    base_dir: &Path,
 ) -> Result<Arc<dyn DecoderFactory>, (String, String)> {
+    let field_err = |e: sluice_decode::ConfigFieldError| (e.field, e.reason);
     match kind {
         "raw" => {
             if let Some(key) = options.keys().next() {
@@ -261,9 +268,37 @@ fn build_factory(
             }
             Ok(Arc::new(RawFactory::default()))
         }
-        other => Err((
-            String::new(),
-            format!("the {other} decoder is not available in this build"),
-        )),
+        "schema" => {
+            let layout: LayoutConfig = parse_options(options)?;
+            let layout = layout
+                .resolve_file(|path| {
+                    let path = base_dir.join(path);
+                    let text = std::fs::read_to_string(&path).map_err(|e| e.to_string())?;
+                    toml::from_str::<LayoutConfig>(&text)
+                        .map_err(|e| e.to_string().trim_end().to_owned())
+                })
+                .map_err(field_err)?;
+            Ok(Arc::new(
+                LayoutFactory::new(name, &layout).map_err(field_err)?,
+            ))
+        }
+        "netflow" => {
+            let config: NetflowConfig = parse_options(options)?;
+            Ok(Arc::new(NetflowFactory::new(&config).map_err(field_err)?))
+        }
+        "syslog" => {
+            let config: SyslogConfig = parse_options(options)?;
+            Ok(Arc::new(SyslogFactory::new(&config).map_err(field_err)?))
+        }
+        other => Err((String::new(), format!("unknown decoder {other}"))),
     }
+}
+
+/// A decoder's options table as its config type; serde's message names the key.
+fn parse_options<T: serde::de::DeserializeOwned>(
+    options: &toml::Table,
+) -> Result<T, (String, String)> {
+    toml::Value::Table(options.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| (String::new(), e.to_string().trim_end().to_owned()))
 }

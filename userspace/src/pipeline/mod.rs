@@ -175,6 +175,8 @@ impl Pipeline {
                 counters: counters.register(),
                 details: details.register(),
                 detail: details.local(),
+                packet_clock: config.pipeline.packet_clock,
+                latest_received_at: 0,
             };
             let handle = std::thread::Builder::new()
                 .name(format!("sluice-worker-{id}"))

@@ -74,6 +74,11 @@ pub struct Worker {
     pub details: DetailSlot,
     /// This worker's labelled counters.
     pub detail: DetailCounters,
+    /// Expire held packets by the packets' own clock (replay: capture time) instead of
+    /// the wall clock; hold times are measured against `received_at`.
+    pub packet_clock: bool,
+    /// The latest `received_at` this worker saw.
+    pub latest_received_at: i64,
 }
 
 impl Worker {
@@ -148,6 +153,7 @@ impl Worker {
                 }
             };
             let ctx = packet_context(entry.received_at, &datagram);
+            self.latest_received_at = self.latest_received_at.max(ctx.received_at);
             self.detail.tunnels.add(ctx.tunnel_src, 1);
             let index = self.router.route(ctx.dst_port, ctx.tunnel_src);
             let Some(stream) = self.streams.get_mut(index) else {
@@ -206,7 +212,12 @@ impl Worker {
                 local.encoded += released;
                 stream.builder.add_packets(released);
             }
-            let expired = stream.decoder.expire(now_micros(), shutting_down);
+            let now = if self.packet_clock {
+                self.latest_received_at
+            } else {
+                now_micros()
+            };
+            let expired = stream.decoder.expire(now, shutting_down);
             if expired > 0 {
                 local.drop_n(DropReason::DecodeError, expired);
                 *self
