@@ -12,7 +12,7 @@
 //!   whole), naming the offending key on error.
 //! - `plan`, `decode`: the compiled form and the loop that runs it.
 //!
-//! The reference with a complete example is `docs/decoders-schema.md`.
+//! The reference with a complete example is `docs/decoders.md`.
 
 pub mod config;
 

@@ -1,5 +1,5 @@
 //! NetFlow v5, NetFlow v9 (RFC 3954) and IPFIX (RFC 7011): one row per flow, with the
-//! same typed columns whatever the version (see [`COLUMNS`] and `docs/decoders-netflow.md`).
+//! same typed columns whatever the version (see [`COLUMNS`] and `docs/decoders.md`).
 //!
 //! The version is read from each packet. v5 packets stand alone. v9 and IPFIX data sets
 //! need the template their exporter sent earlier; templates (and options templates) live

@@ -13,7 +13,7 @@
 //! `rfc5424` and `rfc3164` (the two grammars), `timestamp` (dates to UTC
 //! microseconds), `structured_data` (SD scan and JSON), `names` (facility/severity
 //! keywords), `cursor` (bounds-checked reading). The operator's view is
-//! `docs/decoders-syslog.md`.
+//! `docs/decoders.md`.
 
 mod config;
 mod cursor;

@@ -1,4 +1,4 @@
-//! The ACME-SENSOR v2 example of `docs/decoders-schema.md`, decoded exactly as the
+//! The ACME-SENSOR v2 example of `docs/decoders.md`, decoded exactly as the
 //! document shows. The layout below is the document's TOML converted to JSON (Python's
 //! `tomllib`); keep the two in step.
 
@@ -178,7 +178,7 @@ fn events_as_documented() {
     );
 }
 
-/// `docs/decoders-schema.md`'s TOML, as JSON.
+/// `docs/decoders.md`'s TOML, as JSON.
 const LAYOUT: &str = r#"{
     "byte_order": "big",
     "discriminator": "type",
