@@ -4,12 +4,17 @@
 //! - `setup`: install toolchains, bpf-linker and system packages, skipping what is there.
 //! - `test`: setup, then fmt, clippy (host and eBPF) and every test; what CI runs.
 //! - `demo`: the daemon end to end in two private network namespaces, with a report.
+//! - `install`: the release binary, systemd unit, example config and service user, on this
+//!   machine or into a staging root (`--dry-run` prints the plan).
+//! - `run -- ARGS`: the freshly built release binary with ARGS, for bare-metal use.
 //!
 //! Kept in Rust (not shell) so that the same code paths are type-checked, linted and unit
 //! tested like the rest of the workspace.
 
 mod cmd;
 mod demo;
+mod install;
+mod run;
 mod setup;
 mod suite;
 mod workspace;
@@ -34,6 +39,11 @@ enum Task {
     Test,
     /// Run sluice end to end in network namespaces and print a report.
     Demo(demo::DemoArgs),
+    /// Build and install binary, systemd unit, example config and the `sluice` user
+    /// (idempotent; see docs/operations.md).
+    Install(install::InstallArgs),
+    /// Build the release binary and run it with the arguments after `--`.
+    Run(run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,6 +52,8 @@ fn main() -> ExitCode {
         Task::Setup => setup::run(),
         Task::Test => suite::run(),
         Task::Demo(args) => demo::run(args),
+        Task::Install(args) => install::run(args),
+        Task::Run(args) => run::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

