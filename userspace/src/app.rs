@@ -149,11 +149,11 @@ fn start_metrics(
     if !config.metrics.enabled {
         return Ok(None);
     }
-    let streams: Vec<String> = config
+    let streams: Vec<(String, Vec<&'static str>)> = config
         .streams()?
         .streams
         .iter()
-        .map(|s| s.name.clone())
+        .map(|s| (s.name.clone(), s.factory.error_kinds().to_vec()))
         .collect();
     let metrics = Metrics::new(&streams, queues)?;
     Ok(Some(MetricsServer::start(

@@ -135,6 +135,12 @@ pub trait DecoderFactory: Send + Sync {
     fn schema(&self) -> &RecordSchema;
     /// A decoder for one worker.
     fn build(&self) -> Box<dyn Decoder>;
+
+    /// Every `DecodeError::kind` this decoder can report: a bounded label set, known at
+    /// start, so that each kind's counter exists (at zero) from the beginning.
+    fn error_kinds(&self) -> &'static [DecodeErrorKind] {
+        &[]
+    }
 }
 
 /// A decoder option that cannot be used, named by its path within the decoder's table

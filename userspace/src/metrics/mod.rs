@@ -8,7 +8,8 @@
 mod server;
 
 use prometheus::{
-    Encoder as _, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder as _, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use sluice_common::Verdict;
 
@@ -56,7 +57,18 @@ pub struct Metrics {
     batch_uncompressed: IntCounterVec,
     batch_compressed: IntCounterVec,
     files: IntCounterVec,
+    /// The upload stage's families (spool depth, uploads by outcome, retries, latency).
+    /// Registered always, so dashboards and alerts see them; they stay at zero while the
+    /// sink is the local directory (nothing is spooled or uploaded).
+    _spool_files: IntGauge,
+    _spool_bytes: IntGauge,
+    _uploads: IntCounterVec,
+    _upload_retries: IntCounter,
+    _upload_duration: Histogram,
 }
+
+/// Outcomes of an upload (`sluice_uploads_total{outcome}`).
+pub const UPLOAD_OUTCOMES: [&str; 4] = ["ok", "exists", "retryable_error", "permanent_error"];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,9 +96,12 @@ fn raise(counter: &IntCounter, value: u64) {
 }
 
 impl Metrics {
-    /// Registers every metric; `streams` and `queues` pre-create their label values so a
-    /// dashboard sees zeros, not gaps, from the start.
-    pub fn new(streams: &[String], queues: &[String]) -> prometheus::Result<Self> {
+    /// Registers every metric; `streams` (name and decode error kinds) and `queues`
+    /// pre-create their label values so a dashboard sees zeros, not gaps, from the start.
+    pub fn new(
+        streams: &[(String, Vec<&'static str>)],
+        queues: &[String],
+    ) -> prometheus::Result<Self> {
         let registry = Registry::new();
         let build_info = IntGaugeVec::new(
             Opts::new("sluice_build_info", "The running build (value 1)."),
@@ -110,6 +125,35 @@ impl Metrics {
             "Packets seen, neither recorded nor discarded yet.",
         )?;
         registry.register(Box::new(in_flight.clone()))?;
+        let spool_files = IntGauge::new("sluice_spool_files", "Batches in the spool.")?;
+        registry.register(Box::new(spool_files.clone()))?;
+        let spool_bytes = IntGauge::new("sluice_spool_bytes", "Bytes in the spool.")?;
+        registry.register(Box::new(spool_bytes.clone()))?;
+        let upload_retries = IntCounter::new(
+            "sluice_upload_retries_total",
+            "Upload attempts beyond the first.",
+        )?;
+        registry.register(Box::new(upload_retries.clone()))?;
+        let upload_duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "sluice_upload_duration_seconds",
+                "One upload, first attempt to success.",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                3600.0,
+            ]),
+        )?;
+        registry.register(Box::new(upload_duration.clone()))?;
+        let uploads = counter_vec(
+            &registry,
+            "sluice_uploads_total",
+            "Uploads by outcome.",
+            &["outcome"],
+        )?;
+        for outcome in UPLOAD_OUTCOMES {
+            uploads.with_label_values(&[outcome]);
+        }
         let m = Self {
             verdicts: counter_vec(
                 &registry,
@@ -206,11 +250,16 @@ impl Metrics {
             seen,
             recorded,
             in_flight,
+            _spool_files: spool_files,
+            _spool_bytes: spool_bytes,
+            _uploads: uploads,
+            _upload_retries: upload_retries,
+            _upload_duration: upload_duration,
         };
         for reason in DropReason::ALL {
             m.discarded.with_label_values(&[reason.name()]);
         }
-        for stream in streams {
+        for (stream, kinds) in streams {
             for vec in [
                 &m.records,
                 &m.batches,
@@ -220,7 +269,14 @@ impl Metrics {
             ] {
                 vec.with_label_values(&[stream.as_str()]);
             }
+            for kind in kinds {
+                m.decode_errors.with_label_values(&[stream.as_str(), kind]);
+            }
         }
+        for verdict in Verdict::ALL {
+            m.verdicts.with_label_values(&[verdict.name()]);
+        }
+        m.tunnels.with_label_values(&["other"]);
         for queue in queues {
             for vec in [
                 &m.received_packets,
@@ -318,7 +374,10 @@ mod tests {
 
     #[test]
     fn renders_every_reason_and_the_values_of_a_snapshot() -> Result<(), prometheus::Error> {
-        let m = Metrics::new(&["raw".into(), "flows".into()], &["0".into()])?;
+        let m = Metrics::new(
+            &[("raw".into(), vec![]), ("flows".into(), vec!["truncated"])],
+            &["0".into()],
+        )?;
         let mut s = Snapshot {
             seen: 10,
             ready: true,
@@ -375,6 +434,34 @@ mod tests {
             );
         }
         assert!(text.contains("sluice_build_info{version=\""));
+        Ok(())
+    }
+
+    /// docs/metrics.md is the contract dashboards and alerts are written against: every
+    /// metric it lists is exported, and every exported metric is listed.
+    #[test]
+    fn every_documented_metric_is_exported_and_every_exported_one_documented()
+    -> Result<(), prometheus::Error> {
+        let doc = include_str!("../../../docs/metrics.md");
+        let documented: std::collections::BTreeSet<&str> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `sluice_"))
+            .filter_map(|l| l.split('`').next())
+            .collect();
+        let m = Metrics::new(
+            &[("raw".into(), vec![]), ("flows".into(), vec!["truncated"])],
+            &["0".into()],
+        )?;
+        let text = String::from_utf8_lossy(&m.render()).into_owned();
+        let exported: std::collections::BTreeSet<String> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE sluice_"))
+            .filter_map(|l| l.split(' ').next())
+            .map(str::to_owned)
+            .collect();
+        let documented: std::collections::BTreeSet<String> =
+            documented.into_iter().map(str::to_owned).collect();
+        assert_eq!(exported, documented);
         Ok(())
     }
 }

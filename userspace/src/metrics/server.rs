@@ -170,7 +170,7 @@ mod tests {
 
     #[test]
     fn serves_metrics_health_and_readiness() {
-        let metrics = Metrics::new(&["raw".into()], &[]).expect("metrics");
+        let metrics = Metrics::new(&[("raw".into(), vec![])], &[]).expect("metrics");
         let ready = Arc::new(AtomicBool::new(false));
         let r = Arc::clone(&ready);
         let snapshot: SnapshotFn = Arc::new(move || Snapshot {

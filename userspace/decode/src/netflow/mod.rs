@@ -100,6 +100,17 @@ impl DecoderFactory for NetflowFactory {
     fn build(&self) -> Box<dyn Decoder> {
         Box::new(self.decoder())
     }
+
+    fn error_kinds(&self) -> &'static [crate::DecodeErrorKind] {
+        &[
+            TRUNCATED,
+            BAD_VERSION,
+            BAD_LENGTH,
+            BAD_TEMPLATE,
+            NO_TEMPLATE,
+            BAD_VALUE,
+        ]
+    }
 }
 
 /// One worker's `netflow` decoder.

@@ -138,6 +138,10 @@ impl DecoderFactory for SyslogFactory {
     fn build(&self) -> Box<dyn Decoder> {
         Box::new(self.decoder())
     }
+
+    fn error_kinds(&self) -> &'static [crate::DecodeErrorKind] {
+        &["empty", "invalid_utf8"]
+    }
 }
 
 /// One worker's syslog decoder: one row per payload.
