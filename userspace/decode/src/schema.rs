@@ -67,6 +67,30 @@ impl Column {
     }
 }
 
+/// The provenance columns every record starts with (name, type, nullable), ahead of its
+/// decoder's columns: the packet's receive time, tunnel and 5-tuple.
+pub const PROVENANCE: [(&str, ColumnType, bool); 8] = [
+    ("received_at", ColumnType::Timestamp, false),
+    ("tunnel_src", ColumnType::IpAddr, true),
+    ("tunnel_dst", ColumnType::IpAddr, true),
+    ("gre_key", ColumnType::UInt64, true),
+    ("src_ip", ColumnType::IpAddr, false),
+    ("src_port", ColumnType::UInt64, false),
+    ("dst_ip", ColumnType::IpAddr, false),
+    ("dst_port", ColumnType::UInt64, false),
+];
+
+/// The name a decoder column gets in output files: its own, or `<decoder>_<name>` when it
+/// would clash with a provenance column (NetFlow's `src_port` is the flow's, not the
+/// export packet's), so that no file or table ever holds one name twice.
+pub fn output_name<'a>(schema: &RecordSchema, column: &'a Column) -> std::borrow::Cow<'a, str> {
+    if PROVENANCE.iter().any(|(name, _, _)| *name == column.name) {
+        std::borrow::Cow::Owned(format!("{}_{}", schema.decoder, column.name))
+    } else {
+        std::borrow::Cow::Borrowed(&column.name)
+    }
+}
+
 /// The columns a decoder emits, in order.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct RecordSchema {

@@ -9,7 +9,7 @@
 use std::{fmt::Write as _, net::IpAddr};
 
 use base64::Engine as _;
-use sluice_decode::{BytesEncoding, ColumnType, PacketContext, RecordSchema, Value};
+use sluice_decode::{BytesEncoding, ColumnType, PacketContext, RecordSchema, Value, output_name};
 
 use super::timestamp::TimestampFormatter;
 
@@ -28,7 +28,7 @@ impl EncodedColumns {
             .iter()
             .map(|c| {
                 let mut key = b",".to_vec();
-                push_json_string(&mut key, &c.name);
+                push_json_string(&mut key, &output_name(schema, c));
                 key.push(b':');
                 key
             })
@@ -270,6 +270,16 @@ mod tests {
             plain.contains("\"tunnel_src\":null,\"tunnel_dst\":null,\"gre_key\":null,"),
             "{plain}"
         );
+    }
+
+    #[test]
+    fn decoder_columns_named_like_provenance_are_prefixed() {
+        let schema = RecordSchema {
+            decoder: "netflow".into(),
+            columns: vec![Column::nullable("src_port", ColumnType::UInt64)],
+        };
+        let line = encode(&ctx(false), &schema, &[Value::U64(443)]);
+        assert!(line.ends_with(",\"src_port\":40000,\"dst_ip\":\"203.0.113.9\",\"dst_port\":5000,\"netflow_src_port\":443}\n"), "{line}");
     }
 
     #[test]

@@ -1,0 +1,135 @@
+//! The files a batch of records becomes: newline-delimited JSON (gzip or zstd), CSV
+//! (gzip) and Parquet (ZSTD pages), in the forms BigQuery reads as external tables, and
+//! the `CREATE EXTERNAL TABLE` statement that reads them ([`bigquery_ddl`]).
+//!
+//! Every file has the packet's provenance columns first (`received_at, tunnel_src,
+//! tunnel_dst, gre_key, src_ip, src_port, dst_ip, dst_port`), then the decoder's columns
+//! ([`columns`]). One encoder is one open batch: rows go in through
+//! [`sluice_decode::RowSink`], [`BatchEncoder::uncompressed_len`] and
+//! [`BatchEncoder::records`] let the caller close it at its size limits, and
+//! [`BatchEncoder::finish`] returns the complete file.
+//!
+//! ```
+//! use sluice_decode::{DecoderFactory as _, raw::RawFactory};
+//! use sluice_formats::{BatchEncoder as _, Format, FormatConfig, FileEncoder};
+//!
+//! let config = FormatConfig::new(Format::Parquet);
+//! let encoder = FileEncoder::new(&config, RawFactory::default().schema()).unwrap();
+//! assert_eq!(encoder.records(), 0);
+//! let file = encoder.finish().unwrap();
+//! assert_eq!(&file[..4], b"PAR1");
+//! ```
+//!
+//! Operating notes and the type table: docs/formats.md.
+
+pub mod columns;
+mod compress;
+pub mod config;
+pub mod ddl;
+pub mod error;
+pub mod parquet_file;
+mod text;
+pub mod textfile;
+mod textvalue;
+mod timestamp;
+
+use sluice_decode::{PacketContext, RecordSchema, RowSink, Value};
+
+pub use crate::{
+    config::{Format, FormatConfig},
+    ddl::bigquery_ddl,
+    error::FormatError,
+    parquet_file::ParquetEncoder,
+    textfile::TextEncoder,
+};
+
+/// One open batch of one stream, in one format.
+pub trait BatchEncoder: RowSink {
+    /// The complete file: the compressed stream, or the Parquet file with its footer.
+    ///
+    /// # Errors
+    /// The first row that broke the schema ([`FormatError::RowLength`],
+    /// [`FormatError::ValueType`]; the batch is refused as a whole), or a codec error.
+    fn finish(self) -> Result<Vec<u8>, FormatError>
+    where
+        Self: Sized;
+
+    /// Bytes of the batch before compression (for Parquet, an estimate of the values'
+    /// size), to close a batch at a size limit.
+    fn uncompressed_len(&self) -> u64;
+
+    /// Rows accepted so far.
+    fn records(&self) -> u64;
+
+    /// `UInt64` values above `i64::MAX` written as null (BigQuery's INT64 cannot hold them).
+    fn overflows(&self) -> u64;
+}
+
+/// An encoder of any [`Format`], chosen from the config at run time.
+#[derive(Debug)]
+pub enum FileEncoder {
+    /// `ndjson_gzip`, `ndjson_zstd`, `csv_gzip`.
+    Text(TextEncoder),
+    /// `parquet`.
+    Parquet(ParquetEncoder),
+}
+
+impl FileEncoder {
+    /// An empty batch of `config.format` for rows of `schema`.
+    ///
+    /// # Errors
+    /// [`FormatError::Config`] (invalid options), [`FormatError::DuplicateColumn`], or a
+    /// codec that refuses its settings.
+    pub fn new(config: &FormatConfig, schema: &RecordSchema) -> Result<Self, FormatError> {
+        config.validate()?;
+        let level = config.level();
+        Ok(match config.format {
+            Format::NdjsonGzip => Self::Text(TextEncoder::ndjson_gzip(schema, level)?),
+            Format::NdjsonZstd => Self::Text(TextEncoder::ndjson_zstd(schema, level)?),
+            Format::CsvGzip => Self::Text(TextEncoder::csv_gzip(schema, level)?),
+            Format::Parquet => Self::Parquet(ParquetEncoder::new(schema, config)?),
+        })
+    }
+}
+
+impl RowSink for FileEncoder {
+    fn row(&mut self, ctx: &PacketContext, values: &[Value<'_>]) {
+        match self {
+            Self::Text(e) => e.row(ctx, values),
+            Self::Parquet(e) => e.row(ctx, values),
+        }
+    }
+}
+
+impl BatchEncoder for FileEncoder {
+    fn finish(self) -> Result<Vec<u8>, FormatError> {
+        match self {
+            Self::Text(e) => e.finish(),
+            Self::Parquet(e) => e.finish(),
+        }
+    }
+
+    fn uncompressed_len(&self) -> u64 {
+        match self {
+            Self::Text(e) => e.uncompressed_len(),
+            Self::Parquet(e) => e.uncompressed_len(),
+        }
+    }
+
+    fn records(&self) -> u64 {
+        match self {
+            Self::Text(e) => e.records(),
+            Self::Parquet(e) => e.records(),
+        }
+    }
+
+    fn overflows(&self) -> u64 {
+        match self {
+            Self::Text(e) => e.overflows(),
+            Self::Parquet(e) => e.overflows(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

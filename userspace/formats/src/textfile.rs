@@ -1,0 +1,170 @@
+//! NDJSON and CSV batches: one line per row, provenance columns first, then the decoder's
+//! columns, through gzip or zstd.
+//!
+//! NDJSON lines are objects with the keys in column order (the layout of the daemon's
+//! directory sink: `{"received_at":"...Z","tunnel_src":null,...}`); each `,"name":` key is
+//! escaped once when the encoder is built. CSV files start with a header line of the
+//! column names; records end in CRLF (RFC 4180), a null is an empty field, an empty string
+//! is `""`.
+
+use sluice_decode::{ColumnType, PacketContext, RecordSchema, RowSink, Value};
+
+use crate::{
+    BatchEncoder, FormatError,
+    columns::{OutputColumns, provenance_values},
+    compress::Compressed,
+    text::push_json_string,
+    textvalue::{Dialect, Written, push_csv_field, push_value},
+    timestamp::TimestampFormatter,
+};
+
+/// A batch of NDJSON or CSV rows being compressed.
+#[derive(Debug)]
+pub struct TextEncoder {
+    dialect: Dialect,
+    /// NDJSON: `{"name":` for the first column, `,"name":` for the others. CSV: empty.
+    keys: Vec<Vec<u8>>,
+    types: Vec<ColumnType>,
+    decoder_columns: usize,
+    out: Compressed,
+    timestamps: TimestampFormatter,
+    records: u64,
+    overflows: u64,
+    error: Option<FormatError>,
+}
+
+impl TextEncoder {
+    /// NDJSON, gzip at `level`.
+    ///
+    /// # Errors
+    /// [`FormatError::DuplicateColumn`].
+    pub fn ndjson_gzip(schema: &RecordSchema, level: i32) -> Result<Self, FormatError> {
+        Self::new(Dialect::Json, schema, Compressed::gzip(level))
+    }
+
+    /// NDJSON, zstd at `level`.
+    ///
+    /// # Errors
+    /// [`FormatError::DuplicateColumn`], or [`FormatError::Compression`] when zstd refuses
+    /// the level.
+    pub fn ndjson_zstd(schema: &RecordSchema, level: i32) -> Result<Self, FormatError> {
+        Self::new(Dialect::Json, schema, Compressed::zstd(level)?)
+    }
+
+    /// CSV with a header line, gzip at `level`.
+    ///
+    /// # Errors
+    /// [`FormatError::DuplicateColumn`].
+    pub fn csv_gzip(schema: &RecordSchema, level: i32) -> Result<Self, FormatError> {
+        Self::new(Dialect::Csv, schema, Compressed::gzip(level))
+    }
+
+    fn new(
+        dialect: Dialect,
+        schema: &RecordSchema,
+        mut out: Compressed,
+    ) -> Result<Self, FormatError> {
+        let columns = OutputColumns::new(schema)?;
+        let keys = match dialect {
+            Dialect::Json => columns
+                .columns()
+                .iter()
+                .enumerate()
+                .map(|(i, c)| {
+                    let mut key = if i == 0 { b"{".to_vec() } else { b",".to_vec() };
+                    push_json_string(&mut key, &c.name);
+                    key.push(b':');
+                    key
+                })
+                .collect(),
+            Dialect::Csv => {
+                let header = out.buffer();
+                for (i, c) in columns.columns().iter().enumerate() {
+                    if i > 0 {
+                        header.push(b',');
+                    }
+                    push_csv_field(header, &c.name);
+                }
+                header.extend_from_slice(b"\r\n");
+                Vec::new()
+            }
+        };
+        Ok(Self {
+            dialect,
+            keys,
+            types: columns.columns().iter().map(|c| c.ty).collect(),
+            decoder_columns: columns.decoder_columns(),
+            out,
+            timestamps: TimestampFormatter::default(),
+            records: 0,
+            overflows: 0,
+            error: None,
+        })
+    }
+
+    fn write_row(&mut self, ctx: &PacketContext, values: &[Value<'_>]) -> Result<(), FormatError> {
+        if values.len() != self.decoder_columns {
+            return Err(FormatError::RowLength {
+                row: self.records,
+                expected: self.decoder_columns,
+                found: values.len(),
+            });
+        }
+        let provenance = provenance_values(ctx);
+        let line = self.out.buffer();
+        for (i, (ty, value)) in self
+            .types
+            .iter()
+            .zip(provenance.iter().chain(values))
+            .enumerate()
+        {
+            match self.dialect {
+                Dialect::Json => line.extend_from_slice(&self.keys[i]),
+                Dialect::Csv if i > 0 => line.push(b','),
+                Dialect::Csv => {}
+            }
+            if push_value(line, self.dialect, *ty, value, &mut self.timestamps) == Written::Overflow
+            {
+                self.overflows += 1;
+            }
+        }
+        line.extend_from_slice(match self.dialect {
+            Dialect::Json => b"}\n",
+            Dialect::Csv => b"\r\n",
+        });
+        self.records += 1;
+        self.out.commit()
+    }
+}
+
+impl RowSink for TextEncoder {
+    fn row(&mut self, ctx: &PacketContext, values: &[Value<'_>]) {
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = self.write_row(ctx, values) {
+            self.error = Some(e);
+        }
+    }
+}
+
+impl BatchEncoder for TextEncoder {
+    fn finish(self) -> Result<Vec<u8>, FormatError> {
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        self.out.finish()
+    }
+
+    fn uncompressed_len(&self) -> u64 {
+        self.out.uncompressed_len()
+    }
+
+    fn records(&self) -> u64 {
+        self.records
+    }
+
+    fn overflows(&self) -> u64 {
+        self.overflows
+    }
+}

@@ -1,0 +1,108 @@
+//! RFC 3339 UTC timestamps with microseconds (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), formatted
+//! without allocation. Every record has at least one timestamp, so this is on the hot
+//! path: the date-and-time part is cached and recomputed only when the second changes.
+//!
+//! BigQuery reads this form as TIMESTAMP in both JSON and CSV files (its loaders accept a
+//! `T` or a space between date and time, and `Z` for UTC).
+
+/// Splits whole seconds since the epoch into (year, month, day, hour, minute, second),
+/// proleptic Gregorian, valid for every `i64` day count reachable from microseconds.
+fn civil_from_unix_seconds(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+    let days = secs.div_euclid(86_400);
+    let tod = secs.rem_euclid(86_400) as u32;
+    // Days-to-civil over 400-year eras (H. Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day, tod / 3600, tod / 60 % 60, tod % 60)
+}
+
+fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
+    let mut buf = [b'0'; 20];
+    let mut v = value;
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    out.extend_from_slice(&buf[..width]);
+}
+
+/// Formats RFC 3339 timestamps, caching the part that only changes once a second.
+#[derive(Debug, Default)]
+pub struct TimestampFormatter {
+    cached_second: Option<i64>,
+    prefix: Vec<u8>,
+}
+
+impl TimestampFormatter {
+    /// Appends `YYYY-MM-DDTHH:MM:SS.ffffffZ` for `micros` since the Unix epoch (years
+    /// outside 0–9999 are clamped: not reachable from a clock or a 32-bit export time).
+    pub fn push(&mut self, out: &mut Vec<u8>, micros: i64) {
+        let secs = micros.div_euclid(1_000_000);
+        let frac = micros.rem_euclid(1_000_000) as u64;
+        if self.cached_second != Some(secs) {
+            let (year, month, day, hour, minute, second) = civil_from_unix_seconds(secs);
+            self.prefix.clear();
+            push_digits(&mut self.prefix, year.clamp(0, 9999) as u64, 4);
+            self.prefix.push(b'-');
+            push_digits(&mut self.prefix, u64::from(month), 2);
+            self.prefix.push(b'-');
+            push_digits(&mut self.prefix, u64::from(day), 2);
+            self.prefix.push(b'T');
+            push_digits(&mut self.prefix, u64::from(hour), 2);
+            self.prefix.push(b':');
+            push_digits(&mut self.prefix, u64::from(minute), 2);
+            self.prefix.push(b':');
+            push_digits(&mut self.prefix, u64::from(second), 2);
+            self.prefix.push(b'.');
+            self.cached_second = Some(secs);
+        }
+        out.extend_from_slice(&self.prefix);
+        push_digits(out, frac, 6);
+        out.push(b'Z');
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fmt(f: &mut TimestampFormatter, micros: i64) -> String {
+        let mut out = Vec::new();
+        f.push(&mut out, micros);
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn formats_known_instants_and_follows_second_changes() {
+        let mut f = TimestampFormatter::default();
+        assert_eq!(fmt(&mut f, 0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(
+            fmt(&mut f, 951_782_400_000_001),
+            "2000-02-29T00:00:00.000001Z"
+        );
+        assert_eq!(
+            fmt(&mut f, 1_795_328_725_123_456),
+            "2026-11-22T06:25:25.123456Z"
+        );
+        assert_eq!(
+            fmt(&mut f, 1_795_328_725_999_999),
+            "2026-11-22T06:25:25.999999Z"
+        );
+        assert_eq!(
+            fmt(&mut f, 1_795_328_726_000_000),
+            "2026-11-22T06:25:26.000000Z"
+        );
+        assert_eq!(fmt(&mut f, -1), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(
+            fmt(&mut f, 4_102_444_799_999_999),
+            "2099-12-31T23:59:59.999999Z"
+        );
+    }
+}
