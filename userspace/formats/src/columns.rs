@@ -95,7 +95,7 @@ pub fn provenance_values(ctx: &PacketContext) -> [Value<'static>; PROVENANCE_COL
 
 #[cfg(test)]
 mod tests {
-    use sluice_decode::{DecoderFactory as _, netflow::NetflowFactory};
+    use sluice_decode::{ColumnType, DecoderFactory as _, netflow::NetflowFactory};
 
     use super::*;
 
