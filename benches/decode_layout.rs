@@ -1,7 +1,7 @@
 //! Cost of the `schema` (layout) decoder per record: a realistic 64-byte event of 10
 //! columns (integers, enum, MAC, timestamp, IPv4, bit fields, text, a skipped reserved
-//! block), and a header + 8 readings event chosen by a discriminator (one record per
-//! reading). Rows go to a sink that only looks at them. Before the benchmarks, the number
+//! block), the same number of plain big-endian integers (the interpreter's floor), and a
+//! header + 8 readings event chosen by a discriminator (one record per reading). Rows go to a sink that only looks at them. Before the benchmarks, the number
 //! of heap allocations per payload is counted and printed: it must be 0.
 
 use std::{
@@ -118,6 +118,19 @@ fn flat() -> (LayoutConfig, Vec<u8>) {
     (config, p)
 }
 
+/// 40 bytes, 10 `u32` columns: nothing but integer reads.
+fn ints() -> (LayoutConfig, Vec<u8>) {
+    let config = LayoutConfig {
+        fields: (0..10).map(|i| field(&format!("n{i}"), "u32")).collect(),
+        ..LayoutConfig::default()
+    };
+    let p: Vec<u8> = (0..10u32)
+        .flat_map(|i| (i * 1_000_003).to_be_bytes())
+        .collect();
+    assert_eq!(p.len(), 40);
+    (config, p)
+}
+
 /// A 17-byte header whose `kind` selects readings: 8 elements of 6 bytes.
 fn readings() -> (LayoutConfig, Vec<u8>) {
     let element = vec![
@@ -211,6 +224,7 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("decode_layout");
     for (name, (config, payload)) in [
         ("flat_64B_10_columns", flat()),
+        ("ints_40B_10_u32", ints()),
         ("readings_8x6B", readings()),
     ] {
         let factory = LayoutFactory::new("bench", &config).expect("valid layout");
@@ -237,6 +251,7 @@ criterion_group!(benches, bench);
 fn main() {
     for (name, (config, payload)) in [
         ("flat_64B_10_columns", flat()),
+        ("ints_40B_10_u32", ints()),
         ("readings_8x6B", readings()),
     ] {
         let (allocations, rows) = allocations_per_payload(&config, &payload);

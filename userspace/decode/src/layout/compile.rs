@@ -64,14 +64,10 @@ pub(crate) fn compile(config: &LayoutConfig) -> Result<Plan, ConfigFieldError> {
                 Some(with_start(group, offset, header.end, "group", "")?)
             }
         };
-        Dispatch::Single(Body {
-            fixed: Segment {
-                ops: Vec::new(),
-                extents: Vec::new(),
-                end: header.end,
-            },
+        Dispatch::Single(Box::new(Body {
+            fixed: Segment::new(Vec::new(), Vec::new(), header.end),
             group,
-        })
+        }))
     } else {
         Dispatch::Variants(compile_variants(
             config,
@@ -90,7 +86,9 @@ pub(crate) fn compile(config: &LayoutConfig) -> Result<Plan, ConfigFieldError> {
         header: header_segment,
         dispatch,
         reject_trailing: config.trailing_bytes == Some(TrailingBytes::Reject),
+        owning_cols: Box::default(),
     };
+    plan.owning_cols = plan.owning_columns();
     if columns.cols.is_empty() {
         return Err(error(
             "fields",
@@ -482,11 +480,7 @@ impl Columns {
                 end: p.offset + p.spec.size,
             })
             .collect();
-        Ok(Segment {
-            ops,
-            extents,
-            end: list.end,
-        })
+        Ok(Segment::new(ops, extents, list.end))
     }
 }
 
@@ -514,7 +508,7 @@ fn set_nullability(plan: &Plan, columns: &mut Columns) {
         shapes += 1;
     };
     let bodies: &[Body] = match &plan.dispatch {
-        Dispatch::Single(body) => std::slice::from_ref(body),
+        Dispatch::Single(body) => std::slice::from_ref(&**body),
         Dispatch::Variants(v) => &v.bodies,
     };
     for body in bodies {

@@ -35,14 +35,14 @@ pub const ERROR_KINDS: [&str; 7] = [
 ];
 
 impl Plan {
-    /// Decodes `payload` into `sink`, returning the number of rows. `row` (empty, any
-    /// capacity) is where rows are assembled; `elems` is scratch space for groups, kept
+    /// Decodes `payload` into `sink`, returning the number of rows. `row` (one Null per
+    /// column) is where rows are assembled; `elems` is scratch space for groups, kept
     /// from payload to payload.
     pub(crate) fn decode<'a>(
         &'a self,
         ctx: &PacketContext,
         payload: &'a [u8],
-        row: &mut Vec<Value<'a>>,
+        row: &mut [Value<'a>],
         elems: &mut Vec<Value<'static>>,
         sink: &mut dyn RowSink,
     ) -> Result<u64, DecodeError> {
@@ -50,10 +50,9 @@ impl Plan {
         if len < self.header.end {
             return Err(truncated(&self.header, 0, len, self.header.end, ""));
         }
-        row.extend((0..self.schema.columns.len()).map(|_| Value::Null));
         read_segment(&self.header, payload, row)?;
         let body = match &self.dispatch {
-            Dispatch::Single(body) => body,
+            Dispatch::Single(body) => &**body,
             Dispatch::Variants(variants) => match variants.select(payload) {
                 Ok(body) => body,
                 Err(_) if variants.header_only => {
@@ -94,12 +93,7 @@ impl Plan {
             // No element field can fail once the group's bytes are known to be there
             // (checked above), so rows can go out as they are read: all or nothing holds.
             for i in 0..count {
-                read_ops(
-                    &group.element.ops,
-                    payload,
-                    group.start + i * group.size,
-                    row,
-                )?;
+                read_ops::<false>(&group.element, payload, group.start + i * group.size, row)?;
                 if let Some(slot) = group.index_col.and_then(|c| row.get_mut(c)) {
                     *slot = Value::U64(i as u64);
                 }
@@ -142,7 +136,7 @@ fn decode_elements<'a>(
     for (i, values) in elems.chunks_exact_mut(width.max(1)).enumerate() {
         let base = group.start + i * group.size;
         for (op, slot) in ops.iter().zip(values) {
-            op.read_into(payload, base, slot)
+            op.read_into::<true>(payload, base, slot)
                 .map_err(|f| fault(op, payload, base, f))?;
         }
     }
@@ -170,24 +164,41 @@ fn read_segment<'a>(
     payload: &'a [u8],
     row: &mut [Value<'a>],
 ) -> Result<(), DecodeError> {
-    read_ops(&segment.ops, payload, 0, row)
+    // The row is fresh and a segment writes each column once.
+    read_ops::<true>(segment, payload, 0, row)
 }
 
-/// Reads fields of a bounds-checked element (or segment) at `base` into their columns.
+/// Reads fields of a bounds-checked element (or segment) at `base` into their columns
+/// (`FRESH`: columns that hold `Null`): the integers, then the others in order.
 #[inline]
-fn read_ops<'a>(
-    ops: &'a [FieldOp],
+fn read_ops<'a, const FRESH: bool>(
+    segment: &'a Segment,
     payload: &'a [u8],
     base: usize,
     row: &mut [Value<'a>],
 ) -> Result<(), DecodeError> {
-    for op in ops {
+    for int in &segment.ints {
+        if let Some(slot) = row.get_mut(int.col) {
+            int.read_into::<FRESH>(payload, base, slot)
+                .map_err(|f| int_fault(segment, int.op, payload, base, f))?;
+        }
+    }
+    for op in &segment.rest {
         if let Some(slot) = row.get_mut(op.col) {
-            op.read_into(payload, base, slot)
+            op.read_into::<FRESH>(payload, base, slot)
                 .map_err(|f| fault(op, payload, base, f))?;
         }
     }
     Ok(())
+}
+
+/// [`fault`] of the integer field `segment.ops[op]`.
+#[cold]
+fn int_fault(segment: &Segment, op: usize, payload: &[u8], base: usize, f: Fault) -> DecodeError {
+    match segment.ops.get(op) {
+        Some(op) => fault(op, payload, base, f),
+        None => DecodeError::new(TRUNCATED, None, base, "the payload ends inside a field"),
+    }
 }
 
 /// How many elements the payload holds, checked against the payload's length.

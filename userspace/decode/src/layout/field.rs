@@ -402,7 +402,7 @@ fn enum_names(
         names.push((value, name.as_str().into()));
     }
     names.sort_by_key(|(v, _)| *v);
-    Ok(EnumNames { names, unknown })
+    Ok(EnumNames::new(names, unknown))
 }
 
 #[cfg(test)]
