@@ -28,10 +28,10 @@ pub mod config;
 pub mod ddl;
 pub mod error;
 pub mod parquet_file;
-mod text;
+pub mod text;
 pub mod textfile;
 mod textvalue;
-mod timestamp;
+pub mod timestamp;
 
 use sluice_decode::{PacketContext, RecordSchema, RowSink, Value};
 

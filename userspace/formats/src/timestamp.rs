@@ -7,7 +7,7 @@
 
 /// Splits whole seconds since the epoch into (year, month, day, hour, minute, second),
 /// proleptic Gregorian, valid for every `i64` day count reachable from microseconds.
-fn civil_from_unix_seconds(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
+pub fn civil_from_unix_seconds(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     let days = secs.div_euclid(86_400);
     let tod = secs.rem_euclid(86_400) as u32;
     // Days-to-civil over 400-year eras (H. Hinnant's algorithm).
@@ -23,7 +23,8 @@ fn civil_from_unix_seconds(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
     (year, month, day, tod / 3600, tod / 60 % 60, tod % 60)
 }
 
-fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
+/// Appends `value` as exactly `width` decimal digits (zero-padded, high digits dropped).
+pub fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
     let mut buf = [b'0'; 20];
     let mut v = value;
     for slot in buf[..width].iter_mut().rev() {

@@ -1,5 +1,9 @@
-//! RFC 3339 UTC timestamps with microseconds, and the date/hour partition of a time,
-//! formatted without allocation (one record = one timestamp, so this is on the hot path).
+//! Time in the daemon: microseconds since the epoch, the clock, and the date/hour
+//! partition of a time. The calendar arithmetic and the RFC 3339 formatter are the output
+//! formats' (`sluice_formats::timestamp`), so every file format writes time the same way.
+
+pub use sluice_formats::timestamp::TimestampFormatter;
+use sluice_formats::timestamp::{civil_from_unix_seconds, push_digits};
 
 /// Microseconds since the Unix epoch.
 pub type UnixMicros = i64;
@@ -30,39 +34,18 @@ pub struct Civil {
 }
 
 impl Civil {
-    /// Splits whole seconds since the epoch into date and time (days-to-civil conversion
-    /// over 400-year eras, valid for any i64 day count in range).
+    /// Splits whole seconds since the epoch into date and time (UTC).
     pub fn from_unix_seconds(secs: i64) -> Self {
-        let days = secs.div_euclid(86_400);
-        let tod = secs.rem_euclid(86_400) as u32;
-        let z = days + 719_468;
-        let era = z.div_euclid(146_097);
-        let doe = z.rem_euclid(146_097);
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-        let mp = (5 * doy + 2) / 153;
-        let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-        let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-        let year = yoe + era * 400 + i64::from(month <= 2);
+        let (year, month, day, hour, minute, second) = civil_from_unix_seconds(secs);
         Self {
             year,
             month,
             day,
-            hour: tod / 3600,
-            minute: tod / 60 % 60,
-            second: tod % 60,
+            hour,
+            minute,
+            second,
         }
     }
-}
-
-fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
-    let mut buf = [b'0'; 20];
-    let mut v = value;
-    for slot in buf[..width].iter_mut().rev() {
-        *slot = b'0' + (v % 10) as u8;
-        v /= 10;
-    }
-    out.extend_from_slice(&buf[..width]);
 }
 
 /// Formats `YYYY-MM-DD` (years outside 0–9999 are clamped: not reachable from a clock).
@@ -77,37 +60,6 @@ pub fn push_date(out: &mut Vec<u8>, c: &Civil) {
 /// Formats two-digit numbers such as the hour partition.
 pub fn push_two_digits(out: &mut Vec<u8>, v: u32) {
     push_digits(out, u64::from(v), 2);
-}
-
-/// Formats RFC 3339 timestamps, caching the part that only changes once a second.
-#[derive(Debug, Default)]
-pub struct TimestampFormatter {
-    cached_second: Option<i64>,
-    prefix: Vec<u8>,
-}
-
-impl TimestampFormatter {
-    /// Appends `YYYY-MM-DDTHH:MM:SS.ffffffZ` for `micros`.
-    pub fn push(&mut self, out: &mut Vec<u8>, micros: UnixMicros) {
-        let secs = micros.div_euclid(1_000_000);
-        let frac = micros.rem_euclid(1_000_000) as u64;
-        if self.cached_second != Some(secs) {
-            let c = Civil::from_unix_seconds(secs);
-            self.prefix.clear();
-            push_date(&mut self.prefix, &c);
-            self.prefix.push(b'T');
-            push_two_digits(&mut self.prefix, c.hour);
-            self.prefix.push(b':');
-            push_two_digits(&mut self.prefix, c.minute);
-            self.prefix.push(b':');
-            push_two_digits(&mut self.prefix, c.second);
-            self.prefix.push(b'.');
-            self.cached_second = Some(secs);
-        }
-        out.extend_from_slice(&self.prefix);
-        push_digits(out, frac, 6);
-        out.push(b'Z');
-    }
 }
 
 #[cfg(test)]
