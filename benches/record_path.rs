@@ -1,8 +1,9 @@
-//! Per-packet cost of the userspace record path, stage by stage: parsing a frame the XDP
-//! program stripped, parsing a whole captured GRE frame, encoding a record as NDJSON, and
-//! sealing (zstd) a batch. Figures are per packet (or per MB for compression); compare
-//! them against each other in one run, not across machines. End-to-end packet rates are
-//! measured by the packet-rate harness (`cargo xtask bench`, a later issue).
+//! Per-packet cost of the daemon's record path, stage by stage: parsing a frame the XDP
+//! program stripped, parsing a whole captured GRE frame, and a worker's whole batch path
+//! (raw decoder → the configured format's encoder → sealed file) for NDJSON+zstd and
+//! Parquet. Figures are per packet (or per MB); compare them against each other in one
+//! run, not across machines. Each encoder on its own: benches/formats.rs. End-to-end
+//! packet rates: the packet-rate harness (`cargo xtask bench`).
 
 use std::hint::black_box;
 
@@ -11,12 +12,10 @@ use sluice::{
     config::{BatchConfig, FilterConfig},
     decap::{self, PortFilter},
     pipeline::batch::BatchBuilder,
-    record::{
-        ndjson::{EncodedColumns, NdjsonEncoder},
-        packet_context,
-    },
+    record::packet_context,
 };
 use sluice_decode::{DecoderFactory as _, raw::RawFactory};
+use sluice_formats::{Format, FormatConfig};
 use sluice_testkit::frames::{FrameSpec, MatrixParams, variant_matrix};
 
 fn gre_spec() -> FrameSpec {
@@ -54,41 +53,28 @@ fn bench(c: &mut Criterion) {
     });
     let datagram = decap::parse_captured(&frame, &filter).expect("steered");
     let ctx = packet_context(1_795_328_725_123_456, &datagram);
-    let raw = RawFactory::default();
-    let columns = EncodedColumns::new(raw.schema());
-    let values = [
-        sluice_decode::Value::U64(datagram.payload.len() as u64),
-        sluice_decode::Value::Bytes(datagram.payload.into()),
-    ];
-    let mut encoder = NdjsonEncoder::default();
-    let mut out = Vec::with_capacity(1 << 20);
-    group.bench_function("encode_ndjson_raw", |b| {
-        b.iter(|| {
-            if out.len() > 1 << 19 {
-                out.clear();
-            }
-            encoder.encode(black_box(&ctx), &columns, &values, &mut out);
-        })
-    });
     group.finish();
 
+    let raw = RawFactory::default();
     let config = BatchConfig::default();
-    let mut builder = BatchBuilder::new(0, 0, raw.schema(), &config).expect("compressor");
-    let mut decoder = raw.build();
-    let mut one = Vec::new();
-    encoder.encode(&ctx, &columns, &values, &mut one);
-    let records_per_mb = (1 << 20) / one.len();
-    let mut group = c.benchmark_group("batch");
-    group.throughput(Throughput::Bytes((records_per_mb * one.len()) as u64));
-    group.bench_function("decode_raw_encode_and_seal_1MB_zstd3", |b| {
-        b.iter(|| {
-            for _ in 0..records_per_mb {
-                let _ = decoder.decode(black_box(&ctx), datagram.payload, &mut builder);
-                builder.add_packets(1);
-            }
-            builder.seal().expect("sealed")
-        })
-    });
+    let mut group = c.benchmark_group("batch_path");
+    const RECORDS: u64 = 10_000;
+    group.throughput(Throughput::Elements(RECORDS));
+    for format in [Format::NdjsonZstd, Format::Parquet] {
+        let mut builder =
+            BatchBuilder::new(0, 0, raw.schema(), &FormatConfig::new(format), &config)
+                .expect("the raw schema has an encoder in every format");
+        let mut decoder = raw.build();
+        group.bench_function(format!("decode_raw_encode_seal_{format}"), |b| {
+            b.iter(|| {
+                for _ in 0..RECORDS {
+                    let _ = decoder.decode(black_box(&ctx), datagram.payload, &mut builder);
+                    builder.add_packets(1);
+                }
+                builder.seal().expect("sealed")
+            })
+        });
+    }
     group.finish();
 }
 

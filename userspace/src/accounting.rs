@@ -34,11 +34,13 @@ pub enum DropReason {
     SinkError,
     /// The payload did not fit its decoder (or, NetFlow, its template never came).
     DecodeError,
+    /// The spool refused the batch: its byte limit, or the disk, is full.
+    SpoolFull,
 }
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 10;
+    pub const COUNT: usize = 11;
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::RingFull,
@@ -51,6 +53,7 @@ impl DropReason {
         DropReason::SocketOverflow,
         DropReason::SinkError,
         DropReason::DecodeError,
+        DropReason::SpoolFull,
     ];
 
     /// Stable snake_case name used in logs, reports and metric labels.
@@ -66,6 +69,7 @@ impl DropReason {
             DropReason::SocketOverflow => "socket_overflow",
             DropReason::SinkError => "sink_error",
             DropReason::DecodeError => "decode_error",
+            DropReason::SpoolFull => "spool_full",
         }
     }
 }
@@ -210,6 +214,9 @@ pub struct Report {
     pub bytes_written: u64,
     /// seen == recorded + dropped_total.
     pub balanced: bool,
+    /// The upload sink's account (`sink.kind = "gcs"`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upload: Option<crate::upload::UploadSummary>,
 }
 
 impl Report {
@@ -247,6 +254,7 @@ impl Report {
             files_written: totals.files_written,
             bytes_written: totals.bytes_written,
             balanced: seen == totals.recorded + dropped_total,
+            upload: None,
         }
     }
 

@@ -26,6 +26,8 @@ use crate::{
         replay::{self, ReplayError},
         udp::{UdpListener, UdpSourceError},
     },
+    streams::Streams,
+    upload::{self, SinkStartError, UploadStage},
 };
 
 /// Why a command failed.
@@ -37,6 +39,9 @@ pub enum AppError {
     /// The pipeline could not start.
     #[error(transparent)]
     Pipeline(#[from] PipelineError),
+    /// The sink (directory, or spool and uploader) could not start.
+    #[error(transparent)]
+    Sink(#[from] SinkStartError),
     /// The XDP source could not start.
     #[cfg(feature = "xdp")]
     #[error(transparent)]
@@ -64,6 +69,9 @@ pub enum AppError {
         /// The error.
         source: std::io::Error,
     },
+    /// The DDL cannot be written for this config.
+    #[error("{0}")]
+    Ddl(String),
     /// The final account did not balance (a bug: reported, never hidden).
     #[error("packets unaccounted for: {0}")]
     Unbalanced(String),
@@ -129,6 +137,34 @@ fn mark_ready(options: &RunOptions) -> Result<(), AppError> {
     Ok(())
 }
 
+/// Opens the sink (and the uploader) and starts the pipeline on it.
+fn start_pipeline(
+    config: &Config,
+    filter: PortFilter,
+    streams: &Streams,
+    details: &DetailSet,
+) -> Result<(Pipeline, Option<UploadStage>), AppError> {
+    let names = streams.streams.iter().map(|s| s.name.clone()).collect();
+    let (sink, upload) = upload::open_sink(config, names)?;
+    let pipeline = Pipeline::start(config, filter, streams, details, sink)?;
+    Ok((pipeline, upload))
+}
+
+/// After the pipeline has committed its last batch: uploads within the grace period.
+fn finish_upload(upload: Option<UploadStage>, report: &mut Report) {
+    if let Some(stage) = upload {
+        tracing::info!("uploading what is spooled (grace period sink.gcs.shutdown_grace_secs)");
+        report.upload = Some(stage.shutdown());
+    }
+}
+
+/// The uploader's counters for a metrics snapshot, when there is an uploader.
+fn upload_watch(
+    upload: Option<&UploadStage>,
+) -> Option<Arc<dyn Fn() -> sluice_upload::UploadSnapshot + Send + Sync>> {
+    upload.map(UploadStage::watch)
+}
+
 /// `sluice run`: receive until SIGINT/SIGTERM.
 pub fn run(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
     match config.source.kind {
@@ -175,15 +211,16 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
     let mut program = XdpProgram::load(&config.source, &filter)?;
     let sockets = program.open_sockets(&config.source)?;
     let details = DetailSet::new(config.metrics.max_tunnels as usize);
-    let pipeline = Pipeline::start(config, filter, &config.streams()?, &details)?;
+    let (pipeline, upload) = start_pipeline(config, filter, &config.streams()?, &details)?;
     let ready = Arc::new(AtomicBool::new(false));
     let queues: Vec<String> = config.source.queues.iter().map(u32::to_string).collect();
     let snapshot = {
-        let (verdicts, counters, details, ready) = (
+        let (verdicts, counters, details, ready, uploads) = (
             program.verdicts(),
             pipeline.counters().clone(),
             details.clone(),
             Arc::clone(&ready),
+            upload_watch(upload.as_ref()),
         );
         Arc::new(move || {
             let verdicts = verdicts.read().unwrap_or_default();
@@ -197,6 +234,7 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
                 verdicts,
                 detail: details.total(),
                 ready: ready.load(Ordering::Relaxed),
+                upload: uploads.as_ref().map(|watch| watch()),
             }
         })
     };
@@ -252,7 +290,8 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
     // Redirected by the program but in no ring and in no kernel drop counter.
     totals.dropped[DropReason::RedirectError as usize] = seen.saturating_sub(reached_rings);
     drop(sockets);
-    let report = Report::new("xdp", seen, &totals, &verdicts);
+    let mut report = Report::new("xdp", seen, &totals, &verdicts);
+    finish_upload(upload, &mut report);
     finish(&report, options)?;
     drop(metrics);
     Ok(report)
@@ -272,7 +311,7 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
         .map(|addr| UdpListener::bind(*addr, config.source.udp_recv_buffer_bytes))
         .collect::<Result<Vec<_>, _>>()?;
     let details = DetailSet::new(config.metrics.max_tunnels as usize);
-    let pipeline = Pipeline::start(
+    let (pipeline, upload) = start_pipeline(
         config,
         PortFilter::new(&config.filter),
         &config.streams()?,
@@ -280,10 +319,11 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
     )?;
     let ready = Arc::new(AtomicBool::new(false));
     let snapshot = {
-        let (counters, details, ready): (CounterSet, DetailSet, _) = (
+        let (counters, details, ready, uploads): (CounterSet, DetailSet, _, _) = (
             pipeline.counters().clone(),
             details.clone(),
             Arc::clone(&ready),
+            upload_watch(upload.as_ref()),
         );
         Arc::new(move || {
             let totals = counters.total();
@@ -293,6 +333,7 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
                 verdicts: Vec::new(),
                 detail: details.total(),
                 ready: ready.load(Ordering::Relaxed),
+                upload: uploads.as_ref().map(|watch| watch()),
             }
         })
     };
@@ -326,7 +367,8 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
         }
     }
     let totals = pipeline.finish();
-    let report = Report::new("udp", udp_seen(&totals), &totals, &[]);
+    let mut report = Report::new("udp", udp_seen(&totals), &totals, &[]);
+    finish_upload(upload, &mut report);
     finish(&report, options)?;
     drop(metrics);
     Ok(report)
@@ -338,7 +380,7 @@ pub fn replay(config: &Config, input: &Path, options: &RunOptions) -> Result<Rep
     config.pipeline.packet_clock = true;
     let config = &config;
     let details = DetailSet::new(config.metrics.max_tunnels as usize);
-    let pipeline = Pipeline::start(
+    let (pipeline, upload) = start_pipeline(
         config,
         PortFilter::new(&config.filter),
         &config.streams()?,
@@ -353,12 +395,13 @@ pub fn replay(config: &Config, input: &Path, options: &RunOptions) -> Result<Rep
     let totals = pipeline.finish();
     result?;
     let passed: u64 = totals.passed.iter().sum();
-    let report = Report::new(
+    let mut report = Report::new(
         "replay",
         totals.received - passed.min(totals.received),
         &totals,
         &totals.passed,
     );
+    finish_upload(upload, &mut report);
     finish(&report, options)?;
     Ok(report)
 }
@@ -367,4 +410,43 @@ pub fn replay(config: &Config, input: &Path, options: &RunOptions) -> Result<Rep
 pub fn check(path: &Path) -> Result<String, AppError> {
     let config = Config::load(path)?;
     Ok(config.to_toml())
+}
+
+/// `sluice bigquery-ddl`: one `CREATE EXTERNAL TABLE` statement per stream, for the
+/// configured format, named `<dataset>.<stream>`, reading `gs://bucket/prefix/<stream>/`
+/// (or `<uri_prefix>/<stream>/` for a directory sink whose files are copied there).
+pub fn bigquery_ddl(
+    config: &Config,
+    dataset: &str,
+    uri_prefix: Option<&str>,
+) -> Result<String, AppError> {
+    let base = match (uri_prefix, &config.sink.gcs) {
+        (Some(prefix), _) => prefix.trim_end_matches('/').to_owned(),
+        (None, Some(gcs)) if config.sink.kind == crate::config::SinkKind::Gcs => {
+            if gcs.prefix.is_empty() {
+                format!("gs://{}", gcs.bucket)
+            } else {
+                format!("gs://{}/{}", gcs.bucket, gcs.prefix.trim_matches('/'))
+            }
+        }
+        (None, _) => {
+            return Err(AppError::Ddl(
+                "sink.kind = \"directory\" has no bucket: pass --uri-prefix gs://BUCKET/PATH (where the stream folders are copied)".into(),
+            ));
+        }
+    };
+    let mut out = String::new();
+    for stream in config.streams()?.streams {
+        let table = format!("{}.{}", dataset.trim_end_matches('.'), stream.name);
+        let ddl = sluice_formats::bigquery_ddl(
+            &table,
+            &format!("{base}/{}", stream.name),
+            config.sink.format,
+            stream.factory.schema(),
+        )
+        .map_err(|e| AppError::Ddl(format!("sink.format = \"{}\": {e}", config.sink.format)))?;
+        out.push_str(&ddl);
+        out.push('\n');
+    }
+    Ok(out)
 }

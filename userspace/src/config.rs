@@ -7,6 +7,8 @@
 use std::{net::SocketAddr, path::PathBuf};
 
 use serde::{Deserialize, Serialize};
+use sluice_formats::{Format, FormatConfig};
+use sluice_upload::UploadConfig;
 
 /// Why a configuration was refused.
 #[derive(Debug, thiserror::Error)]
@@ -167,10 +169,9 @@ pub struct BatchConfig {
     pub max_records: u32,
     /// Close a batch at this many uncompressed bytes.
     pub max_bytes: u32,
-    /// Close a batch this many milliseconds after its first record.
+    /// Close a batch this many milliseconds after its first record. This bounds what a
+    /// SIGKILL or power cut can lose: only batches still open in memory.
     pub max_age_ms: u64,
-    /// zstd compression level (1–19).
-    pub zstd_level: i32,
 }
 
 impl Default for BatchConfig {
@@ -179,7 +180,6 @@ impl Default for BatchConfig {
             max_records: 100_000,
             max_bytes: 8 << 20,
             max_age_ms: 1_000,
-            zstd_level: 3,
         }
     }
 }
@@ -191,18 +191,36 @@ pub enum SinkKind {
     /// Files in a local directory, partitioned by date and hour.
     #[default]
     Directory,
+    /// A durable local spool, uploaded to Google Cloud Storage (`[sink.gcs]`).
+    Gcs,
 }
 
 /// `[sink]`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct SinkConfig {
-    /// `directory`.
+    /// `directory` or `gcs`.
     pub kind: SinkKind,
     /// directory: where record files are written.
     pub path: PathBuf,
-    /// The `<host>` part of file names; empty means the machine's hostname.
+    /// The `<host>` part of file and object names; empty means the machine's hostname.
     pub host: String,
+    /// File format of every batch: `ndjson_zstd` (default), `ndjson_gzip`, `csv_gzip`
+    /// or `parquet`.
+    pub format: Format,
+    /// Compression level: gzip 0–9 (default 6), zstd and Parquet's ZSTD pages 1–22
+    /// (default 3).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compression_level: Option<i32>,
+    /// parquet: a new row group after this many rows (default: one per batch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_group_rows: Option<u64>,
+    /// parquet: a new row group once this many bytes of values are buffered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub row_group_bytes: Option<u64>,
+    /// gcs: bucket, prefix, endpoint, credentials, spool and retry settings.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gcs: Option<UploadConfig>,
 }
 
 impl Default for SinkConfig {
@@ -211,6 +229,23 @@ impl Default for SinkConfig {
             kind: SinkKind::Directory,
             path: PathBuf::from("/var/lib/sluice/records"),
             host: String::new(),
+            format: Format::NdjsonZstd,
+            compression_level: None,
+            row_group_rows: None,
+            row_group_bytes: None,
+            gcs: None,
+        }
+    }
+}
+
+impl SinkConfig {
+    /// The file format options of every batch.
+    pub fn format_config(&self) -> FormatConfig {
+        FormatConfig {
+            format: self.format,
+            compression_level: self.compression_level,
+            row_group_rows: self.row_group_rows,
+            row_group_bytes: self.row_group_bytes,
         }
     }
 }
@@ -377,15 +412,7 @@ impl Config {
         if batch.max_age_ms == 0 || batch.max_age_ms > 3_600_000 {
             return invalid("batch.max_age_ms", "must be between 1 and 3600000");
         }
-        if !(1..=19).contains(&batch.zstd_level) {
-            return invalid("batch.zstd_level", "must be between 1 and 19");
-        }
-        if self.sink.path.as_os_str().is_empty() {
-            return invalid("sink.path", "required");
-        }
-        if self.sink.host.contains(['/', '\0']) {
-            return invalid("sink.host", "must not contain '/'");
-        }
+        self.validate_sink()?;
         if self.pipeline.workers > 256 {
             return invalid("pipeline.workers", "must be at most 256");
         }
@@ -399,6 +426,47 @@ impl Config {
             );
         }
         self.streams()?;
+        Ok(())
+    }
+
+    fn validate_sink(&self) -> Result<(), ConfigError> {
+        let sink = &self.sink;
+        if sink.host.contains(['/', '\0']) {
+            return invalid("sink.host", "must not contain '/'");
+        }
+        if let Err(e) = sink.format_config().validate() {
+            return Err(match e {
+                sluice_formats::FormatError::Config { field, reason } => {
+                    ConfigError::InvalidField {
+                        field: format!("sink.{field}"),
+                        reason,
+                    }
+                }
+                other => ConfigError::InvalidField {
+                    field: "sink.format".into(),
+                    reason: other.to_string(),
+                },
+            });
+        }
+        match sink.kind {
+            SinkKind::Directory => {
+                if sink.path.as_os_str().is_empty() {
+                    return invalid("sink.path", "required when sink.kind = \"directory\"");
+                }
+            }
+            SinkKind::Gcs => {
+                let Some(gcs) = &sink.gcs else {
+                    return invalid(
+                        "sink.gcs",
+                        "required when sink.kind = \"gcs\" (at least bucket and spool_dir)",
+                    );
+                };
+                gcs.validate().map_err(|e| ConfigError::InvalidField {
+                    field: format!("sink.gcs.{}", e.field),
+                    reason: e.problem,
+                })?;
+            }
+        }
         Ok(())
     }
 
@@ -433,6 +501,13 @@ mod tests {
             Err(e) => format!("other: {e}"),
             Ok(_) => "ok".to_owned(),
         }
+    }
+
+    fn message_of(text: &str) -> String {
+        Config::parse(text)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
     }
 
     #[test]
@@ -473,8 +548,18 @@ mod tests {
             "batch.max_bytes"
         );
         assert_eq!(
-            field_of("[source]\ninterface=\"e\"\n[batch]\nzstd_level=30"),
-            "batch.zstd_level"
+            message_of("[source]\ninterface=\"e\"\n[sink]\ncompression_level=30"),
+            "sink.compression_level: 30 is out of range for ndjson_zstd: use 1 to 22"
+        );
+        assert_eq!(
+            message_of("[source]\ninterface=\"e\"\n[sink]\nkind=\"gcs\""),
+            "sink.gcs: required when sink.kind = \"gcs\" (at least bucket and spool_dir)"
+        );
+        assert_eq!(
+            message_of(
+                "[source]\ninterface=\"e\"\n[sink]\nkind=\"gcs\"\n[sink.gcs]\nbucket=\"gs://b\"\nspool_dir=\"/s\""
+            ),
+            "sink.gcs.bucket: is \"gs://b\"; give the name without `gs://`"
         );
         assert_eq!(field_of("[source]\nkind=\"udp\""), "source.udp_listen");
     }
@@ -492,6 +577,12 @@ mod tests {
     #[test]
     fn effective_config_round_trips() -> Result<(), ConfigError> {
         let c = Config::parse("[source]\ninterface = \"eth0\"\n[filter]\nports=[2055]\n")?;
+        let again = Config::parse(&c.to_toml())?;
+        assert_eq!(c, again);
+        let c = Config::parse(
+            "[source]\ninterface = \"eth0\"\n[sink]\nkind = \"gcs\"\nformat = \"parquet\"\n[sink.gcs]\nbucket = \"b-1\"\nspool_dir = \"/s\"\n",
+        )?;
+        assert_eq!(c.sink.format, Format::Parquet);
         let again = Config::parse(&c.to_toml())?;
         assert_eq!(c, again);
         Ok(())

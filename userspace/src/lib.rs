@@ -17,3 +17,4 @@ pub mod record;
 pub mod sink;
 pub mod source;
 pub mod streams;
+pub mod upload;

@@ -1,4 +1,4 @@
-//! The `sluice` command line: `run`, `replay`, `check`.
+//! The `sluice` command line: `run`, `replay`, `check`, `bigquery-ddl`.
 
 use std::{path::PathBuf, process::ExitCode};
 
@@ -48,6 +48,20 @@ enum Command {
         #[arg(long)]
         config: PathBuf,
     },
+    /// Print the BigQuery `CREATE EXTERNAL TABLE` statements that read the configured
+    /// sink's files (one table per stream, hive-partitioned on dt and hour).
+    BigqueryDdl {
+        /// TOML configuration file.
+        #[arg(long)]
+        config: PathBuf,
+        /// Dataset the tables go in (`project.dataset` or `dataset`).
+        #[arg(long, default_value = "sluice")]
+        dataset: String,
+        /// Where the stream folders are (`gs://bucket/path`); default: the `sink.gcs`
+        /// bucket and prefix.
+        #[arg(long)]
+        uri_prefix: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -94,6 +108,14 @@ fn main() -> ExitCode {
             })
             .map(|_| ()),
         Command::Check { config } => app::check(&config).map(|text| print!("{text}")),
+        Command::BigqueryDdl {
+            config,
+            dataset,
+            uri_prefix,
+        } => Config::load(&config)
+            .map_err(app::AppError::from)
+            .and_then(|c| app::bigquery_ddl(&c, &dataset, uri_prefix.as_deref()))
+            .map(|text| print!("{text}")),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -93,6 +93,10 @@ pub struct ConfigSpec {
     pub sink_path: PathBuf,
     /// `pipeline.workers`.
     pub workers: u32,
+    /// `sink.format` (`None`: the daemon's default, `ndjson_zstd`).
+    pub format: Option<String>,
+    /// The body of `[sink.gcs]` (TOML lines); when set, `sink.kind = "gcs"`.
+    pub gcs: Option<String>,
 }
 
 impl ConfigSpec {
@@ -112,6 +116,8 @@ impl ConfigSpec {
             max_age_ms: 200,
             sink_path: sink_path.to_owned(),
             workers: 2,
+            format: None,
+            gcs: None,
         }
     }
 
@@ -145,12 +151,23 @@ impl ConfigSpec {
             "\n[batch]\nmax_records = {}\nmax_bytes = {}\nmax_age_ms = {}",
             self.max_records, self.max_bytes, self.max_age_ms
         );
+        let _ = writeln!(out, "\n[pipeline]\nworkers = {}", self.workers);
+        let kind = if self.gcs.is_some() {
+            "gcs"
+        } else {
+            "directory"
+        };
         let _ = writeln!(
             out,
-            "\n[sink]\nkind = \"directory\"\npath = {}",
+            "\n[sink]\nkind = \"{kind}\"\npath = {}",
             quote(&self.sink_path.to_string_lossy())
         );
-        let _ = writeln!(out, "\n[pipeline]\nworkers = {}", self.workers);
+        if let Some(format) = &self.format {
+            let _ = writeln!(out, "format = {}", quote(format));
+        }
+        if let Some(gcs) = &self.gcs {
+            let _ = writeln!(out, "\n[sink.gcs]\n{gcs}");
+        }
         out
     }
 

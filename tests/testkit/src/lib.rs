@@ -21,6 +21,7 @@
 pub mod cleanup;
 pub mod daemon;
 pub mod frames;
+pub mod gcs;
 pub mod netflow_peers;
 pub mod netns;
 pub mod pcap;

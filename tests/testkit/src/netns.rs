@@ -186,6 +186,30 @@ impl Netns {
     }
 }
 
+/// Runs `f` on a new thread inside the namespace named `name` (which the caller created
+/// and still holds), for helpers that keep only the name.
+///
+/// # Errors
+/// [`NetnsError::Enter`] when the namespace cannot be entered.
+pub fn run_in_named<F, R>(name: &str, f: F) -> Result<R, NetnsError>
+where
+    F: FnOnce() -> R + Send,
+    R: Send,
+{
+    let file =
+        File::open(PathBuf::from("/run/netns").join(name)).map_err(|source| NetnsError::Enter {
+            name: name.to_owned(),
+            source,
+        })?;
+    std::thread::scope(|scope| {
+        let handle = scope.spawn(|| enter(&file, name).map(|()| f()));
+        match handle.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// Moves the calling thread into the namespace open as `file`.
 fn enter(file: &File, name: &str) -> Result<(), NetnsError> {
     // SAFETY: setns(2) with a valid open namespace fd; it changes only this thread's

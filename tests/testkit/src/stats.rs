@@ -59,6 +59,33 @@ pub struct Stats {
     pub bytes_written: u64,
     /// The daemon's own check that `seen == recorded + dropped_total`.
     pub balanced: bool,
+    /// The upload sink's account (`sink.kind = "gcs"` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload: Option<UploadStats>,
+}
+
+/// The `upload` object of the stats file.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadStats {
+    /// Objects created by this run.
+    pub uploaded: u64,
+    /// Uploads that found their object already there (412).
+    pub already_there: u64,
+    /// Attempts beyond the first.
+    pub retries: u64,
+    /// Transient failures.
+    pub retryable_errors: u64,
+    /// Permanent failures.
+    pub permanent_errors: u64,
+    /// Batches the spool refused for space.
+    pub refused_batches: u64,
+    /// Corrupt spool files moved to quarantine.
+    pub quarantined_files: u64,
+    /// Batches still spooled at exit.
+    pub left_spooled_files: u64,
+    /// Their bytes.
+    pub left_spooled_bytes: u64,
 }
 
 impl Stats {

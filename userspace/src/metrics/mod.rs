@@ -6,10 +6,10 @@
 //! (`accounting`, `detail`), and a scrape reads the published copies.
 
 mod server;
+mod upload;
 
 use prometheus::{
-    Encoder as _, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder as _, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use sluice_common::Verdict;
 
@@ -33,6 +33,8 @@ pub struct Snapshot {
     pub detail: DetailCounters,
     /// Attached, bound and writable.
     pub ready: bool,
+    /// The uploader's counters (`sink.kind = "gcs"`).
+    pub upload: Option<sluice_upload::UploadSnapshot>,
 }
 
 /// The registry and every metric in it.
@@ -60,11 +62,14 @@ pub struct Metrics {
     /// The upload stage's families (spool depth, uploads by outcome, retries, latency).
     /// Registered always, so dashboards and alerts see them; they stay at zero while the
     /// sink is the local directory (nothing is spooled or uploaded).
-    _spool_files: IntGauge,
-    _spool_bytes: IntGauge,
-    _uploads: IntCounterVec,
-    _upload_retries: IntCounter,
-    _upload_duration: Histogram,
+    spool_files: IntGauge,
+    spool_bytes: IntGauge,
+    spool_quarantined: IntCounter,
+    spool_refused: IntCounter,
+    uploads: IntCounterVec,
+    uploaded_bytes: IntCounter,
+    upload_retries: IntCounter,
+    upload_duration: std::sync::Arc<upload::SnapshotHistogram>,
 }
 
 /// Outcomes of an upload (`sluice_uploads_total{outcome}`).
@@ -88,6 +93,19 @@ fn counter_vec(
 }
 
 /// Raises a counter to `value` (counters only go up; a lower value is ignored).
+/// Registers a collector the registry shares with its owner.
+struct SharedCollector(std::sync::Arc<upload::SnapshotHistogram>);
+
+impl prometheus::core::Collector for SharedCollector {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
+    }
+}
+
 fn raise(counter: &IntCounter, value: u64) {
     let current = counter.get();
     if value > current {
@@ -134,17 +152,25 @@ impl Metrics {
             "Upload attempts beyond the first.",
         )?;
         registry.register(Box::new(upload_retries.clone()))?;
-        let upload_duration = Histogram::with_opts(
-            HistogramOpts::new(
-                "sluice_upload_duration_seconds",
-                "One upload, first attempt to success.",
-            )
-            .buckets(vec![
-                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
-                3600.0,
-            ]),
+        let spool_quarantined = IntCounter::new(
+            "sluice_spool_quarantined_files_total",
+            "Corrupt spool files moved to quarantine.",
         )?;
-        registry.register(Box::new(upload_duration.clone()))?;
+        registry.register(Box::new(spool_quarantined.clone()))?;
+        let spool_refused = IntCounter::new(
+            "sluice_spool_refused_batches_total",
+            "Batches the spool refused for space (their packets: discarded, spool_full).",
+        )?;
+        registry.register(Box::new(spool_refused.clone()))?;
+        let uploaded_bytes = IntCounter::new(
+            "sluice_uploaded_bytes_total",
+            "Bytes of objects that reached the bucket.",
+        )?;
+        registry.register(Box::new(uploaded_bytes.clone()))?;
+        let upload_duration = std::sync::Arc::new(upload::SnapshotHistogram::upload_duration()?);
+        registry.register(Box::new(SharedCollector(std::sync::Arc::clone(
+            &upload_duration,
+        ))))?;
         let uploads = counter_vec(
             &registry,
             "sluice_uploads_total",
@@ -250,11 +276,14 @@ impl Metrics {
             seen,
             recorded,
             in_flight,
-            _spool_files: spool_files,
-            _spool_bytes: spool_bytes,
-            _uploads: uploads,
-            _upload_retries: upload_retries,
-            _upload_duration: upload_duration,
+            spool_files,
+            spool_bytes,
+            spool_quarantined,
+            spool_refused,
+            uploads,
+            uploaded_bytes,
+            upload_retries,
+            upload_duration,
         };
         for reason in DropReason::ALL {
             m.discarded.with_label_values(&[reason.name()]);
@@ -354,6 +383,22 @@ impl Metrics {
         }
         for (tunnel, n) in s.detail.tunnels.labelled() {
             raise(&self.tunnels.with_label_values(&[tunnel.as_str()]), n);
+        }
+        if let Some(u) = &s.upload {
+            let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+            self.spool_files.set(gauge(u.spool.files));
+            self.spool_bytes.set(gauge(u.spool.bytes));
+            raise(&self.spool_quarantined, u.spool.quarantined);
+            raise(&self.spool_refused, u.spool.refused);
+            for outcome in sluice_upload::UploadOutcome::ALL {
+                raise(
+                    &self.uploads.with_label_values(&[outcome.label()]),
+                    u.uploads(outcome),
+                );
+            }
+            raise(&self.uploaded_bytes, u.uploaded_bytes);
+            raise(&self.upload_retries, u.retries);
+            self.upload_duration.set(&u.duration);
         }
     }
 

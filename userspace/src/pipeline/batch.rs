@@ -1,21 +1,18 @@
-//! Record batches: NDJSON lines of one stream accumulated by a worker, closed at a size or
-//! an age, then zstd-compressed into a [`SealedBatch`] for the sink.
+//! Record batches: rows of one stream accumulated by a worker in the configured file
+//! format (`sluice_formats`: NDJSON gzip/zstd, CSV gzip, Parquet), closed at a size or an
+//! age into a [`SealedBatch`] for the sink.
 //!
-//! The builder is the [`RowSink`] decoders write into. Rows are counted as records; the
-//! packets they came from are counted separately (a NetFlow packet holds many flows), and
-//! a batch is only sealed between packets, so a packet's records never straddle files.
+//! The builder is the [`RowSink`] decoders write into; the format's encoder compresses as
+//! rows arrive, on the worker's core. Rows are counted as records; the packets they came
+//! from are counted separately (a NetFlow packet holds many flows), and a batch is only
+//! sealed between packets, so a packet's records never straddle files.
 
 use std::time::{Duration, Instant};
 
 use sluice_decode::{PacketContext, RecordSchema, RowSink, Value};
+use sluice_formats::{BatchEncoder as _, FileEncoder, FormatConfig, FormatError};
 
-use crate::{
-    config::BatchConfig,
-    record::{
-        ndjson::{EncodedColumns, NdjsonEncoder},
-        timestamp::UnixMicros,
-    },
-};
+use crate::{config::BatchConfig, record::timestamp::UnixMicros};
 
 /// A closed, compressed batch on its way to the sink.
 #[derive(Debug)]
@@ -30,22 +27,22 @@ pub struct SealedBatch {
     pub packets: u64,
     /// Receive time of the first record: picks the date/hour partition.
     pub first_received_at: UnixMicros,
-    /// Size before compression.
+    /// Size before compression (Parquet: an estimate of the values' size).
     pub uncompressed_bytes: usize,
-    /// The compressed file contents.
+    /// File name extension of the format, without the dot (`ndjson.zst`, `parquet`).
+    pub extension: &'static str,
+    /// The complete file.
     pub bytes: Vec<u8>,
 }
 
 /// Why a batch could not be sealed.
 #[derive(Debug, thiserror::Error)]
-#[error("zstd compression of a {bytes}-byte batch failed: {source}")]
+#[error("a batch of {packets} packets could not be encoded: {source}")]
 pub struct SealError {
-    /// Uncompressed size.
-    pub bytes: usize,
     /// Packets lost with it.
     pub packets: u64,
-    /// The compressor's error.
-    pub source: std::io::Error,
+    /// The encoder's error.
+    pub source: FormatError,
 }
 
 /// Builds one batch at a time for one (worker, stream).
@@ -53,12 +50,14 @@ pub struct BatchBuilder {
     stream: usize,
     worker: usize,
     max_records: u64,
-    max_bytes: usize,
+    max_bytes: u64,
     max_age: Duration,
-    columns: EncodedColumns,
-    encoder: NdjsonEncoder,
-    compressor: zstd::bulk::Compressor<'static>,
-    lines: Vec<u8>,
+    format: FormatConfig,
+    schema: RecordSchema,
+    /// The open batch; created at its first row.
+    encoder: Option<FileEncoder>,
+    /// Why the open batch has no encoder (it could not be created): its rows are lost.
+    broken: Option<FormatError>,
     records: u64,
     packets: u64,
     opened: Option<(Instant, UnixMicros)>,
@@ -69,8 +68,8 @@ impl std::fmt::Debug for BatchBuilder {
         f.debug_struct("BatchBuilder")
             .field("stream", &self.stream)
             .field("worker", &self.worker)
+            .field("format", &self.format.format)
             .field("records", &self.records)
-            .field("bytes", &self.lines.len())
             .finish()
     }
 }
@@ -80,31 +79,43 @@ impl RowSink for BatchBuilder {
     fn row(&mut self, ctx: &PacketContext, values: &[Value<'_>]) {
         if self.opened.is_none() {
             self.opened = Some((Instant::now(), ctx.received_at));
+            match FileEncoder::new(&self.format, &self.schema) {
+                Ok(encoder) => self.encoder = Some(encoder),
+                Err(e) => self.broken = Some(e),
+            }
         }
-        self.encoder
-            .encode(ctx, &self.columns, values, &mut self.lines);
+        if let Some(encoder) = &mut self.encoder {
+            encoder.row(ctx, values);
+        }
         self.records += 1;
     }
 }
 
 impl BatchBuilder {
-    /// A builder for `worker`'s batches of `stream`, whose rows follow `schema`.
+    /// A builder for `worker`'s batches of `stream`, whose rows follow `schema`, written
+    /// in `format`.
+    ///
+    /// # Errors
+    /// The format cannot encode `schema` (e.g. two columns of one name) or refuses its
+    /// options: found here, at start, rather than at the first row.
     pub fn new(
         stream: usize,
         worker: usize,
         schema: &RecordSchema,
+        format: &FormatConfig,
         config: &BatchConfig,
-    ) -> std::io::Result<Self> {
+    ) -> Result<Self, FormatError> {
+        FileEncoder::new(format, schema)?;
         Ok(Self {
             stream,
             worker,
             max_records: u64::from(config.max_records),
-            max_bytes: config.max_bytes as usize,
+            max_bytes: u64::from(config.max_bytes),
             max_age: Duration::from_millis(config.max_age_ms),
-            columns: EncodedColumns::new(schema),
-            encoder: NdjsonEncoder::default(),
-            compressor: zstd::bulk::Compressor::new(config.zstd_level)?,
-            lines: Vec::new(),
+            format: format.clone(),
+            schema: schema.clone(),
+            encoder: None,
+            broken: None,
             records: 0,
             packets: 0,
             opened: None,
@@ -130,7 +141,11 @@ impl BatchBuilder {
     /// True when the batch reached its record or size limit (checked between packets).
     #[inline]
     pub fn is_full(&self) -> bool {
-        self.records >= self.max_records || self.lines.len() >= self.max_bytes
+        self.records >= self.max_records
+            || self
+                .encoder
+                .as_ref()
+                .is_some_and(|e| e.uncompressed_len() >= self.max_bytes)
     }
 
     /// Records in the open batch.
@@ -143,21 +158,24 @@ impl BatchBuilder {
         self.opened.map(|(at, _)| at + self.max_age)
     }
 
-    /// Compresses and returns the open batch (`None` when it has no records), leaving
-    /// the builder empty.
+    /// Finishes and returns the open batch (`None` when it has no records), leaving the
+    /// builder empty.
+    ///
+    /// # Errors
+    /// The encoder refused a row or failed to compress: the batch's packets are lost.
     pub fn seal(&mut self) -> Result<Option<SealedBatch>, SealError> {
         let Some((_, first_received_at)) = self.opened.take() else {
             return Ok(None);
         };
         let records = std::mem::take(&mut self.records);
         let packets = std::mem::take(&mut self.packets);
-        let uncompressed_bytes = self.lines.len();
-        let result = self.compressor.compress(&self.lines);
-        self.lines.clear();
-        if self.lines.capacity() > 2 * self.max_bytes + (1 << 20) {
-            self.lines.shrink_to(self.max_bytes + (1 << 16));
-        }
-        match result {
+        let encoder = match (self.encoder.take(), self.broken.take()) {
+            (Some(encoder), _) => encoder,
+            (None, Some(source)) => return Err(SealError { packets, source }),
+            (None, None) => return Ok(None),
+        };
+        let uncompressed_bytes = usize::try_from(encoder.uncompressed_len()).unwrap_or(usize::MAX);
+        match encoder.finish() {
             Ok(bytes) => Ok(Some(SealedBatch {
                 stream: self.stream,
                 worker: self.worker,
@@ -165,13 +183,10 @@ impl BatchBuilder {
                 packets,
                 first_received_at,
                 uncompressed_bytes,
+                extension: self.format.format.extension(),
                 bytes,
             })),
-            Err(source) => Err(SealError {
-                bytes: uncompressed_bytes,
-                packets,
-                source,
-            }),
+            Err(source) => Err(SealError { packets, source }),
         }
     }
 }
@@ -216,7 +231,8 @@ mod tests {
             max_records: 3,
             ..BatchConfig::default()
         };
-        let mut b = BatchBuilder::new(1, 7, RawFactory::default().schema(), &config)?;
+        let format = FormatConfig::new(sluice_formats::Format::NdjsonZstd);
+        let mut b = BatchBuilder::new(1, 7, RawFactory::default().schema(), &format, &config)?;
         assert!(b.deadline().is_none());
         assert!(!add(&mut b, 10));
         assert!(!add(&mut b, 11));
@@ -234,6 +250,7 @@ mod tests {
         );
         let text = zstd::stream::decode_all(&sealed.bytes[..])?;
         assert_eq!(text.len(), sealed.uncompressed_bytes);
+        assert_eq!(sealed.extension, "ndjson.zst");
         assert_eq!(text.iter().filter(|c| **c == b'\n').count(), 3);
         assert!(b.seal()?.is_none());
         assert_eq!(b.records(), 0);
@@ -246,7 +263,8 @@ mod tests {
             max_bytes: 1024,
             ..BatchConfig::default()
         };
-        let mut b = BatchBuilder::new(0, 0, RawFactory::default().schema(), &config)?;
+        let format = FormatConfig::new(sluice_formats::Format::NdjsonZstd);
+        let mut b = BatchBuilder::new(0, 0, RawFactory::default().schema(), &format, &config)?;
         let mut n = 0;
         while !add(&mut b, 0) {
             n += 1;

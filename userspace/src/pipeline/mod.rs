@@ -14,7 +14,7 @@ use crate::{
     config::Config,
     decap::PortFilter,
     detail::DetailSet,
-    sink::{self, DirectorySink},
+    sink::{self, Sink},
     streams::Streams,
 };
 use batch::{BatchBuilder, SealedBatch};
@@ -30,6 +30,16 @@ pub enum PipelineError {
     /// The sink refused its configuration (e.g. an unwritable directory).
     #[error(transparent)]
     Sink(#[from] sink::SinkError),
+    /// The configured format cannot write a stream's records.
+    #[error("sink.format = \"{format}\" cannot write stream {stream:?}: {source}")]
+    Format {
+        /// The format.
+        format: sluice_formats::Format,
+        /// The stream.
+        stream: String,
+        /// Why.
+        source: sluice_formats::FormatError,
+    },
     /// A thread could not be started, or a compressor created.
     #[error("cannot start {what}: {source}")]
     Start {
@@ -119,16 +129,17 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Opens the sink and starts the workers, each with its own decoder per stream.
+    /// Starts the sink thread on `sink` and the workers, each with its own decoder per
+    /// stream.
     pub fn start(
         config: &Config,
         filter: PortFilter,
         streams: &Streams,
         details: &DetailSet,
+        sink: Sink,
     ) -> Result<Self, PipelineError> {
         let counters = CounterSet::default();
-        let names: Vec<String> = streams.streams.iter().map(|s| s.name.clone()).collect();
-        let sink = DirectorySink::open(&config.sink, names)?;
+        let format = config.sink.format_config();
         let router = Arc::new(streams.router.clone());
         let workers = config.worker_count();
         let depth = config.pipeline.queue_depth as usize;
@@ -154,9 +165,11 @@ impl Pipeline {
         for id in 0..workers {
             let mut worker_streams = Vec::with_capacity(streams.streams.len());
             for (index, stream) in streams.streams.iter().enumerate() {
-                let builder = BatchBuilder::new(index, id, stream.factory.schema(), &config.batch)
-                    .map_err(|source| PipelineError::Start {
-                        what: "zstd compressor",
+                let builder =
+                    BatchBuilder::new(index, id, stream.factory.schema(), &format, &config.batch)
+                        .map_err(|source| PipelineError::Format {
+                        format: format.format,
+                        stream: stream.name.clone(),
                         source,
                     })?;
                 worker_streams.push(WorkerStream::new(

@@ -1,8 +1,7 @@
 //! Records: what one packet (or one element of it: a flow, a reading) becomes. Every
 //! record is the packet's provenance (`sluice_decode::PacketContext`) followed by its
-//! decoder's typed columns; encoders append records to a batch buffer without allocating.
+//! decoder's typed columns, written by the sink format's encoder (`sluice_formats`).
 
-pub mod ndjson;
 pub mod timestamp;
 
 use sluice_decode::PacketContext;

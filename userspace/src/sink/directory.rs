@@ -1,4 +1,5 @@
-//! The local directory sink: `DIR/<stream>/dt=YYYY-MM-DD/hour=HH/<host>-<worker>-<sequence>.ndjson.zst`,
+//! The local directory sink: `DIR/<stream>/dt=YYYY-MM-DD/hour=HH/<host>-<worker>-<sequence>.<ext>`
+//! (`ext` from the format: `ndjson.zst` by default, `ndjson.gz`, `csv.gz`, `parquet`),
 //! one directory per stream (`raw`, and one per `[[decoder]]`), so that each is a table
 //! of its own with hive partitioning on `dt` and `hour`.
 //!
@@ -97,7 +98,7 @@ impl DirectorySink {
         for _ in 0..1_000_000 {
             let sequence = *next;
             *next += 1;
-            let target = dir.join(format!("{stem}-{sequence:08}.ndjson.zst"));
+            let target = dir.join(format!("{stem}-{sequence:08}.{}", batch.extension));
             match rename_noreplace(&temp, &target) {
                 Ok(()) => {
                     sync_dir(&dir)?;
@@ -206,6 +207,7 @@ mod tests {
             packets: 1,
             first_received_at: at,
             uncompressed_bytes: bytes.len(),
+            extension: "ndjson.zst",
             bytes: bytes.to_vec(),
         }
     }

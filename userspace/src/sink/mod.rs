@@ -1,13 +1,17 @@
-//! Sinks: where sealed batches are written. Today the local directory sink; the
-//! durable spool and Cloud Storage uploader slot in behind the same thread.
+//! Sinks: where sealed batches go, from one thread. The local directory sink writes
+//! files where they stay; the spool sink commits them to the durable spool that the
+//! Cloud Storage uploader empties ([`crate::upload`]). Either way a batch counts as
+//! recorded only once it is on disk.
 
 mod directory;
+mod spool;
 
 use std::path::PathBuf;
 
 use crossbeam_channel::Receiver;
 
-pub use directory::DirectorySink;
+pub use directory::{DirectorySink, hostname};
+pub use spool::SpoolSink;
 
 use crate::{
     accounting::{DropReason, LocalCounters, StageCounters},
@@ -34,12 +38,47 @@ pub enum SinkError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The spool refused the batch for space (its limit, or the disk).
+    #[error(transparent)]
+    SpoolFull(sluice_upload::SpoolError),
+    /// The spool could not take the batch for another reason.
+    #[error(transparent)]
+    Spool(sluice_upload::SpoolError),
 }
 
-/// Writes every sealed batch until the workers are gone. Records in a batch that cannot
-/// be written are counted as `sink_error` drops; the error is logged at most once a second.
+/// The sink a pipeline writes to.
+#[derive(Debug)]
+pub enum Sink {
+    /// Files in a local directory.
+    Directory(DirectorySink),
+    /// The durable spool of the upload sink.
+    Spool(SpoolSink),
+}
+
+impl Sink {
+    /// The name of stream `index`.
+    pub fn stream_name(&self, index: usize) -> &str {
+        match self {
+            Self::Directory(s) => s.stream_name(index),
+            Self::Spool(s) => s.stream_name(index),
+        }
+    }
+
+    /// Writes one batch durably.
+    pub fn write(&mut self, batch: &SealedBatch) -> Result<(), SinkError> {
+        match self {
+            Self::Directory(s) => s.write(batch).map(drop),
+            Self::Spool(s) => s.write(batch).map(drop),
+        }
+    }
+}
+
+/// Writes every sealed batch until the workers are gone. Packets of a batch the spool
+/// refuses for space are counted as `spool_full` drops (the spool logs that at a bounded
+/// rate); of a batch that cannot be written otherwise, as `sink_error` drops, logged at
+/// most once a second.
 pub fn run_sink(
-    mut sink: DirectorySink,
+    mut sink: Sink,
     batches: Receiver<SealedBatch>,
     counters: &StageCounters,
     details: &DetailSlot,
@@ -63,6 +102,9 @@ pub fn run_sink(
                 totals.compressed_bytes += batch.bytes.len() as u64;
                 local.files_written += 1;
                 local.bytes_written += batch.bytes.len() as u64;
+            }
+            Err(SinkError::SpoolFull(_)) => {
+                local.drop_n(DropReason::SpoolFull, batch.packets);
             }
             Err(e) => {
                 local.drop_n(DropReason::SinkError, batch.packets);

@@ -28,10 +28,12 @@ mod log_limit;
 pub mod metrics;
 pub mod naming;
 pub mod spool;
+#[cfg(feature = "client")]
 pub mod uploader;
 
 pub use config::{ConfigError, CredentialsSource, StartupProbe, UploadConfig};
 pub use metrics::{HistogramSnapshot, UploadMetrics, UploadOutcome, UploadSnapshot};
 pub use naming::{BootId, ObjectNamer, RunId};
 pub use spool::{Committed, FullCause, Spool, SpoolError, SpoolStats, SpooledBatch};
-pub use uploader::{ShutdownReport, UploadError, Uploader};
+#[cfg(feature = "client")]
+pub use uploader::{ShutdownReport, UploadError, UploadWatch, Uploader};

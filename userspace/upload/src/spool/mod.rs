@@ -359,6 +359,7 @@ impl Spool {
             .collect()
     }
 
+    #[cfg(feature = "client")]
     /// Hands out up to `max` batches no upload task has yet, oldest first. Each stays
     /// claimed until it is removed, found corrupt, or [released](Self::release).
     pub(crate) fn claim(&self, max: usize) -> Vec<SpooledBatch> {
@@ -375,6 +376,7 @@ impl Spool {
         claimed
     }
 
+    #[cfg(feature = "client")]
     /// Gives a claimed batch back (its task ended without uploading it).
     pub(crate) fn release(&self, sequence: u64) {
         let mut state = self.lock();
@@ -383,12 +385,14 @@ impl Spool {
         }
     }
 
+    #[cfg(feature = "client")]
     /// Gives every batch back (a new uploader starts).
     pub(crate) fn release_all(&self) {
         let mut state = self.lock();
         state.unclaimed = state.by_sequence.keys().copied().collect();
     }
 
+    #[cfg(feature = "client")]
     /// True when some spooled batch has not been handed to an upload task.
     pub(crate) fn has_unclaimed(&self) -> bool {
         !self.lock().unclaimed.is_empty()
@@ -482,6 +486,7 @@ impl Spool {
         }
     }
 
+    #[cfg(feature = "client")]
     /// Woken (one permit) by every commit: the uploader waits on it when idle.
     pub(crate) fn changed(&self) -> &tokio::sync::Notify {
         &self.changed

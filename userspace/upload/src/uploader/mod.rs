@@ -123,6 +123,20 @@ enum Command {
     Abort,
 }
 
+/// Reads a running uploader's counters (see [`Uploader::watch`]).
+#[derive(Clone, Debug)]
+pub struct UploadWatch {
+    metrics: Arc<UploadMetrics>,
+    spool: Arc<Spool>,
+}
+
+impl UploadWatch {
+    /// The counters now (with the spool's).
+    pub fn snapshot(&self) -> UploadSnapshot {
+        self.metrics.snapshot(self.spool.stats())
+    }
+}
+
 /// The running uploader.
 #[derive(Debug)]
 pub struct Uploader {
@@ -209,6 +223,15 @@ impl Uploader {
     /// The counters now (with the spool's).
     pub fn metrics(&self) -> UploadSnapshot {
         self.metrics.snapshot(self.spool.stats())
+    }
+
+    /// A handle that reads the counters from other threads (a metrics endpoint) while
+    /// the uploader runs.
+    pub fn watch(&self) -> UploadWatch {
+        UploadWatch {
+            metrics: Arc::clone(&self.metrics),
+            spool: Arc::clone(&self.spool),
+        }
     }
 
     /// The spool it uploads from.
