@@ -731,3 +731,55 @@ fn bad_bucket_endpoint_or_spool_dir_is_one_error_line_at_start() {
         assert!(errors[0].contains(expected), "{what}: {}", errors[0]);
     }
 }
+
+/// SIGTERM during an outage: the daemon uploads for `shutdown_grace_secs`, then exits and
+/// leaves the rest spooled; the next start uploads it, exactly once.
+#[test]
+fn sigterm_during_an_outage_leaves_the_rest_spooled_for_the_next_start() {
+    let Some((emulator, python)) = prerequisites() else {
+        return;
+    };
+    let mut lab = Lab::new("grace", &emulator, python);
+    let spool = lab.path("spool");
+    let mut spec = lab.config("ndjson_gzip", &spool, "");
+    spec.gcs = Some(
+        gcs_section(&spool, "").replace("shutdown_grace_secs = 20", "shutdown_grace_secs = 2"),
+    );
+    let (sluice, files) = lab.start(&spec, "grace-1");
+    lab.emulator.stop();
+    const COUNT: usize = 2000;
+    let (pcap, sent) = traffic(lab.dir.path(), "grace", 0, COUNT);
+    send(&lab.pair, &pcap, 4000, COUNT);
+    std::thread::sleep(Duration::from_millis(500));
+    let stopping = Instant::now();
+    let stats = stop(sluice, &files);
+    let took = stopping.elapsed();
+    assert!(
+        took < Duration::from_secs(10),
+        "exit bounded by the grace period: {took:?}"
+    );
+    assert!(stats.is_balanced());
+    assert_eq!(stats.recorded, COUNT as u64, "{stats:?}");
+    let upload = stats.upload.clone().expect("upload account");
+    assert_eq!(upload.uploaded, 0);
+    assert_eq!(upload.left_spooled_files, stats.files_written, "{upload:?}");
+
+    lab.emulator.restart();
+    let (again, files2) = lab.start(&spec, "grace-2");
+    let stats2 = stop(again, &files2);
+    let upload2 = stats2.upload.clone().expect("upload account");
+    assert_eq!(
+        (
+            upload2.uploaded + upload2.already_there,
+            upload2.left_spooled_files
+        ),
+        (stats.files_written, 0),
+        "{upload2:?}"
+    );
+    lab.download_all(&lab.path("objects"));
+    assert_exactly_once(
+        lab.read_payloads(&lab.path("objects")),
+        &sent,
+        "after restart",
+    );
+}
