@@ -12,11 +12,11 @@
 use std::sync::Arc;
 
 use serde::Serialize;
-use sluice_upload::{BootId, ObjectNamer, RunId, Spool, SpoolError, UploadSnapshot};
+use sluice_upload::{SpoolError, UploadSnapshot};
 
 use crate::{
     config::{Config, SinkKind},
-    sink::{DirectorySink, Sink, SinkError, SpoolSink},
+    sink::{DirectorySink, Sink, SinkError},
 };
 
 /// Why the sink could not start.
@@ -123,23 +123,38 @@ pub fn open_sink(
         Err(SinkStartError::NotBuilt)
     }
     #[cfg(feature = "gcs")]
-    {
-        let spool = Arc::new(Spool::open(&gcs.spool_dir, gcs.spool_byte_limit)?);
-        let boot = BootId::current(&gcs.spool_dir).map_err(SinkStartError::BootId)?;
-        let run = RunId::random().map_err(SinkStartError::RunId)?;
-        let host = if config.sink.host.is_empty() {
-            crate::sink::hostname()
-        } else {
-            config.sink.host.clone()
-        };
-        let namer = ObjectNamer::new(&gcs.prefix, &host, &boot, run);
-        let uploader = sluice_upload::Uploader::start(gcs, Arc::clone(&spool))?;
-        tracing::info!(boot = boot.short(), run = %run, "object names: {}", namer.name("<stream>", 0, 0, 0, config.sink.format.extension()));
-        Ok((
-            Sink::Spool(SpoolSink::new(spool, namer, streams)),
-            Some(UploadStage { uploader }),
-        ))
-    }
+    open_spool_sink(config, gcs, streams)
+}
+
+/// The spool, its uploader, and the sink that commits to it.
+#[cfg(feature = "gcs")]
+fn open_spool_sink(
+    config: &Config,
+    gcs: &sluice_upload::UploadConfig,
+    streams: Vec<String>,
+) -> Result<(Sink, Option<UploadStage>), SinkStartError> {
+    use sluice_upload::{BootId, ObjectNamer, RunId, Spool};
+
+    let spool = Arc::new(Spool::open(&gcs.spool_dir, gcs.spool_byte_limit)?);
+    let boot = BootId::current(&gcs.spool_dir).map_err(SinkStartError::BootId)?;
+    let run = RunId::random().map_err(SinkStartError::RunId)?;
+    let host = if config.sink.host.is_empty() {
+        crate::sink::hostname()
+    } else {
+        config.sink.host.clone()
+    };
+    let namer = ObjectNamer::new(&gcs.prefix, &host, &boot, run);
+    let uploader = sluice_upload::Uploader::start(gcs, Arc::clone(&spool))?;
+    tracing::info!(
+        boot = boot.short(),
+        run = %run,
+        "object names: {}",
+        namer.name("<stream>", 0, 0, 0, config.sink.format.extension())
+    );
+    Ok((
+        Sink::Spool(crate::sink::SpoolSink::new(spool, namer, streams)),
+        Some(UploadStage { uploader }),
+    ))
 }
 
 impl UploadStage {
