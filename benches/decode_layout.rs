@@ -5,117 +5,29 @@
 //! of heap allocations per payload is counted and printed: it must be 0.
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
-    collections::BTreeMap,
     hint::black_box,
     net::{IpAddr, Ipv4Addr},
-    sync::atomic::{AtomicU64, Ordering},
 };
 
 use criterion::{Criterion, Throughput, criterion_group};
 use sluice_decode::{
-    Decoder, PacketContext, RowSink, Value,
+    Decoder, PacketContext,
     layout::{FieldConfig, GroupConfig, LayoutConfig, LayoutFactory, TimeUnit, VariantConfig},
 };
 
-/// Counts allocations, to show that decoding makes none.
-struct Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+#[path = "support/discard_sink.rs"]
+mod discard_sink;
+#[path = "support/layout_event.rs"]
+mod layout_event;
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+use discard_sink::Discard;
+use layout_event::{field, flat_config, flat_payload, names};
 
-// SAFETY: forwards to the system allocator unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Looks at every row and forgets it.
-struct Discard(u64);
-
-impl RowSink for Discard {
-    fn row(&mut self, _ctx: &PacketContext, values: &[Value<'_>]) {
-        black_box(values);
-        self.0 += 1;
-    }
-}
-
-fn field(name: &str, ty: &str) -> FieldConfig {
-    FieldConfig {
-        name: name.into(),
-        ty: ty.into(),
-        ..FieldConfig::default()
-    }
-}
-
-fn names(pairs: &[(u8, &str)]) -> Option<BTreeMap<String, String>> {
-    Some(
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), (*v).to_owned()))
-            .collect(),
-    )
-}
-
-/// 64 bytes, 10 columns.
+/// 64 bytes, 10 columns (the shared reference event).
 fn flat() -> (LayoutConfig, Vec<u8>) {
-    let config = LayoutConfig {
-        fields: vec![
-            field("version", "u8"),
-            FieldConfig {
-                enum_names: names(&[(1, "reading"), (2, "alarm"), (3, "heartbeat")]),
-                ..field("kind", "u8")
-            },
-            field("device", "mac"),
-            field("seq", "u32"),
-            FieldConfig {
-                timestamp: Some(TimeUnit::Seconds),
-                ..field("time", "u32")
-            },
-            field("src", "ipv4"),
-            field("temp", "i16"),
-            FieldConfig {
-                mask: Some(0x80),
-                ..field("alarm", "u8")
-            },
-            FieldConfig {
-                offset: Some(22),
-                mask: Some(0x0f),
-                enum_names: names(&[(0, "ok"), (1, "warn"), (2, "fail")]),
-                ..field("status", "u8")
-            },
-            FieldConfig {
-                length: Some(25),
-                skip: true,
-                ..field("reserved", "bytes")
-            },
-            FieldConfig {
-                length: Some(16),
-                ..field("name", "text")
-            },
-        ],
-        ..LayoutConfig::default()
-    };
-    let mut p = vec![2, 1, 0x00, 0x1b, 0x21, 0x0a, 0x0b, 0x0c];
-    p.extend(123_456u32.to_be_bytes());
-    p.extend(1_795_328_725u32.to_be_bytes());
-    p.extend([10, 1, 2, 3]);
-    p.extend((-125i16).to_be_bytes());
-    p.push(0x81);
-    p.extend([0u8; 25]);
-    p.extend(b"boiler-room-3\0\0\0");
-    assert_eq!(p.len(), 64);
-    (config, p)
+    (flat_config(), flat_payload(0))
 }
 
 /// 40 bytes, 10 `u32` columns: nothing but integer reads.
@@ -210,13 +122,11 @@ fn allocations_per_payload(config: &LayoutConfig, payload: &[u8]) -> (f64, u64) 
     let mut sink = Discard(0);
     let ctx = ctx();
     decoder.decode(&ctx, payload, &mut sink).expect("decodes");
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
     let rounds = 10_000;
-    for _ in 0..rounds {
+    let allocations = counting_alloc::allocations_per_call(rounds, || {
         decoder.decode(&ctx, payload, &mut sink).expect("decodes");
-    }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed) - before;
-    (allocations as f64 / rounds as f64, sink.0 / (rounds + 1))
+    });
+    (allocations, sink.0 / u64::from(rounds + 1))
 }
 
 fn bench(c: &mut Criterion) {

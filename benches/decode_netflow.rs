@@ -6,106 +6,28 @@
 //! benchmarks, the heap allocations per packet are counted and printed: they must be 0.
 
 use std::{
-    alloc::{GlobalAlloc, Layout, System},
     hint::black_box,
     net::{IpAddr, Ipv4Addr},
-    sync::atomic::{AtomicU64, Ordering},
 };
 
 use criterion::{Criterion, Throughput, criterion_group};
 use sluice_decode::{
-    Decoder, DecoderFactory, PacketContext, RowSink, Value,
+    Decoder, DecoderFactory,
     netflow::{
         NetflowConfig, NetflowFactory,
-        encode::{FieldSpec, MessageBuilder, RecordWriter, V5Flow, V5Header, v5_packet},
+        encode::{FieldSpec, MessageBuilder, RecordWriter},
     },
 };
 
-/// Counts allocations, to show that decoding makes none.
-struct Counting;
+#[path = "support/counting_alloc.rs"]
+mod counting_alloc;
+#[path = "support/discard_sink.rs"]
+mod discard_sink;
+#[path = "support/netflow_export.rs"]
+mod netflow_export;
 
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards to the system allocator unchanged.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// Looks at every row and forgets it.
-struct Discard(u64);
-
-impl RowSink for Discard {
-    fn row(&mut self, _ctx: &PacketContext, values: &[Value<'_>]) {
-        black_box(values);
-        self.0 += 1;
-    }
-}
-
-const FLOWS: u32 = 30;
-const EXPORT_SECS: u32 = 1_767_225_600;
-const UPTIME_MS: u32 = 86_400_000;
-
-fn ctx() -> PacketContext {
-    PacketContext {
-        received_at: i64::from(EXPORT_SECS) * 1_000_000,
-        tunnel_src: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10))),
-        tunnel_dst: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
-        gre_key: None,
-        src_ip: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)),
-        src_port: 50_000,
-        dst_ip: IpAddr::V4(Ipv4Addr::new(198, 51, 100, 2)),
-        dst_port: 2055,
-    }
-}
-
-fn addr(i: u32, net: [u8; 3]) -> Ipv4Addr {
-    Ipv4Addr::new(net[0], net[1], net[2], (i % 250) as u8 + 1)
-}
-
-fn v5() -> Vec<u8> {
-    let header = V5Header {
-        sys_uptime_ms: UPTIME_MS,
-        unix_secs: EXPORT_SECS,
-        unix_nsecs: 250_000_000,
-        flow_sequence: 1,
-        ..V5Header::default()
-    };
-    let flows: Vec<V5Flow> = (0..FLOWS)
-        .map(|i| V5Flow {
-            src: addr(i, [192, 0, 2]),
-            dst: addr(i * 7, [203, 0, 113]),
-            next_hop: Ipv4Addr::new(198, 51, 100, 254),
-            input: 1,
-            output: 2,
-            packets: 1 + i * 3,
-            bytes: 64 + i * 900,
-            first_ms: UPTIME_MS - 60_000 + i,
-            last_ms: UPTIME_MS - 1_000 + i,
-            src_port: 40_000 + i as u16,
-            dst_port: 443,
-            tcp_flags: 0x1b,
-            protocol: 6,
-            tos: 0,
-            src_as: 64_500,
-            dst_as: 64_501,
-            src_mask: 24,
-            dst_mask: 24,
-        })
-        .collect();
-    v5_packet(&header, &flows)
-}
+use discard_sink::Discard;
+use netflow_export::{EXPORT_SECS, FLOWS, UPTIME_MS, addr, exporter_ctx as ctx, v5_export};
 
 const V9_FIELDS: [(u16, u16); 18] = [
     (8, 4),
@@ -213,20 +135,20 @@ fn prepared(name: &str, template: Option<&[u8]>, data: &[u8]) -> Box<dyn Decoder
     }
     let outcome = d.decode(&ctx(), data, &mut sink).expect("data");
     assert_eq!(outcome.rows, u64::from(FLOWS), "{name}");
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for _ in 0..1000 {
-        d.decode(&ctx(), data, &mut sink).expect("data");
-    }
-    let per_packet = (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 1000.0;
+    let context = ctx();
+    let per_packet = counting_alloc::allocations_per_call(1000, || {
+        d.decode(&context, data, &mut sink).expect("data");
+    });
     println!(
         "{name}: {} bytes, {FLOWS} flows, {per_packet} allocations per packet",
         data.len()
     );
+    assert_eq!(per_packet, 0.0, "{name} allocates while decoding");
     d
 }
 
 fn bench(c: &mut Criterion) {
-    let v5 = v5();
+    let v5 = v5_export(0);
     let (v9_template, v9_data) = v9();
     let (ipfix_template, ipfix_data) = ipfix();
     let cases = [
