@@ -7,10 +7,12 @@
 //! - `install`: the release binary, systemd unit, example config and service user, on this
 //!   machine or into a staging root (`--dry-run` prints the plan).
 //! - `run -- ARGS`: the freshly built release binary with ARGS, for bare-metal use.
+//! - `bench`: the end-to-end packet-rate benchmark; writes BENCHMARKS.md and its chart.
 //!
 //! Kept in Rust (not shell) so that the same code paths are type-checked, linted and unit
 //! tested like the rest of the workspace.
 
+mod bench;
 mod cmd;
 mod demo;
 mod install;
@@ -44,6 +46,9 @@ enum Task {
     Install(install::InstallArgs),
     /// Build the release binary and run it with the arguments after `--`.
     Run(run::RunArgs),
+    /// Run the end-to-end packet-rate benchmark (root; `-- --help` for the harness's
+    /// options) and write its section of BENCHMARKS.md and docs/bench/packet-rate.png.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -54,6 +59,7 @@ fn main() -> ExitCode {
         Task::Demo(args) => demo::run(args),
         Task::Install(args) => install::run(args),
         Task::Run(args) => run::run(args),
+        Task::Bench(args) => bench::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -21,8 +21,9 @@ use crate::cmd;
 /// Debian packages the tests and the demo run (softflowd and nfdump are the NetFlow/IPFIX
 /// peers of the decoder tests; util-linux, always present, brings `logger` for syslog and
 /// `setpriv`/`prlimit` for the capability tests). The deploy-kit tests need `promtool`
-/// (prometheus), `systemd-analyze` (systemd) and `strace`.
-pub const DEBIAN_PACKAGES: [&str; 12] = [
+/// (prometheus), `systemd-analyze` (systemd) and `strace`. `cargo xtask bench` profiles
+/// with `perf` (linux-perf) and draws its chart's text in DejaVu Sans (fonts-dejavu-core).
+pub const DEBIAN_PACKAGES: [&str; 14] = [
     "iproute2",
     "iputils-ping",
     "tcpreplay",
@@ -36,6 +37,8 @@ pub const DEBIAN_PACKAGES: [&str; 12] = [
     "strace",
     // Creates the virtualenv of the PyPI packages.
     "python3-venv",
+    "linux-perf",
+    "fonts-dejavu-core",
 ];
 
 /// cargo-fuzz, which runs the fuzz targets in fuzz/ (pinned: 0.13 builds with this toolchain).

@@ -1,11 +1,11 @@
 //! `cargo xtask test`: the one door CI goes through (`.ci/run` calls only this).
 //!
-//! Runs setup, then format check, clippy on the host crates, clippy on the eBPF crate
+//! Runs setup, then format check, clippy on the host crates, clippy on each eBPF crate
 //! (nightly, bpfel target, build-std), every unit and integration test, and each fuzz
 //! target for a bounded time (30 s, `SLUICE_FUZZ_SECONDS`) after replaying its committed
 //! regression inputs (fuzz/regressions/<target>), stopping at the first failure and
-//! naming it. The eBPF crate is excluded from the host `--workspace`
-//! steps: built for the host it fails ("duplicate lang item `panic_impl`"), and it is
+//! naming it. The eBPF crates are excluded from the host `--workspace`
+//! steps: built for the host they fail ("duplicate lang item `panic_impl`"), and each is
 //! linted by its own step instead.
 
 use std::process::Command;
@@ -14,8 +14,29 @@ use anyhow::Context as _;
 
 use crate::{cmd, setup, workspace::Workspace};
 
-/// The eBPF crate's package name.
+/// The daemon's eBPF crate.
 const EBPF_PACKAGE: &str = "sluice-ebpf";
+/// The benchmark's eBPF crate (generator, count-and-drop, tc decapsulation).
+const BENCH_EBPF_PACKAGE: &str = "sluice-bench-ebpf";
+
+/// Nightly clippy of one eBPF crate for the BPF target.
+fn ebpf_clippy(package: &str) -> Command {
+    cargo(
+        Some("nightly"),
+        &[
+            "clippy",
+            "-p",
+            package,
+            "--target",
+            "bpfel-unknown-none",
+            "-Z",
+            "build-std=core",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    )
+}
 
 /// Fuzz targets in fuzz/, each run for a bounded time by the suite.
 pub const FUZZ_TARGETS: [&str; 4] = [
@@ -64,6 +85,8 @@ fn steps(workspace: &Workspace) -> Vec<Step> {
                     "--workspace",
                     "--exclude",
                     EBPF_PACKAGE,
+                    "--exclude",
+                    BENCH_EBPF_PACKAGE,
                     "--all-targets",
                     "--",
                     "-D",
@@ -73,21 +96,11 @@ fn steps(workspace: &Workspace) -> Vec<Step> {
         },
         Step {
             name: "clippy (eBPF crate)",
-            command: cargo(
-                Some("nightly"),
-                &[
-                    "clippy",
-                    "-p",
-                    EBPF_PACKAGE,
-                    "--target",
-                    "bpfel-unknown-none",
-                    "-Z",
-                    "build-std=core",
-                    "--",
-                    "-D",
-                    "warnings",
-                ],
-            ),
+            command: ebpf_clippy(EBPF_PACKAGE),
+        },
+        Step {
+            name: "clippy (bench eBPF crate)",
+            command: ebpf_clippy(BENCH_EBPF_PACKAGE),
         },
         Step {
             name: "tests",
@@ -98,6 +111,8 @@ fn steps(workspace: &Workspace) -> Vec<Step> {
                     "--workspace",
                     "--exclude",
                     EBPF_PACKAGE,
+                    "--exclude",
+                    BENCH_EBPF_PACKAGE,
                     "--no-fail-fast",
                 ],
             ),
@@ -157,7 +172,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn steps_run_in_order_exclude_the_ebpf_crate_from_host_steps_and_fuzz_every_target() {
+    fn steps_run_in_order_exclude_the_ebpf_crates_from_host_steps_and_fuzz_every_target() {
         let workspace = Workspace {
             root: "/repo".into(),
             target_dir: "/repo/target".into(),
@@ -170,6 +185,7 @@ mod tests {
                 "rustfmt",
                 "clippy (host crates)",
                 "clippy (eBPF crate)",
+                "clippy (bench eBPF crate)",
                 "tests",
                 "packet_parser",
                 "decode_layout",
@@ -181,7 +197,7 @@ mod tests {
         assert_eq!(lines[0], "cargo fmt --all -- --check");
         assert_eq!(
             lines[1],
-            "cargo clippy --workspace --exclude sluice-ebpf --all-targets -- -D warnings"
+            "cargo clippy --workspace --exclude sluice-ebpf --exclude sluice-bench-ebpf --all-targets -- -D warnings"
         );
         assert_eq!(
             lines[2],
@@ -189,22 +205,26 @@ mod tests {
         );
         assert_eq!(
             lines[3],
-            "cargo test --workspace --exclude sluice-ebpf --no-fail-fast"
+            "cargo +nightly clippy -p sluice-bench-ebpf --target bpfel-unknown-none -Z build-std=core -- -D warnings"
+        );
+        assert_eq!(
+            lines[4],
+            "cargo test --workspace --exclude sluice-ebpf --exclude sluice-bench-ebpf --no-fail-fast"
         );
         assert!(
-            lines[4].starts_with(
+            lines[5].starts_with(
                 "cargo +nightly fuzz run packet_parser corpus/packet_parser regressions/packet_parser -- -max_total_time="
             ),
             "{}",
-            lines[4]
+            lines[5]
         );
         assert!(
-            steps[..4]
+            steps[..5]
                 .iter()
                 .all(|s| s.command.get_current_dir() == Some(std::path::Path::new("/repo")))
         );
         assert!(
-            steps[4..]
+            steps[5..]
                 .iter()
                 .all(|s| s.command.get_current_dir() == Some(std::path::Path::new("/repo/fuzz")))
         );

@@ -1,0 +1,22 @@
+//! The end-to-end packet-rate harness behind `cargo xtask bench` (issue 6): every receiver
+//! side by side at stepped offered rates, each step's accounting checked, the results
+//! written into BENCHMARKS.md and drawn as a chart.
+//!
+//! - [`plan`]: rows, rates, durations (the command line's model).
+//! - [`session`]: each row's receiver — ceiling A ([`crate::count_drop`]), ceiling B
+//!   ([`afxdp_count`]), `sluice run` ([`daemon_config`], [`daemon_run`]) on XDP or behind
+//!   the kernel path ([`crate::kernel_path`]).
+//! - [`runner`]: labs, generator, one [`measurement::Measurement`] per step, overload.
+//! - [`cpu`]: /proc/stat per core, process CPU, peak RSS, the quiet-machine check.
+//! - [`report`] and [`chart`]: the Markdown section and the PNG.
+
+pub mod afxdp_count;
+pub mod chart;
+pub mod cpu;
+pub mod daemon_config;
+pub mod daemon_run;
+pub mod measurement;
+pub mod plan;
+pub mod report;
+pub mod runner;
+pub mod session;

@@ -1,0 +1,181 @@
+//! What a run measures: which receivers, at which offered rates, for how long, and where
+//! the daemon and its records live. Built from the command line by `sluice-bench`; the
+//! defaults are the published run (about 12 minutes), `--quick` a smoke run of seconds.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use super::measurement::{DecoderChoice, FormatChoice, Pipeline, Receiver};
+
+/// Inner UDP port of the raw payloads (steered, claimed by no decoder).
+pub const RAW_PORT: u16 = 9000;
+/// Inner UDP port of the schema payloads (the `acme` decoder's port).
+pub const SCHEMA_PORT: u16 = 5140;
+/// GRE key of the generated tunnel.
+pub const GRE_KEY: u32 = 42;
+/// VXLAN network identifier of the VXLAN reference row.
+pub const VXLAN_VNI: u32 = 4242;
+
+/// One offered rate.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Rate {
+    /// Packets per second.
+    Pps(u64),
+    /// As fast as the generator goes.
+    FlatOut,
+}
+
+impl Rate {
+    /// The generator's `rate_pps` argument (0 = flat out).
+    pub fn generator_pps(self) -> u64 {
+        match self {
+            Rate::Pps(pps) => pps,
+            Rate::FlatOut => 0,
+        }
+    }
+
+    /// `1.5 Mpps` / `flat out`.
+    pub fn label(self) -> String {
+        match self {
+            Rate::Pps(pps) => format!("{} Mpps", pps as f64 / 1e6),
+            Rate::FlatOut => "flat out".into(),
+        }
+    }
+
+    /// Parses `0.25` (Mpps) or `max`.
+    pub fn parse(text: &str) -> Result<Rate, String> {
+        let text = text.trim();
+        if matches!(text, "max" | "flat" | "flat-out") {
+            return Ok(Rate::FlatOut);
+        }
+        let mpps: f64 = text
+            .parse()
+            .map_err(|_| format!("{text:?} is neither a rate in Mpps nor `max`"))?;
+        if !(mpps > 0.0 && mpps <= 100.0) {
+            return Err(format!("{text}: a rate must be in (0, 100] Mpps"));
+        }
+        Ok(Rate::Pps((mpps * 1e6).round() as u64))
+    }
+
+    /// Frames the generator may send in `duration` (a bound, not a target): the rate's
+    /// worth plus 10%, or 10 Mpps' worth flat out.
+    pub fn max_packets(self, duration: Duration) -> u64 {
+        let pps = match self {
+            Rate::Pps(pps) => pps as f64 * 1.1,
+            Rate::FlatOut => 10e6,
+        };
+        (pps * duration.as_secs_f64()).ceil() as u64 + 1024
+    }
+}
+
+/// A row's name on the command line (`--rows`).
+pub fn parse_row(name: &str) -> Result<Receiver, String> {
+    let pipeline = |decoder, format| Pipeline { decoder, format };
+    let raw_ndjson = pipeline(DecoderChoice::Raw, FormatChoice::NdjsonZstd);
+    Ok(match name.trim() {
+        "a" | "count-drop" => Receiver::CountDrop,
+        "b" | "afxdp-count" => Receiver::AfXdpCount,
+        "sluice-raw-ndjson" => Receiver::Sluice(raw_ndjson),
+        "sluice-raw-parquet" => {
+            Receiver::Sluice(pipeline(DecoderChoice::Raw, FormatChoice::Parquet))
+        }
+        "sluice-schema-ndjson" => {
+            Receiver::Sluice(pipeline(DecoderChoice::Schema, FormatChoice::NdjsonZstd))
+        }
+        "sluice-schema-parquet" => {
+            Receiver::Sluice(pipeline(DecoderChoice::Schema, FormatChoice::Parquet))
+        }
+        "kernel-tc" => Receiver::KernelTc(raw_ndjson),
+        "kernel-vxlan" => Receiver::KernelVxlan(raw_ndjson),
+        other => {
+            return Err(format!(
+                "unknown row {other:?}; rows: {}",
+                ROW_NAMES.join(", ")
+            ));
+        }
+    })
+}
+
+/// Every row name, in the table's order (the default `--rows`).
+pub const ROW_NAMES: [&str; 8] = [
+    "a",
+    "b",
+    "sluice-raw-ndjson",
+    "sluice-raw-parquet",
+    "sluice-schema-ndjson",
+    "sluice-schema-parquet",
+    "kernel-tc",
+    "kernel-vxlan",
+];
+
+/// Default offered rates, Mpps (plus flat out).
+pub const DEFAULT_RATES: &str = "0.25,0.5,1,1.5,2,2.5,max";
+/// `--quick` rates.
+pub const QUICK_RATES: &str = "0.25,1,max";
+
+/// The whole run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Plan {
+    /// Receivers, in order.
+    pub rows: Vec<Receiver>,
+    /// Offered rates, in order.
+    pub rates: Vec<Rate>,
+    /// Traffic per step.
+    pub step: Duration,
+    /// Sustained overload of the sluice raw pipeline (flat out); zero to skip.
+    pub overload: Duration,
+    /// CPU the generator is pinned to.
+    pub generator_cpu: usize,
+    /// `pipeline.workers` of the daemon (0 = one per CPU).
+    pub workers: u32,
+    /// `pipeline.queue_depth` of the daemon.
+    pub queue_depth: u32,
+    /// Raw payload length, bytes.
+    pub payload_len: usize,
+    /// The release `sluice` binary.
+    pub sluice: PathBuf,
+    /// Where record directories are made (tmpfs).
+    pub records_root: PathBuf,
+    /// Pause after the generator stops, before the daemon is stopped, so open batches
+    /// close on their age and the CPU they take is counted.
+    pub settle: Duration,
+    /// A smoke run.
+    pub quick: bool,
+}
+
+impl Plan {
+    /// Rough wall time of the run, for the banner.
+    pub fn estimate(&self) -> Duration {
+        let per_step = self.step + self.settle + Duration::from_secs(2);
+        per_step * (self.rows.len() * self.rates.len()) as u32 + self.overload
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rates_parse_from_mpps_and_max() {
+        assert_eq!(Rate::parse("0.25"), Ok(Rate::Pps(250_000)));
+        assert_eq!(Rate::parse(" 2.5 "), Ok(Rate::Pps(2_500_000)));
+        assert_eq!(Rate::parse("max"), Ok(Rate::FlatOut));
+        assert!(Rate::parse("0").is_err());
+        assert!(Rate::parse("fast").is_err());
+        assert_eq!(Rate::Pps(1_500_000).label(), "1.5 Mpps");
+        assert_eq!(
+            Rate::Pps(1_000_000).max_packets(Duration::from_secs(2)),
+            2_201_024
+        );
+        assert_eq!(Rate::FlatOut.generator_pps(), 0);
+    }
+
+    #[test]
+    fn every_row_name_parses_and_unknown_ones_are_listed() {
+        for name in ROW_NAMES {
+            assert!(parse_row(name).is_ok(), "{name}");
+        }
+        let e = parse_row("sluice").expect_err("unknown");
+        assert!(e.contains("kernel-vxlan"), "{e}");
+    }
+}

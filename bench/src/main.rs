@@ -1,0 +1,305 @@
+//! `sluice-bench`: the end-to-end packet-rate benchmark of issue 6, normally started by
+//! `cargo xtask bench` (which builds it and the daemon, and passes the output paths).
+//!
+//! Checks that the machine is quiet, runs every row at every rate ([`harness::runner`]),
+//! prints the tables, writes its section of BENCHMARKS.md and the chart, and exits 1 when
+//! any sluice run's account did not balance (seen ≠ recorded + dropped) or a row could not
+//! be measured, so a broken benchmark never passes silently.
+
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use sluice_bench::harness::{
+    chart, cpu,
+    plan::{self, Plan, Rate},
+    report::{self, RunContext},
+    runner,
+};
+
+/// End-to-end packet rate: ceilings, sluice and the kernel path, side by side.
+#[derive(Debug, Parser)]
+#[command(name = "sluice-bench")]
+struct Cli {
+    /// The release `sluice` binary (default: next to this one).
+    #[arg(long)]
+    sluice: Option<PathBuf>,
+    /// Smoke run: rates 0.25,1,max, 2 s per step, 5 s of overload.
+    #[arg(long)]
+    quick: bool,
+    /// Offered rates in Mpps, comma-separated; `max` is flat out.
+    #[arg(long)]
+    rates: Option<String>,
+    /// Seconds of traffic per step (default 10, --quick 2); the zero-loss rate is "over"
+    /// this long.
+    #[arg(long)]
+    step_secs: Option<f64>,
+    /// Seconds of sustained flat-out overload of sluice (raw, NDJSON) for peak RSS
+    /// (default 60, --quick 5; 0 skips it).
+    #[arg(long)]
+    overload_secs: Option<f64>,
+    /// Rows, comma-separated: a, b, sluice-raw-ndjson, sluice-raw-parquet,
+    /// sluice-schema-ndjson, sluice-schema-parquet, kernel-tc, kernel-vxlan (default: all).
+    #[arg(long)]
+    rows: Option<String>,
+    /// CPU the generator (and, on veth, the receiver's softirq work) runs on.
+    #[arg(long, default_value_t = 0)]
+    generator_cpu: usize,
+    /// sluice `pipeline.workers` (0 = one per CPU).
+    #[arg(long, default_value_t = 0)]
+    workers: u32,
+    /// sluice `pipeline.queue_depth`.
+    #[arg(long, default_value_t = 256)]
+    queue_depth: u32,
+    /// Raw payload length in bytes (18 bytes with a GRE key makes 88-byte frames).
+    #[arg(long, default_value_t = 18)]
+    payload_len: usize,
+    /// Parent directory of the records (tmpfs, so the disk is not what is measured).
+    #[arg(long, default_value = "/dev/shm")]
+    records_dir: PathBuf,
+    /// Write the generated section into this BENCHMARKS.md (between its markers).
+    #[arg(long)]
+    benchmarks_md: Option<PathBuf>,
+    /// Draw the chart into this PNG.
+    #[arg(long)]
+    chart: Option<PathBuf>,
+    /// How BENCHMARKS.md links the chart (relative to it).
+    #[arg(long)]
+    chart_link: Option<String>,
+}
+
+fn main() -> std::process::ExitCode {
+    match run() {
+        Ok(true) => std::process::ExitCode::SUCCESS,
+        Ok(false) => std::process::ExitCode::from(1),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+fn plan_from(cli: &Cli) -> anyhow::Result<Plan> {
+    let rates_text = cli.rates.clone().unwrap_or_else(|| {
+        if cli.quick {
+            plan::QUICK_RATES.to_owned()
+        } else {
+            plan::DEFAULT_RATES.to_owned()
+        }
+    });
+    let rates = rates_text
+        .split(',')
+        .map(Rate::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
+    let rows = match &cli.rows {
+        Some(text) => text
+            .split(',')
+            .map(plan::parse_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?,
+        None => plan::ROW_NAMES
+            .iter()
+            .map(|name| plan::parse_row(name))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?,
+    };
+    let secs =
+        |value: Option<f64>, full: f64, quick: f64, what: &str| -> anyhow::Result<Duration> {
+            let value = value.unwrap_or(if cli.quick { quick } else { full });
+            Duration::try_from_secs_f64(value).with_context(|| format!("--{what} {value}"))
+        };
+    let sluice = match &cli.sluice {
+        Some(path) => path.clone(),
+        None => std::env::current_exe()?
+            .parent()
+            .context("this binary has no directory")?
+            .join("sluice"),
+    };
+    if !sluice.is_file() {
+        bail!(
+            "{} does not exist: build it (`cargo build --release -p sluice`) or pass --sluice",
+            sluice.display()
+        );
+    }
+    Ok(Plan {
+        rows,
+        rates,
+        step: secs(cli.step_secs, 10.0, 2.0, "step-secs")?,
+        overload: secs(cli.overload_secs, 60.0, 5.0, "overload-secs")?,
+        generator_cpu: cli.generator_cpu,
+        workers: cli.workers,
+        queue_depth: cli.queue_depth,
+        payload_len: cli.payload_len,
+        sluice,
+        records_root: cli.records_dir.clone(),
+        settle: Duration::from_millis(1500),
+        quick: cli.quick,
+    })
+}
+
+/// `model name` of the first CPU.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+fn utc_now() -> String {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let (y, mo, d, h, mi, _) = sluice_formats::timestamp::civil_from_unix_seconds(secs);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02} UTC")
+}
+
+/// How the run is described in BENCHMARKS.md: `cargo xtask bench` and the options that
+/// change what is measured (the output paths xtask adds are left out).
+fn shown_command(args: impl Iterator<Item = String>) -> String {
+    let mut shown = vec!["cargo xtask bench".to_owned()];
+    let mut extra = Vec::new();
+    let mut skip_value = false;
+    for arg in args {
+        if std::mem::take(&mut skip_value) {
+            continue;
+        }
+        match arg.as_str() {
+            "--sluice" | "--benchmarks-md" | "--chart" | "--chart-link" => skip_value = true,
+            "--quick" => shown.push(arg),
+            _ => extra.push(arg),
+        }
+    }
+    if !extra.is_empty() {
+        shown.push("--".into());
+        shown.extend(extra);
+    }
+    shown.join(" ")
+}
+
+fn run() -> anyhow::Result<bool> {
+    let cli = Cli::parse();
+    if !sluice_testkit::privilege::is_root() {
+        bail!("sluice-bench creates network namespaces and attaches XDP: run it as root");
+    }
+    sluice_testkit::cleanup::install_signal_cleanup()?;
+    let plan = plan_from(&cli)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if plan.generator_cpu >= cores {
+        bail!(
+            "--generator-cpu {} but this machine has {cores} CPUs",
+            plan.generator_cpu
+        );
+    }
+    let mut context = RunContext {
+        cpu_model: cpu_model(),
+        cores,
+        kernel: kernel_release(),
+        date: utc_now(),
+        step_secs: plan.step.as_secs_f64(),
+        generator_cpu: plan.generator_cpu as u32,
+        warnings: Vec::new(),
+        command: shown_command(std::env::args().skip(1)),
+        quick: plan.quick,
+        traffic: format!(
+            "GRE (IPv4 outer, key {}) carrying IPv4 UDP, {}-byte raw payloads ({} bytes per frame) \
+             or the 36-byte ACME-SENSOR v2 event for the schema rows, 256 inner source ports; \
+             VXLAN (VNI {}) for the VXLAN row",
+            plan::GRE_KEY,
+            plan.payload_len,
+            14 + 20 + 8 + 20 + 8 + plan.payload_len,
+            plan::VXLAN_VNI
+        ),
+    };
+    println!(
+        "sluice-bench: {} rows x {} rates, {:.0} s per step, overload {:.0} s; about {:.0} min",
+        plan.rows.len(),
+        plan.rates.len(),
+        plan.step.as_secs_f64(),
+        plan.overload.as_secs_f64(),
+        plan.estimate().as_secs_f64() / 60.0
+    );
+    let idle = cpu::measure(Duration::from_secs(1))?;
+    println!(
+        "machine before the run: busy % per core {}",
+        idle.per_core()
+    );
+    if let Some(warning) = cpu::quiet_warning(&idle) {
+        println!("WARNING: {warning}");
+        context.warnings.push(warning);
+    }
+
+    let work = tempfile::Builder::new()
+        .prefix("sluice-bench-")
+        .tempdir()
+        .context("creating the work directory")?;
+    let records = tempfile::Builder::new()
+        .prefix("sluice-bench-records-")
+        .tempdir_in(&plan.records_root)
+        .with_context(|| format!("creating a directory in {}", plan.records_root.display()))?;
+    let plan = Plan {
+        records_root: records.path().to_owned(),
+        ..plan
+    };
+    let outcome = runner::run(&plan, work.path());
+
+    let chart_link = match &cli.chart {
+        Some(path) => match chart::draw(
+            path,
+            "Sluice: recorded vs offered packet rate",
+            &outcome.rows,
+        ) {
+            Ok(()) => {
+                println!("chart: {}", path.display());
+                Some(
+                    cli.chart_link
+                        .clone()
+                        .unwrap_or_else(|| path.display().to_string()),
+                )
+            }
+            Err(e) => {
+                println!("WARNING: no chart: {e}");
+                None
+            }
+        },
+        None => None,
+    };
+    let section = report::section(
+        &context,
+        &outcome.rows,
+        &outcome.memory,
+        chart_link.as_deref(),
+    );
+    println!("\n{section}");
+    if let Some(path) = &cli.benchmarks_md {
+        report::update_file(path, &section)?;
+        println!("wrote the packet-rate section of {}", path.display());
+    }
+    let violations = report::accounting_violations(&outcome.rows, &outcome.memory);
+    for violation in &violations {
+        eprintln!("ACCOUNTING VIOLATION: {violation}");
+    }
+    let failures: usize = outcome
+        .rows
+        .iter()
+        .flat_map(|r| r.steps.iter())
+        .chain(outcome.memory.overload.iter().map(|o| &o.measurement))
+        .filter(|m| m.error.is_some())
+        .count();
+    if failures > 0 {
+        eprintln!("{failures} step(s) could not be measured (see the table)");
+    }
+    Ok(violations.is_empty() && failures == 0)
+}
