@@ -142,9 +142,12 @@ impl Default for SourceConfig {
             queues: vec![0],
             xdp_mode: XdpAttachMode::Auto,
             bind_mode: XskBindMode::Auto,
-            umem_frames: 4096,
+            // 8192 frames in the fill ring absorb ~4 ms of a 2 Mpps burst while the
+            // receive thread is not running (a vCPU waking from idle can take over 1 ms:
+            // measured, docs/operations.md). 64 MiB of UMEM per queue.
+            umem_frames: 16384,
             frame_size: 4096,
-            ring_size: 2048,
+            ring_size: 8192,
             udp_listen: Vec::new(),
             udp_recv_buffer_bytes: 64 << 20,
         }
@@ -536,7 +539,7 @@ mod tests {
             "source.frame_size"
         );
         assert_eq!(
-            field_of("[source]\ninterface=\"e\"\nring_size=8192"),
+            field_of("[source]\ninterface=\"e\"\nring_size=32768"),
             "source.ring_size"
         );
         assert_eq!(

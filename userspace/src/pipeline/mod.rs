@@ -21,8 +21,9 @@ use batch::{BatchBuilder, SealedBatch};
 use frames::FrameBatch;
 use worker::{Worker, WorkerStream};
 
-/// Frames per batch handed to the workers.
-pub const FRAMES_PER_BATCH: usize = 64;
+/// Most frames per batch handed to the workers (a receive loop hands over what the ring
+/// held when it drains first).
+pub const FRAMES_PER_BATCH: usize = 256;
 
 /// Why the pipeline could not start.
 #[derive(Debug, thiserror::Error)]
