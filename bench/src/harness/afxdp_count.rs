@@ -102,9 +102,6 @@ impl AfXdpCounter {
             queues: vec![0],
             xdp_mode: XdpAttachMode::Native,
             bind_mode: XskBindMode::Copy,
-            umem_frames: std::env::var("EXP_UMEM").ok().and_then(|v| v.parse().ok()).unwrap_or(4096),
-            ring_size: std::env::var("EXP_RING").ok().and_then(|v| v.parse().ok()).unwrap_or(2048),
-            frame_size: 2048,
             ..SourceConfig::default()
         };
         let filter = PortFilter::new(&FilterConfig {
@@ -177,10 +174,7 @@ fn count(
     let Some(socket) = sockets.first_mut() else {
         return Err(AfXdpCountError::Thread("has no socket"));
     };
-    if let Ok(v) = std::env::var("EXP_BUSY") {
-        let us: u32 = v.parse().unwrap_or(20);
-        eprintln!("busy poll {us}: {:?}", socket.set_busy_poll(us, 64));
-    }
+
     while !stop.load(Ordering::Acquire) {
         let n = socket.receive(64, |_| {});
         received += n as u64;
