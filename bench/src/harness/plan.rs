@@ -109,7 +109,7 @@ pub const ROW_NAMES: [&str; 8] = [
 ];
 
 /// Default offered rates, Mpps (plus flat out).
-pub const DEFAULT_RATES: &str = "0.25,0.5,1,1.5,2,2.5,max";
+pub const DEFAULT_RATES: &str = "0.25,0.5,0.75,1,1.25,1.5,max";
 /// `--quick` rates.
 pub const QUICK_RATES: &str = "0.25,1,max";
 
