@@ -400,8 +400,22 @@ mod tests {
             "[source]\nkind = \"xdp\"\ninterface = \"sl0b\"\nqueues = [0]\nxdp_mode = \"auto\"\n\
              \n[filter]\nports = [5000, 5001]\nplain_udp = true\n\
              \n[batch]\nmax_records = 1000\nmax_bytes = 1048576\nmax_age_ms = 200\n\
-             \n[sink]\nkind = \"directory\"\npath = \"/tmp/out \\\"x\\\"\"\n\
-             \n[pipeline]\nworkers = 2\n"
+             \n[pipeline]\nworkers = 2\n\
+             \n[sink]\nkind = \"directory\"\npath = \"/tmp/out \\\"x\\\"\"\n"
+        );
+        // With an upload section, the sink is `gcs` and `[sink.gcs]` comes last.
+        let gcs = ConfigSpec {
+            format: Some("parquet".into()),
+            gcs: Some("bucket = \"b-1\"\nspool_dir = \"/s\"".into()),
+            ..ConfigSpec::xdp("sl0b", Path::new("/o"))
+        };
+        assert!(
+            gcs.to_toml().ends_with(
+                "\n[sink]\nkind = \"gcs\"\npath = \"/o\"\nformat = \"parquet\"\n\
+                 \n[sink.gcs]\nbucket = \"b-1\"\nspool_dir = \"/s\"\n"
+            ),
+            "{}",
+            gcs.to_toml()
         );
     }
 
