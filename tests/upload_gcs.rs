@@ -102,6 +102,34 @@ fn send(pair: &NetnsPair, pcap: &Path, pps: u32, count: usize) {
     assert_eq!(sent.successful, count as u64, "{sent:?}");
 }
 
+/// Sends `pcap` at `pps` from the sending namespace on a thread of its own (tcpreplay,
+/// bounded by the capture's length); the handle says whether tcpreplay succeeded.
+fn send_in_background(
+    pair: &NetnsPair,
+    pcap: PathBuf,
+    pps: u32,
+) -> std::thread::JoinHandle<std::io::Result<bool>> {
+    let (netns, interface) = (pair.a.name().to_owned(), pair.if_a.clone());
+    std::thread::spawn(move || {
+        let pps = pps.to_string();
+        Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &netns,
+                "tcpreplay",
+                "-q",
+                "--pps",
+                &pps,
+                "-i",
+            ])
+            .arg(&interface)
+            .arg(&pcap)
+            .output()
+            .map(|out| out.status.success())
+    })
+}
+
 /// The `[sink.gcs]` body for the emulator, with quick retries.
 fn gcs_section(spool: &Path, extra: &str) -> String {
     format!(
@@ -443,26 +471,7 @@ fn an_outage_loses_nothing_and_duplicates_nothing() {
     // 40 s of traffic at 250 pps; the emulator is down from ~5 s to ~35 s.
     const COUNT: usize = 10_000;
     let (pcap, sent) = traffic(lab.dir.path(), "outage", 0, COUNT);
-    let sender = {
-        let (a, if_a, pcap) = (lab.pair.a.name().to_owned(), lab.pair.if_a.clone(), pcap);
-        std::thread::spawn(move || {
-            let out = Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &a,
-                    "tcpreplay",
-                    "-q",
-                    "--pps",
-                    "250",
-                    "-i",
-                    &if_a,
-                ])
-                .arg(&pcap)
-                .output();
-            out.map(|o| o.status.success())
-        })
-    };
+    let sender = send_in_background(&lab.pair, pcap, 250);
     std::thread::sleep(Duration::from_secs(5));
     lab.emulator.stop();
     let down_at = Instant::now();
@@ -538,25 +547,7 @@ fn sigkill_loses_at_most_the_open_batches_and_the_restart_uploads_the_spool() {
     const SECOND: usize = 3000;
     let (pcap2, sent_second) = traffic(lab.dir.path(), "crash", FIRST, SECOND);
     lab.emulator.restart();
-    let sender = {
-        let (a, if_a) = (lab.pair.a.name().to_owned(), lab.pair.if_a.clone());
-        std::thread::spawn(move || {
-            Command::new("ip")
-                .args([
-                    "netns",
-                    "exec",
-                    &a,
-                    "tcpreplay",
-                    "-q",
-                    "--pps",
-                    "2000",
-                    "-i",
-                    &if_a,
-                ])
-                .arg(&pcap2)
-                .output()
-        })
-    };
+    let sender = send_in_background(&lab.pair, pcap2, 2000);
     std::thread::sleep(Duration::from_millis(800));
     let pid = first.pid().expect("pid");
     // SAFETY: kill(2) on the PID of the daemon this test started and still holds.

@@ -12,6 +12,8 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
 
+use sluice_testkit::daemon::toml_string;
+
 use super::measurement::{DecoderChoice, Pipeline};
 
 /// docs/decoders.md, whose ACME-SENSOR v2 layout the schema rows use.
@@ -69,29 +71,12 @@ pub struct DaemonConfig {
     pub queue_depth: u32,
 }
 
-/// A TOML basic string.
-fn quote(text: &str) -> String {
-    let mut out = String::from("\"");
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if c.is_control() => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 fn list<T: ToString>(items: &[T], quoted: bool) -> String {
     items
         .iter()
         .map(|item| {
             if quoted {
-                quote(&item.to_string())
+                toml_string(&item.to_string())
             } else {
                 item.to_string()
             }
@@ -109,7 +94,7 @@ impl DaemonConfig {
                 let _ = writeln!(
                     out,
                     "kind = \"xdp\"\ninterface = {}\nqueues = [0]\nxdp_mode = \"native\"\nbind_mode = \"copy\"",
-                    quote(interface)
+                    toml_string(interface)
                 );
             }
             SourceChoice::Udp {
@@ -131,7 +116,7 @@ impl DaemonConfig {
         let _ = writeln!(
             out,
             "\n[sink]\nkind = \"directory\"\npath = {}\nhost = \"bench\"\nformat = \"{}\"",
-            quote(&sink_path.to_string_lossy()),
+            toml_string(&sink_path.to_string_lossy()),
             self.pipeline.format.config_value()
         );
         let _ = writeln!(

@@ -132,11 +132,19 @@ impl ConfigSpec {
                 xdp_mode,
             } => {
                 let queues = list(&mut queues.iter().map(u32::to_string));
-                let _ = writeln!(out, "kind = \"xdp\"\ninterface = {}", quote(interface));
-                let _ = writeln!(out, "queues = [{queues}]\nxdp_mode = {}", quote(xdp_mode));
+                let _ = writeln!(
+                    out,
+                    "kind = \"xdp\"\ninterface = {}",
+                    toml_string(interface)
+                );
+                let _ = writeln!(
+                    out,
+                    "queues = [{queues}]\nxdp_mode = {}",
+                    toml_string(xdp_mode)
+                );
             }
             SourceSpec::Udp { listen } => {
-                let listen = list(&mut listen.iter().map(|a| quote(a)));
+                let listen = list(&mut listen.iter().map(|a| toml_string(a)));
                 let _ = writeln!(out, "kind = \"udp\"\nudp_listen = [{listen}]");
             }
         }
@@ -160,10 +168,10 @@ impl ConfigSpec {
         let _ = writeln!(
             out,
             "\n[sink]\nkind = \"{kind}\"\npath = {}",
-            quote(&self.sink_path.to_string_lossy())
+            toml_string(&self.sink_path.to_string_lossy())
         );
         if let Some(format) = &self.format {
-            let _ = writeln!(out, "format = {}", quote(format));
+            let _ = writeln!(out, "format = {}", toml_string(format));
         }
         if let Some(gcs) = &self.gcs {
             let _ = writeln!(out, "\n[sink.gcs]\n{gcs}");
@@ -183,8 +191,9 @@ impl ConfigSpec {
     }
 }
 
-/// A TOML basic string.
-fn quote(text: &str) -> String {
+/// `text` as a TOML basic string (quoted, `"` and `\\` escaped, control characters as
+/// `\\uXXXX`).
+pub fn toml_string(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
     for c in text.chars() {
