@@ -5,19 +5,66 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 
-/// Appends `v` in decimal.
-pub fn push_u64(out: &mut Vec<u8>, mut v: u64) {
-    let mut buf = [0u8; 20];
+/// "00" to "99", for writing two decimal digits at a time.
+const DIGIT_PAIRS: &[u8; 200] = b"\
+0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839\
+4041424344454647484950515253545556575859\
+6061626364656667686970717273747576777879\
+8081828384858687888990919293949596979899";
+
+/// Writes `v` in decimal right-aligned into `buf`; returns where the digits start.
+#[inline]
+fn decimal(buf: &mut [u8; 20], mut v: u64) -> usize {
     let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 {
-            break;
-        }
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
     }
-    out.extend_from_slice(&buf[i..]);
+    if v >= 10 {
+        let pair = v as usize * 2;
+        i -= 2;
+        buf[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
+        i -= 1;
+        buf[i] = b'0' + v as u8;
+    }
+    i
+}
+
+/// Appends `v` in decimal.
+#[inline]
+pub fn push_u64(out: &mut Vec<u8>, v: u64) {
+    let mut buf = [0u8; 20];
+    let start = decimal(&mut buf, v);
+    out.extend_from_slice(&buf[start..]);
+}
+
+/// Appends an IPv4 address in dotted decimal, built on the stack and appended at once
+/// (a record has up to four of them).
+#[inline]
+fn push_ipv4(out: &mut Vec<u8>, octets: [u8; 4]) {
+    let mut text = [0u8; 15];
+    let mut len = 0;
+    for (i, octet) in octets.into_iter().enumerate() {
+        if i > 0 {
+            text[len] = b'.';
+            len += 1;
+        }
+        if octet >= 100 {
+            text[len] = b'0' + octet / 100;
+            len += 1;
+        }
+        if octet >= 10 {
+            text[len] = b'0' + octet / 10 % 10;
+            len += 1;
+        }
+        text[len] = b'0' + octet % 10;
+        len += 1;
+    }
+    out.extend_from_slice(&text[..len]);
 }
 
 /// Appends `v` in decimal, with a `-` when negative.
@@ -71,14 +118,7 @@ pub fn push_mac(out: &mut Vec<u8>, mac: &[u8; 6]) {
 pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
         // The common case, without the formatting machinery.
-        IpAddr::V4(v4) => {
-            for (i, octet) in v4.octets().iter().enumerate() {
-                if i > 0 {
-                    out.push(b'.');
-                }
-                push_u64(out, u64::from(*octet));
-            }
-        }
+        IpAddr::V4(v4) => push_ipv4(out, v4.octets()),
         IpAddr::V6(v6) => {
             use std::io::Write as _;
             // Writing into a Vec cannot fail.
@@ -126,6 +166,24 @@ mod tests {
         let mut out = Vec::new();
         f(&mut out);
         String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[test]
+    fn decimals_and_dotted_quads_match_the_standard_formatting() {
+        let mut values: Vec<u64> = (0..=1000).collect();
+        values.extend((0..64).map(|shift| 1u64 << shift));
+        values.extend((1..20).map(|exp| 10u64.pow(exp)));
+        values.extend((1..20).map(|exp| 10u64.pow(exp) - 1));
+        values.push(u64::MAX);
+        for v in values {
+            assert_eq!(text(|o| push_u64(o, v)), v.to_string());
+        }
+        for a in [0u8, 1, 9, 10, 99, 100, 199, 255] {
+            for b in [0u8, 7, 42, 250] {
+                let ip = Ipv4Addr::new(a, b, b.wrapping_add(a), 255 - a);
+                assert_eq!(text(|o| push_ip(o, IpAddr::V4(ip))), ip.to_string());
+            }
+        }
     }
 
     #[test]
