@@ -57,6 +57,7 @@ fn quick_sluice_row_balances_exactly() {
         generator_cpu: 0,
         workers: 2,
         queue_depth: 256,
+        busy_poll_usecs: 0,
         payload_len: 18,
         sluice,
         records_root: records.path().to_owned(),

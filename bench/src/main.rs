@@ -52,6 +52,9 @@ struct Cli {
     /// sluice `pipeline.queue_depth`.
     #[arg(long, default_value_t = 256)]
     queue_depth: u32,
+    /// sluice `source.busy_poll_usecs` (0 = the receive thread sleeps when idle).
+    #[arg(long, default_value_t = 0)]
+    busy_poll_usecs: u32,
     /// Raw payload length in bytes (18 bytes with a GRE key makes 88-byte frames).
     #[arg(long, default_value_t = 18)]
     payload_len: usize,
@@ -131,6 +134,7 @@ fn plan_from(cli: &Cli) -> anyhow::Result<Plan> {
         generator_cpu: cli.generator_cpu,
         workers: cli.workers,
         queue_depth: cli.queue_depth,
+        busy_poll_usecs: cli.busy_poll_usecs,
         payload_len: cli.payload_len,
         sluice,
         records_root: cli.records_dir.clone(),

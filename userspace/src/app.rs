@@ -246,10 +246,11 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
         let counters = pipeline.counters().register();
         let (slot, local) = (details.register(), details.local());
         let draining = Arc::clone(&draining);
+        let spin = config.source.busy_poll_usecs > 0;
         let name = format!("sluice-rx-q{}", socket.queue_id());
         let handle = std::thread::Builder::new()
             .name(name)
-            .spawn(move || receive_loop(socket, frames, draining, counters, slot, local))
+            .spawn(move || receive_loop(socket, spin, frames, draining, counters, slot, local))
             .map_err(io("starting receive thread"))?;
         receivers.push(handle);
     }

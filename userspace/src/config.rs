@@ -128,6 +128,12 @@ pub struct SourceConfig {
     pub frame_size: u32,
     /// xdp: size of the fill, completion and receive rings (power of two, ≤ umem_frames).
     pub ring_size: u32,
+    /// xdp: 0 (default): a receive thread with nothing to read sleeps in `poll(2)`. Above
+    /// 0: busy polling — the socket gets `SO_PREFER_BUSY_POLL` and `SO_BUSY_POLL` of this
+    /// many microseconds, and the receive thread never sleeps: it spins on its ring and
+    /// drives the queue itself, so a burst never waits for it to be woken. It keeps one
+    /// core busy per queue: give it a core of its own.
+    pub busy_poll_usecs: u32,
     /// udp: addresses to listen on.
     pub udp_listen: Vec<SocketAddr>,
     /// udp: SO_RCVBUF in bytes.
@@ -148,6 +154,7 @@ impl Default for SourceConfig {
             umem_frames: 16384,
             frame_size: 4096,
             ring_size: 8192,
+            busy_poll_usecs: 0,
             udp_listen: Vec::new(),
             udp_recv_buffer_bytes: 64 << 20,
         }
@@ -389,6 +396,12 @@ impl Config {
                 if source.ring_size > source.umem_frames {
                     return invalid("source.ring_size", "must not exceed source.umem_frames");
                 }
+                if source.busy_poll_usecs > 10_000 {
+                    return invalid(
+                        "source.busy_poll_usecs",
+                        "must be at most 10000 (0 turns busy polling off)",
+                    );
+                }
             }
             SourceKind::Udp => {
                 if source.udp_listen.is_empty() {
@@ -565,6 +578,10 @@ mod tests {
             "sink.gcs.bucket: is \"gs://b\"; give the name without `gs://`"
         );
         assert_eq!(field_of("[source]\nkind=\"udp\""), "source.udp_listen");
+        assert_eq!(
+            field_of("[source]\ninterface=\"e\"\nbusy_poll_usecs=20000"),
+            "source.busy_poll_usecs"
+        );
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub struct DaemonConfig {
     pub workers: u32,
     /// `pipeline.queue_depth`.
     pub queue_depth: u32,
+    /// `source.busy_poll_usecs` (XDP source only; 0 leaves the default).
+    pub busy_poll_usecs: u32,
 }
 
 fn list<T: ToString>(items: &[T], quoted: bool) -> String {
@@ -96,6 +98,9 @@ impl DaemonConfig {
                     "kind = \"xdp\"\ninterface = {}\nqueues = [0]\nxdp_mode = \"native\"\nbind_mode = \"copy\"",
                     toml_string(interface)
                 );
+                if self.busy_poll_usecs > 0 {
+                    let _ = writeln!(out, "busy_poll_usecs = {}", self.busy_poll_usecs);
+                }
             }
             SourceChoice::Udp {
                 listen,
@@ -192,6 +197,7 @@ mod tests {
             schema_ports: vec![5140],
             workers: 2,
             queue_depth: 256,
+            busy_poll_usecs: 0,
         };
         let text = config.to_toml(Path::new("/dev/shm/x"));
         assert!(text.starts_with(

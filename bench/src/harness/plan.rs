@@ -130,6 +130,8 @@ pub struct Plan {
     pub workers: u32,
     /// `pipeline.queue_depth` of the daemon.
     pub queue_depth: u32,
+    /// `source.busy_poll_usecs` of the daemon (XDP rows).
+    pub busy_poll_usecs: u32,
     /// Raw payload length, bytes.
     pub payload_len: usize,
     /// The release `sluice` binary.

@@ -97,6 +97,7 @@ fn daemon_config(plan: &Plan, pipeline: Pipeline, source: SourceChoice) -> Daemo
         schema_ports: vec![SCHEMA_PORT],
         workers: plan.workers,
         queue_depth: plan.queue_depth,
+        busy_poll_usecs: plan.busy_poll_usecs,
     }
 }
 

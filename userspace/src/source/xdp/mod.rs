@@ -27,6 +27,9 @@ use crate::{
 /// The eBPF object built from ebpf/sluice-ebpf by build.rs.
 static EBPF_OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sluice"));
 
+/// Packets a busy-polling socket may process per poll (`SO_BUSY_POLL_BUDGET`).
+const BUSY_POLL_BUDGET: u32 = 64;
+
 /// Why the XDP source could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
@@ -201,6 +204,7 @@ impl XdpProgram {
     }
 
     /// Opens one AF_XDP socket per configured queue and registers it in the XSKMAP.
+    /// With `busy_poll_usecs`, each socket also busy-polls its queue (see the config).
     pub fn open_sockets(&mut self, source: &SourceConfig) -> Result<Vec<XskSocket>, XdpError> {
         let ifindex = if_index(&source.interface)?;
         let config = XskConfig {
@@ -229,7 +233,18 @@ impl XdpProgram {
                 })?;
             xsks.set(*queue, socket.as_raw_fd(), 0)
                 .map_err(|e| program_err("xsk map")(e.to_string()))?;
-            tracing::info!(queue, mode = ?socket.bound_mode(), "AF_XDP socket bound");
+            if source.busy_poll_usecs > 0 {
+                // Best effort: without it the receive loop still spins on the ring.
+                if let Err(e) = socket.set_busy_poll(source.busy_poll_usecs, BUSY_POLL_BUDGET) {
+                    tracing::warn!(queue, error = %e, "busy polling not enabled on the socket");
+                }
+            }
+            tracing::info!(
+                queue,
+                mode = ?socket.bound_mode(),
+                busy_poll_usecs = source.busy_poll_usecs,
+                "AF_XDP socket bound"
+            );
             sockets.push(socket);
         }
         Ok(sockets)

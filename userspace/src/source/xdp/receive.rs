@@ -54,9 +54,11 @@ const RING_READ: usize = 64;
 const BATCH_HOLD: Duration = Duration::from_micros(500);
 
 /// Receives until `draining` is set and the ring stays empty; returns the socket so its
-/// final statistics can be read.
+/// final statistics can be read. With `spin` (busy polling) it never sleeps while
+/// running.
 pub fn receive_loop(
     mut socket: XskSocket,
+    spin: bool,
     frames: FrameSender,
     draining: Arc<AtomicBool>,
     counters: Arc<StageCounters>,
@@ -125,6 +127,10 @@ pub fn receive_loop(
             if idle_polls >= 3 {
                 break;
             }
+        } else if spin {
+            // Busy polling: `receive` kicked the kernel to run the queue; look again.
+            std::hint::spin_loop();
+            continue;
         }
         let timeout = if stopping || batch_started.is_some() {
             // Stopping, or holding a partial batch: look again soon.
