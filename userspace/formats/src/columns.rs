@@ -77,6 +77,22 @@ impl OutputColumns {
     }
 }
 
+/// Row `row` has one value per decoder column (`expected`), or it is refused.
+///
+/// # Errors
+/// [`crate::FormatError::RowLength`].
+pub fn check_row_length(row: u64, expected: usize, found: usize) -> Result<(), crate::FormatError> {
+    if found == expected {
+        Ok(())
+    } else {
+        Err(crate::FormatError::RowLength {
+            row,
+            expected,
+            found,
+        })
+    }
+}
+
 /// The provenance values of a packet, in [`PROVENANCE`] order.
 pub fn provenance_values(ctx: &PacketContext) -> [Value<'static>; PROVENANCE_COLUMNS] {
     let ip = |ip: Option<std::net::IpAddr>| ip.map_or(Value::Null, Value::Ip);

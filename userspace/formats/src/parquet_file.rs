@@ -312,13 +312,7 @@ impl ParquetEncoder {
     }
 
     fn write_row(&mut self, ctx: &PacketContext, values: &[Value<'_>]) -> Result<(), FormatError> {
-        if values.len() != self.decoder_columns {
-            return Err(FormatError::RowLength {
-                row: self.records,
-                expected: self.decoder_columns,
-                found: values.len(),
-            });
-        }
+        crate::columns::check_row_length(self.records, self.decoder_columns, values.len())?;
         let provenance = provenance_values(ctx);
         let row = || provenance.iter().chain(values);
         if let Some((column, value)) = self

@@ -103,13 +103,7 @@ impl TextEncoder {
     }
 
     fn write_row(&mut self, ctx: &PacketContext, values: &[Value<'_>]) -> Result<(), FormatError> {
-        if values.len() != self.decoder_columns {
-            return Err(FormatError::RowLength {
-                row: self.records,
-                expected: self.decoder_columns,
-                found: values.len(),
-            });
-        }
+        crate::columns::check_row_length(self.records, self.decoder_columns, values.len())?;
         let provenance = provenance_values(ctx);
         let line = self.out.buffer();
         for (i, (ty, value)) in self
