@@ -21,13 +21,17 @@ const RULES: &str = "deploy/prometheus/sluice-alerts.yml";
 const RULE_TESTS: &str = "deploy/prometheus/sluice-alerts.test.yml";
 
 /// The alerts, in file order.
-const ALERTS: [&str; 6] = [
+const ALERTS: [&str; 10] = [
     "SluiceDown",
     "SluiceNotReady",
     "SluicePacketLoss",
     "SluiceFillRingStarved",
     "SluiceSpoolGrowing",
     "SluiceUploadsFailing",
+    "SluiceSteeredPacketsPassed",
+    "SluiceClassifierMismatch",
+    "SluiceXdpGenericFallback",
+    "SluiceXskCopyFallback",
 ];
 
 /// Runs `promtool ARGS` in `dir`: (success, stdout, stderr).
@@ -108,10 +112,10 @@ fn scrape_config_and_rules_are_valid() {
     let (ok, stdout, stderr) = promtool(&dir, &["check", "config", "prometheus.yml"]);
     assert!(ok, "promtool check config: {stdout}{stderr}");
     assert!(stdout.contains("SUCCESS: 1 rule files found"), "{stdout}");
-    assert!(stdout.contains("SUCCESS: 6 rules found"), "{stdout}");
+    assert!(stdout.contains("SUCCESS: 10 rules found"), "{stdout}");
     let (ok, stdout, stderr) = promtool(&dir, &["check", "rules", "sluice-alerts.yml"]);
     assert!(ok, "promtool check rules: {stdout}{stderr}");
-    assert!(stdout.contains("SUCCESS: 6 rules found"), "{stdout}");
+    assert!(stdout.contains("SUCCESS: 10 rules found"), "{stdout}");
 
     // The scrape target is the daemon's default listener (docs/metrics.md).
     let config = read_repo_file("deploy/prometheus/prometheus.yml");
@@ -183,6 +187,26 @@ fn unit_tests_catch_a_changed_threshold_or_duration() {
             "SluiceUploadsFailing",
             "outcome=~\".*error\"",
             "outcome=~\".+\"",
+        ),
+        (
+            "SluiceSteeredPacketsPassed",
+            "verdict=\"pass_no_socket\"",
+            "verdict=~\"pass_.*\"",
+        ),
+        (
+            "SluiceClassifierMismatch",
+            "reason=\"classifier_mismatch\"",
+            "reason=~\".+\"",
+        ),
+        (
+            "SluiceXdpGenericFallback",
+            "mode=\"generic\", requested=\"auto\"",
+            "mode=\"generic\"",
+        ),
+        (
+            "SluiceXskCopyFallback",
+            "mode=\"copy\", requested=\"auto\"",
+            "mode=\"copy\"",
         ),
     ];
     let dir = sluice_testkit::scratch::tempdir("alerts").expect("tempdir");

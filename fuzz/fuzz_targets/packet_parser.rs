@@ -1,11 +1,11 @@
 //! The userspace packet parser on arbitrary frames: the XDP-twin classifier and full
-//! decapsulation of captured frames, and the parser of frames the XDP program stripped.
+//! decapsulation of captured frames and of the frames the XDP program steers.
 //! It must never panic; every frame is a datagram, a pass verdict or a drop reason.
 #![no_main]
 
 use sluice::{
     config::FilterConfig,
-    decap::{PortFilter, parse_captured, parse_stripped},
+    decap::{PortFilter, parse_captured, parse_steered},
 };
 
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
@@ -21,5 +21,5 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
         plain_udp: false,
     });
     let _ = parse_captured(data, &all);
-    let _ = parse_stripped(data, None);
+    let _ = parse_steered(data, &filter);
 });

@@ -26,8 +26,9 @@ pub enum DropReason {
     Truncated,
     /// Headers that are invalid (bad version, length or checksum fields).
     Malformed,
-    /// A frame from the XDP program without valid metadata.
-    BadMetadata,
+    /// The XDP program steered a frame that its userspace twin ([`crate::decap::classify`])
+    /// would have passed: the two classifiers disagree. Never expected; alerted on.
+    ClassifierMismatch,
     /// The UDP socket's receive buffer overflowed (kernel `SO_RXQ_OVFL`).
     SocketOverflow,
     /// The batch holding the record could not be written.
@@ -49,7 +50,7 @@ impl DropReason {
         DropReason::WorkerQueueFull,
         DropReason::Truncated,
         DropReason::Malformed,
-        DropReason::BadMetadata,
+        DropReason::ClassifierMismatch,
         DropReason::SocketOverflow,
         DropReason::SinkError,
         DropReason::DecodeError,
@@ -65,7 +66,7 @@ impl DropReason {
             DropReason::WorkerQueueFull => "worker_queue_full",
             DropReason::Truncated => "truncated",
             DropReason::Malformed => "malformed",
-            DropReason::BadMetadata => "bad_metadata",
+            DropReason::ClassifierMismatch => "classifier_mismatch",
             DropReason::SocketOverflow => "socket_overflow",
             DropReason::SinkError => "sink_error",
             DropReason::DecodeError => "decode_error",

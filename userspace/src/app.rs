@@ -1,5 +1,6 @@
 //! The daemon's commands — `run`, `replay`, `check` — wiring a source to the pipeline,
-//! handling SIGINT/SIGTERM, logging counters periodically and accounting at exit.
+//! handling SIGINT/SIGTERM, logging counters periodically, telling systemd how it is going
+//! ([`crate::notify`]) and accounting at exit.
 
 use std::{
     path::{Path, PathBuf},
@@ -14,13 +15,14 @@ use std::{
 use sluice_common::Verdict;
 
 #[cfg(feature = "xdp")]
-use crate::source::xdp::{XdpError, XdpProgram, receive::receive_loop};
+use crate::source::xdp::{XdpError, XdpProgram, missed::MissedWatch, receive::receive_loop};
 use crate::{
     accounting::{DropReason, LocalCounters, Report},
     config::{Config, ConfigError, SourceKind},
     decap::PortFilter,
     detail::DetailSet,
-    metrics::{Metrics, MetricsServer, ServerError, Snapshot},
+    metrics::{LinkModes, Metrics, MetricsServer, ServerError, Snapshot},
+    notify::Notifier,
     pipeline::{CounterSet, Pipeline, PipelineError},
     source::{
         replay::{self, ReplayError},
@@ -101,16 +103,36 @@ fn stop_flag() -> Result<Arc<AtomicBool>, AppError> {
     Ok(stop)
 }
 
-/// Waits for the stop flag, calling `tick` every stats interval.
-fn wait_for_stop(stop: &AtomicBool, interval_secs: u64, mut tick: impl FnMut()) {
+/// Waits for the stop flag, calling `heartbeat` every second (systemd status and
+/// watchdog, failure checks) and `tick` every stats interval.
+fn wait_for_stop(
+    stop: &AtomicBool,
+    interval_secs: u64,
+    mut heartbeat: impl FnMut(),
+    mut tick: impl FnMut(),
+) {
     let interval = Duration::from_secs(interval_secs);
     let mut last = Instant::now();
+    let mut last_beat = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
+        if last_beat.elapsed() >= Duration::from_secs(1) {
+            heartbeat();
+            last_beat = Instant::now();
+        }
         if interval_secs > 0 && last.elapsed() >= interval {
             tick();
             last = Instant::now();
         }
+    }
+}
+
+/// The counters in one line for `systemctl status`.
+fn status_line(report: &Report, modes: &str) -> String {
+    if modes.is_empty() {
+        report.summary()
+    } else {
+        format!("{}; {modes}", report.summary())
     }
 }
 
@@ -129,8 +151,12 @@ fn finish(report: &Report, options: &RunOptions) -> Result<(), AppError> {
     }
 }
 
-fn mark_ready(options: &RunOptions) -> Result<(), AppError> {
-    tracing::info!("sluice ready");
+fn mark_ready(options: &RunOptions, modes: &LinkModes) -> Result<(), AppError> {
+    tracing::info!(
+        kernel = %crate::kernel::release(),
+        modes = %modes.summary(),
+        "sluice ready"
+    );
     if let Some(path) = &options.ready_file {
         std::fs::write(path, b"ready\n").map_err(io(format!("writing {}", path.display())))?;
     }
@@ -206,21 +232,29 @@ fn redirected(verdicts: &[u64]) -> u64 {
 
 #[cfg(feature = "xdp")]
 fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
+    let mut notifier = Notifier::from_env();
     let stop = stop_flag()?;
     let filter = PortFilter::new(&config.filter);
     let mut program = XdpProgram::load(&config.source, &filter)?;
     let sockets = program.open_sockets(&config.source)?;
+    program.self_test(&config.source, &filter)?;
+    let bound: Vec<_> = sockets
+        .iter()
+        .map(|s| (s.queue_id(), s.bound_mode()))
+        .collect();
+    let modes = Arc::new(std::sync::OnceLock::<LinkModes>::new());
     let details = DetailSet::new(config.metrics.max_tunnels as usize);
     let (pipeline, upload) = start_pipeline(config, filter, &config.streams()?, &details)?;
     let ready = Arc::new(AtomicBool::new(false));
     let queues: Vec<String> = config.source.queues.iter().map(u32::to_string).collect();
     let snapshot = {
-        let (verdicts, counters, details, ready, uploads) = (
+        let (verdicts, counters, details, ready, uploads, modes) = (
             program.verdicts(),
             pipeline.counters().clone(),
             details.clone(),
             Arc::clone(&ready),
             upload_watch(upload.as_ref()),
+            Arc::clone(&modes),
         );
         Arc::new(move || {
             let verdicts = verdicts.read().unwrap_or_default();
@@ -235,6 +269,7 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
                 detail: details.total(),
                 ready: ready.load(Ordering::Relaxed),
                 upload: uploads.as_ref().map(|watch| watch()),
+                modes: modes.get().cloned().unwrap_or_default(),
             }
         })
     };
@@ -255,10 +290,12 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
         receivers.push(handle);
     }
     program.attach(config.source.xdp_mode)?;
+    let link_modes = program.link_modes(&config.source, &bound);
+    let modes_line = link_modes.summary();
+    let _ = modes.set(link_modes.clone());
     ready.store(true, Ordering::Relaxed);
-    mark_ready(options)?;
-
-    wait_for_stop(&stop, config.pipeline.stats_interval_secs, || {
+    mark_ready(options, &link_modes)?;
+    let current = || {
         let verdicts = program.verdict_counts().unwrap_or_default();
         let seen = if verdicts.is_empty() {
             0
@@ -266,9 +303,32 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
             redirected(&verdicts)
         };
         let report = Report::new("xdp", seen, &pipeline.counters().total(), &verdicts);
-        tracing::info!("{}", report.summary());
-    });
+        (report, verdicts)
+    };
+    notifier.ready(&status_line(&current().0, &modes_line));
+
+    let mut missed = MissedWatch::default();
+    wait_for_stop(
+        &stop,
+        config.pipeline.stats_interval_secs,
+        || {
+            let (report, verdicts) = current();
+            if let Some(m) = missed.check(&verdicts, Instant::now()) {
+                tracing::error!(
+                    interface = %config.source.interface,
+                    packets = m.new,
+                    total = m.total,
+                    "steered packets passed to the kernel unrecorded (pass_no_socket): they \
+                     arrive on a queue with no socket; list every queue in source.queues"
+                );
+            }
+            notifier.status(&status_line(&report, &modes_line));
+            notifier.watchdog();
+        },
+        || tracing::info!("{}", current().0.summary()),
+    );
     ready.store(false, Ordering::Relaxed);
+    notifier.stopping("stopping: detaching XDP, draining rings, flushing batches");
 
     tracing::info!("stopping: detaching XDP, draining rings, flushing batches");
     program.detach();
@@ -304,6 +364,7 @@ fn udp_seen(t: &LocalCounters) -> u64 {
 }
 
 fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
+    let mut notifier = Notifier::from_env();
     let stop = stop_flag()?;
     let listeners = config
         .source
@@ -335,6 +396,7 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
                 detail: details.total(),
                 ready: ready.load(Ordering::Relaxed),
                 upload: uploads.as_ref().map(|watch| watch()),
+                modes: LinkModes::default(),
             }
         })
     };
@@ -354,13 +416,23 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
         threads.push(handle);
     }
     ready.store(true, Ordering::Relaxed);
-    mark_ready(options)?;
-    wait_for_stop(&stop, config.pipeline.stats_interval_secs, || {
+    mark_ready(options, &LinkModes::default())?;
+    let current = || {
         let totals = pipeline.counters().total();
-        let report = Report::new("udp", udp_seen(&totals), &totals, &[]);
-        tracing::info!("{}", report.summary());
-    });
+        Report::new("udp", udp_seen(&totals), &totals, &[])
+    };
+    notifier.ready(&current().summary());
+    wait_for_stop(
+        &stop,
+        config.pipeline.stats_interval_secs,
+        || {
+            notifier.status(&current().summary());
+            notifier.watchdog();
+        },
+        || tracing::info!("{}", current().summary()),
+    );
     ready.store(false, Ordering::Relaxed);
+    notifier.stopping("stopping: closing sockets, flushing batches");
     receiving.store(true, Ordering::Relaxed);
     for handle in threads {
         if handle.join().is_err() {

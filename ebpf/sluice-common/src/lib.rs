@@ -1,8 +1,10 @@
 //! Types shared by the Sluice XDP program and the userspace daemon.
 //!
-//! Everything here crosses the kernel/userspace boundary — through BPF maps or the XDP
-//! metadata area in front of each AF_XDP frame — so every type is `#[repr(C)]`, built of
-//! fixed-width fields with no implicit padding, and its size is asserted at compile time.
+//! Everything here crosses the kernel/userspace boundary through BPF maps, so every type is
+//! `#[repr(C)]`, built of fixed-width fields with no implicit padding, and its size is
+//! asserted at compile time. Frames themselves cross unchanged: the XDP program redirects
+//! each steered frame exactly as it arrived, and userspace reads the tunnel from its
+//! outer headers (no XDP metadata area, whose size limit differs between kernels).
 //! The `user` feature implements `aya::Pod` so userspace can read and write the maps.
 #![no_std]
 
@@ -73,55 +75,6 @@ pub const SETTINGS_STEER_PLAIN_UDP: u32 = 1 << 1;
 
 const _: () = assert!(core::mem::size_of::<Settings>() == 8);
 
-/// Tunnel provenance the XDP program writes into the metadata area in front of each
-/// frame it redirects (`bpf_xdp_adjust_meta`); userspace reads it at `frame - size_of::<TunnelMeta>()`.
-///
-/// Addresses are stored in network byte order in 16 bytes; an IPv4 address occupies the
-/// first 4 bytes and the rest is zero (the `META_OUTER_V6` flag tells which).
-#[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct TunnelMeta {
-    /// [`META_MAGIC`] in the upper 16 bits, `META_*` flags in the lower 16.
-    pub flags: u32,
-    /// The GRE key in host byte order (valid when `META_HAS_KEY` is set).
-    pub gre_key: u32,
-    /// Outer (tunnel) source address.
-    pub outer_src: [u8; 16],
-    /// Outer (tunnel) destination address.
-    pub outer_dst: [u8; 16],
-}
-
-const _: () = assert!(core::mem::size_of::<TunnelMeta>() == 40);
-const _: () = assert!(core::mem::size_of::<TunnelMeta>().is_multiple_of(4));
-
-/// Marks metadata written by this program (guards against stale bytes in the headroom).
-pub const META_MAGIC: u32 = 0x51ce_0000;
-/// Mask of the magic part of [`TunnelMeta::flags`].
-pub const META_MAGIC_MASK: u32 = 0xffff_0000;
-/// The packet arrived in a GRE tunnel; the outer addresses are valid.
-pub const META_TUNNELLED: u32 = 1 << 0;
-/// The outer header was IPv6.
-pub const META_OUTER_V6: u32 = 1 << 1;
-/// The GRE header carried a key.
-pub const META_HAS_KEY: u32 = 1 << 2;
-
-impl TunnelMeta {
-    /// Metadata for a plain UDP packet that did not come through a tunnel.
-    pub const fn plain() -> Self {
-        Self {
-            flags: META_MAGIC,
-            gre_key: 0,
-            outer_src: [0; 16],
-            outer_dst: [0; 16],
-        }
-    }
-
-    /// True when the magic marker is present.
-    pub const fn is_valid(&self) -> bool {
-        self.flags & META_MAGIC_MASK == META_MAGIC
-    }
-}
-
 /// Every decision the XDP program takes, one per-CPU counter each.
 ///
 /// `Redirect*` packets are handed to Sluice ("seen"); every `Pass*` packet goes on to the
@@ -149,14 +102,14 @@ pub enum Verdict {
     PassPortNotSteered = 8,
     /// Headers could not be fully parsed (truncated or malformed).
     PassMalformed = 9,
-    /// No AF_XDP socket is bound to the receiving queue.
+    /// Ours, but no AF_XDP socket is bound to the receiving queue: a queue missing from
+    /// `source.queues`, or the instant before a socket is registered or after it left.
+    /// The only pass that means "should have been recorded": alerted on.
     PassNoSocket = 10,
-    /// `bpf_xdp_adjust_head`/`bpf_xdp_adjust_meta` failed.
-    PassAdjustFailed = 11,
 }
 
 /// Number of [`Verdict`] counters.
-pub const VERDICT_COUNT: u32 = 12;
+pub const VERDICT_COUNT: u32 = 11;
 
 impl Verdict {
     /// All verdicts, in index order.
@@ -172,7 +125,6 @@ impl Verdict {
         Verdict::PassPortNotSteered,
         Verdict::PassMalformed,
         Verdict::PassNoSocket,
-        Verdict::PassAdjustFailed,
     ];
 
     /// Stable snake_case name, used in logs, reports and metric labels.
@@ -189,8 +141,12 @@ impl Verdict {
             Verdict::PassPortNotSteered => "pass_port_not_steered",
             Verdict::PassMalformed => "pass_malformed",
             Verdict::PassNoSocket => "pass_no_socket",
-            Verdict::PassAdjustFailed => "pass_adjust_failed",
         }
+    }
+
+    /// True for a pass of a packet that was ours (see [`Verdict::PassNoSocket`]).
+    pub const fn is_missed(self) -> bool {
+        matches!(self, Verdict::PassNoSocket)
     }
 
     /// True for the verdicts that hand the packet to Sluice.
@@ -204,8 +160,7 @@ pub type VerdictCount = u64;
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: both are `#[repr(C)]`, made of integers and byte arrays, with no padding
+    // SAFETY: `#[repr(C)]`, made of integers and byte arrays, with no padding
     // (sizes asserted above), so every bit pattern is a valid value.
     unsafe impl aya::Pod for super::Settings {}
-    unsafe impl aya::Pod for super::TunnelMeta {}
 }

@@ -3,12 +3,18 @@
 //! For every frame on the attached interface it decides, once, whether the packet is ours:
 //! GRE version 0 (any C/K/S options, IPv4 or IPv6 outer, up to two VLAN tags) carrying
 //! IPv4/IPv6 UDP to a configured destination port — or, when enabled, such UDP without a
-//! tunnel. Ours: the outer headers are stripped (`bpf_xdp_adjust_head`) so that every
-//! frame reaching userspace is `Ethernet + inner IP + UDP`, the tunnel provenance is put in
-//! the metadata area (`bpf_xdp_adjust_meta`), and the frame is redirected into the AF_XDP
-//! socket of the receiving queue. Everything else — and anything we cannot fully parse —
-//! goes to the kernel untouched (`XDP_PASS`), so SSH and ICMP to the host keep working.
-//! Each decision increments one per-CPU counter (`sluice_common::Verdict`).
+//! tunnel. Ours: the frame is redirected, exactly as it arrived, into the AF_XDP socket of
+//! the receiving queue; the workers strip the outer headers (userspace `decap`, the
+//! check-for-check twin of this parser) and read the tunnel provenance from them.
+//! Everything else — and anything we cannot fully parse — goes to the kernel untouched
+//! (`XDP_PASS`), so SSH and ICMP to the host keep working.
+//!
+//! The program never writes to a frame. That is deliberate: it needs no packet-rewriting
+//! helper (`bpf_xdp_adjust_head`) and no metadata area (`bpf_xdp_adjust_meta`, limited to
+//! 32 bytes before Linux 6.3, too small for IPv6 tunnel addresses), so it behaves the same
+//! on every supported kernel, in native and generic mode, and no failure part-way can hand
+//! the kernel a half-rewritten frame. Each decision increments one per-CPU counter
+//! (`sluice_common::Verdict`).
 #![no_std]
 #![no_main]
 
@@ -16,17 +22,15 @@ mod parse;
 
 use aya_ebpf::{
     bindings::xdp_action,
-    helpers::{bpf_xdp_adjust_head, bpf_xdp_adjust_meta},
     macros::{map, xdp},
     maps::{Array, PerCpuArray, XskMap},
     programs::XdpContext,
 };
 use sluice_common::{
-    MAX_QUEUES, META_TUNNELLED, PORT_BITMAP_WORDS, SETTINGS_ALL_PORTS, Settings, TunnelMeta,
-    VERDICT_COUNT, Verdict,
+    MAX_QUEUES, PORT_BITMAP_WORDS, SETTINGS_ALL_PORTS, Settings, VERDICT_COUNT, Verdict,
 };
 
-use crate::parse::{ETH_HLEN, Steer, classify};
+use crate::parse::{Steer, classify};
 
 #[map(name = "SLUICE_XSKS")]
 static XSKS: XskMap = XskMap::with_max_entries(MAX_QUEUES, 0);
@@ -47,8 +51,9 @@ pub fn sluice(ctx: XdpContext) -> u32 {
     };
     count(verdict);
     if verdict.is_redirect() {
-        // The socket was looked up before the frame was modified; a failure here (the
-        // socket went away in between) still hands the kernel's verdict back.
+        // The socket was looked up just before; should it have gone in between, the
+        // frame is dropped (XDP_ABORTED, visible as the kernel's xdp_exception) and
+        // userspace counts it as `redirect_error`.
         let queue = ctx.rx_queue_index();
         match XSKS.redirect(queue, u64::from(xdp_action::XDP_ABORTED)) {
             Ok(action) | Err(action) => action,
@@ -58,7 +63,7 @@ pub fn sluice(ctx: XdpContext) -> u32 {
     }
 }
 
-/// Classifies the frame and, for ours, rewrites it for userspace. `Err` carries a pass verdict.
+/// Classifies the frame. `Err` carries a pass verdict.
 #[inline(always)]
 fn decide(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     let settings = SETTINGS.get(0).copied().unwrap_or_default();
@@ -66,11 +71,9 @@ fn decide(ctx: &XdpContext) -> Result<Verdict, Verdict> {
     if XSKS.get(ctx.rx_queue_index()).is_none() {
         return Err(Verdict::PassNoSocket);
     }
-    rewrite(ctx, &steer)?;
-    Ok(if steer.meta.flags & META_TUNNELLED != 0 {
-        Verdict::RedirectGre
-    } else {
-        Verdict::RedirectPlain
+    Ok(match steer {
+        Steer::Tunnelled => Verdict::RedirectGre,
+        Steer::Plain => Verdict::RedirectPlain,
     })
 }
 
@@ -86,52 +89,6 @@ fn port_steered(settings: &Settings, port: u16) -> bool {
         Some(bits) => (*bits >> bit) & 1 == 1,
         None => false,
     }
-}
-
-/// Strips everything in front of the inner IP header but an Ethernet header, and writes
-/// the tunnel metadata in front of the frame.
-#[inline(always)]
-fn rewrite(ctx: &XdpContext, steer: &Steer) -> Result<(), Verdict> {
-    let start = ctx.data();
-    if start + ETH_HLEN > ctx.data_end() {
-        return Err(Verdict::PassMalformed);
-    }
-    // Keep the original MAC addresses, for anyone capturing on the socket.
-    let mut macs = [0u8; 12];
-    // SAFETY: bounds checked above (12 < ETH_HLEN).
-    unsafe { core::ptr::copy_nonoverlapping(start as *const u8, macs.as_mut_ptr(), 12) };
-
-    let strip = steer.inner_ip_offset - ETH_HLEN;
-    if strip > 0 {
-        // SAFETY: helper call on the live context; the kernel validates the delta.
-        let rc = unsafe { bpf_xdp_adjust_head(ctx.ctx, strip as i32) };
-        if rc != 0 {
-            return Err(Verdict::PassAdjustFailed);
-        }
-    }
-    let start = ctx.data();
-    if start + ETH_HLEN > ctx.data_end() {
-        return Err(Verdict::PassAdjustFailed);
-    }
-    let mut eth = [0u8; ETH_HLEN];
-    eth[..12].copy_from_slice(&macs);
-    eth[12..].copy_from_slice(&steer.inner_ethertype.to_be_bytes());
-    // SAFETY: bounds checked above.
-    unsafe { core::ptr::copy_nonoverlapping(eth.as_ptr(), start as *mut u8, ETH_HLEN) };
-
-    let meta_len = core::mem::size_of::<TunnelMeta>();
-    // SAFETY: helper call on the live context; the kernel validates the delta.
-    let rc = unsafe { bpf_xdp_adjust_meta(ctx.ctx, -(meta_len as i32)) };
-    if rc != 0 {
-        return Err(Verdict::PassAdjustFailed);
-    }
-    let meta = ctx.metadata();
-    if meta + meta_len > ctx.data() {
-        return Err(Verdict::PassAdjustFailed);
-    }
-    // SAFETY: `meta .. meta + meta_len` lies inside the metadata area (checked above).
-    unsafe { core::ptr::write_unaligned(meta as *mut TunnelMeta, steer.meta) };
-    Ok(())
 }
 
 #[inline(always)]

@@ -6,32 +6,27 @@
 //! kernel: it is a pass verdict.
 
 use aya_ebpf::programs::XdpContext;
-pub use sluice_common::proto::ETH_HLEN;
+use sluice_common::proto::ETH_HLEN;
 use sluice_common::{
-    META_HAS_KEY, META_MAGIC, META_OUTER_V6, META_TUNNELLED, SETTINGS_STEER_PLAIN_UDP, Settings,
-    TunnelMeta, Verdict,
+    SETTINGS_STEER_PLAIN_UDP, Settings, Verdict,
     proto::{
         ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, GRE_CHECKSUM, GRE_KEY, GRE_ROUTING,
         GRE_SEQUENCE, GRE_VERSION, IPPROTO_GRE, IPPROTO_UDP, IPV6_NEXTHDR_FRAGMENT,
     },
 };
 
-/// What the program does with a frame it steers.
-pub struct Steer {
-    /// Offset of the inner (or only) IP header in the original frame.
-    pub inner_ip_offset: usize,
-    /// Ethertype of that IP header (IPv4 or IPv6).
-    pub inner_ethertype: u16,
-    /// Provenance handed to userspace.
-    pub meta: TunnelMeta,
+/// How a frame the program steers arrived.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Steer {
+    /// UDP inside a GRE tunnel.
+    Tunnelled,
+    /// UDP without a tunnel (plain steering on).
+    Plain,
 }
 
 struct IpHeader {
     protocol: u8,
     payload_offset: usize,
-    v6: bool,
-    src: [u8; 16],
-    dst: [u8; 16],
 }
 
 /// Reads `N` bytes at `offset`, or fails as malformed when the frame is shorter.
@@ -90,11 +85,7 @@ pub fn classify(
             if !port_steered(settings, be16([udp[2], udp[3]])) {
                 return Err(Verdict::PassPortNotSteered);
             }
-            Ok(Steer {
-                inner_ip_offset: offset,
-                inner_ethertype: ethertype,
-                meta: TunnelMeta::plain(),
-            })
+            Ok(Steer::Plain)
         }
         _ => Err(Verdict::PassNotGreOrUdp),
     }
@@ -122,11 +113,7 @@ fn gre(
     if flags & GRE_CHECKSUM != 0 {
         offset += 4;
     }
-    let mut meta_flags = META_MAGIC | META_TUNNELLED;
-    let mut key = 0u32;
     if flags & GRE_KEY != 0 {
-        key = u32::from_be_bytes(bytes(ctx, offset)?);
-        meta_flags |= META_HAS_KEY;
         offset += 4;
     }
     if flags & GRE_SEQUENCE != 0 {
@@ -140,26 +127,12 @@ fn gre(
     if !port_steered(settings, be16([udp[2], udp[3]])) {
         return Err(Verdict::PassPortNotSteered);
     }
-    if outer.v6 {
-        meta_flags |= META_OUTER_V6;
-    }
-    Ok(Steer {
-        inner_ip_offset: offset,
-        inner_ethertype: protocol,
-        meta: TunnelMeta {
-            flags: meta_flags,
-            gre_key: key,
-            outer_src: outer.src,
-            outer_dst: outer.dst,
-        },
-    })
+    Ok(Steer::Tunnelled)
 }
 
 /// Parses the IPv4 or IPv6 header at `offset`.
 #[inline(always)]
 fn ip_header(ctx: &XdpContext, offset: usize, ethertype: u16) -> Result<IpHeader, Verdict> {
-    let mut src = [0u8; 16];
-    let mut dst = [0u8; 16];
     match ethertype {
         ETH_P_IP => {
             let h: [u8; 20] = bytes(ctx, offset)?;
@@ -176,14 +149,9 @@ fn ip_header(ctx: &XdpContext, offset: usize, ethertype: u16) -> Result<IpHeader
             }
             // The options, if any, must be present too.
             let _: [u8; 1] = bytes(ctx, offset + header_len - 1)?;
-            src[..4].copy_from_slice(&h[12..16]);
-            dst[..4].copy_from_slice(&h[16..20]);
             Ok(IpHeader {
                 protocol: h[9],
                 payload_offset: offset + header_len,
-                v6: false,
-                src,
-                dst,
             })
         }
         ETH_P_IPV6 => {
@@ -194,14 +162,9 @@ fn ip_header(ctx: &XdpContext, offset: usize, ethertype: u16) -> Result<IpHeader
             if h[6] == IPV6_NEXTHDR_FRAGMENT {
                 return Err(Verdict::PassFragment);
             }
-            src.copy_from_slice(&h[8..24]);
-            dst.copy_from_slice(&h[24..40]);
             Ok(IpHeader {
                 protocol: h[6],
                 payload_offset: offset + 40,
-                v6: true,
-                src,
-                dst,
             })
         }
         _ => Err(Verdict::PassNotIp),

@@ -1,13 +1,18 @@
 //! Frame parsing in userspace: from raw bytes to a [`Datagram`] (tunnel provenance, inner
 //! addresses, ports and payload).
 //!
-//! Two entry points share the inner IP/UDP parsing (etherparse):
-//! - [`parse_stripped`] reads frames from the XDP program, already reduced to
-//!   `Ethernet + inner IP + UDP`, with the tunnel provenance from the XDP metadata.
-//! - [`parse_captured`] reads whole frames as they were on the wire (pcap replay): it
-//!   first takes the XDP program's decision ([`classify`], a check-for-check twin of the
-//!   eBPF parser), so a replayed capture and a live run agree on which packets are ours,
-//!   down to the pass verdict of each one that is not.
+//! Both the live path and replay read whole frames as they were on the wire — the XDP
+//! program redirects steered frames unchanged — and share one parser:
+//! - [`parse_captured`] (pcap replay) first takes the XDP program's decision
+//!   ([`classify`], a check-for-check twin of the eBPF parser), so a replayed capture and a
+//!   live run agree on which packets are ours, down to the pass verdict of each one that
+//!   is not; then it strips the outer headers and parses the inner IP/UDP (etherparse).
+//! - [`parse_steered`] (frames from AF_XDP) does the same; a frame the XDP program
+//!   steered but the twin would not is a counted drop, not a pass.
+//!
+//! Stripping here, on the workers, rather than in the XDP program keeps the per-queue
+//! receive path (one core per tunnel) to a copy, and keeps the program free of packet
+//! rewrites and metadata, whose limits differ between the kernels users run.
 //!
 //! Nothing here panics on any input: a frame that is not ours (including one whose
 //! headers cannot even be read: `pass_malformed`, as in the kernel) is a pass [`Verdict`];
@@ -17,7 +22,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use etherparse::{Ipv4Slice, Ipv6Slice, UdpSlice, err::LenError};
 use sluice_common::{
-    META_HAS_KEY, META_OUTER_V6, META_TUNNELLED, PORT_BITMAP_WORDS, TunnelMeta, Verdict,
+    PORT_BITMAP_WORDS, Verdict,
     proto::{
         ETH_HLEN, ETH_P_8021AD, ETH_P_8021Q, ETH_P_IP, ETH_P_IPV6, GRE_CHECKSUM, GRE_KEY,
         GRE_ROUTING, GRE_SEQUENCE, GRE_VERSION, IPPROTO_GRE, IPPROTO_UDP, IPV6_NEXTHDR_FRAGMENT,
@@ -95,6 +100,19 @@ impl PortFilter {
     #[inline]
     pub fn steers(&self, port: u16) -> bool {
         self.all_ports || (self.words[usize::from(port >> 6)] >> (port & 63)) & 1 == 1
+    }
+
+    /// The lowest steered port (9, discard, when every port is steered): what the
+    /// start-up self-test sends to.
+    pub fn first_steered_port(&self) -> u16 {
+        if self.all_ports {
+            return 9;
+        }
+        self.words
+            .iter()
+            .enumerate()
+            .find(|(_, w)| **w != 0)
+            .map_or(9, |(i, w)| (i * 64) as u16 + w.trailing_zeros() as u16)
     }
 
     /// The bitmap words (index = port / 64).
@@ -332,39 +350,15 @@ pub fn parse_captured<'a>(frame: &'a [u8], filter: &PortFilter) -> Result<Datagr
     Ok(parse_inner(steered.inner_ethertype, inner, steered.tunnel)?)
 }
 
-/// The tunnel described by XDP metadata (`None` for plain UDP).
-pub fn tunnel_from_meta(meta: &TunnelMeta) -> Result<Option<Tunnel>, DropReason> {
-    if !meta.is_valid() {
-        return Err(DropReason::BadMetadata);
-    }
-    if meta.flags & META_TUNNELLED == 0 {
-        return Ok(None);
-    }
-    let (src, dst) = if meta.flags & META_OUTER_V6 != 0 {
-        (
-            IpAddr::V6(Ipv6Addr::from(meta.outer_src)),
-            IpAddr::V6(Ipv6Addr::from(meta.outer_dst)),
-        )
-    } else {
-        let s = &meta.outer_src;
-        let d = &meta.outer_dst;
-        (
-            IpAddr::V4(Ipv4Addr::new(s[0], s[1], s[2], s[3])),
-            IpAddr::V4(Ipv4Addr::new(d[0], d[1], d[2], d[3])),
-        )
-    };
-    let key = (meta.flags & META_HAS_KEY != 0).then_some(meta.gre_key);
-    Ok(Some(Tunnel { src, dst, key }))
-}
-
-/// Parses a frame the XDP program stripped to `Ethernet + IP + UDP`.
-pub fn parse_stripped<'a>(
-    frame: &'a [u8],
-    tunnel: Option<Tunnel>,
-) -> Result<Datagram<'a>, DropReason> {
-    let ethertype = be16(frame, 12).ok_or(DropReason::Truncated)?;
-    let rest = frame.get(ETH_HLEN..).ok_or(DropReason::Truncated)?;
-    parse_inner(ethertype, rest, tunnel)
+/// Parses a frame the XDP program redirected. The program hands frames over exactly as
+/// they arrived, so this is [`parse_captured`]; a frame the twin classifier would not have
+/// steered is counted as `classifier_mismatch` (it was seen, so it must be accounted for),
+/// never silently passed.
+pub fn parse_steered<'a>(frame: &'a [u8], filter: &PortFilter) -> Result<Datagram<'a>, DropReason> {
+    parse_captured(frame, filter).map_err(|rejected| match rejected {
+        Rejected::Dropped(reason) => reason,
+        Rejected::NotSteered(_) => DropReason::ClassifierMismatch,
+    })
 }
 
 /// Parses an IP packet that must be an unfragmented UDP datagram (the classifier said so):

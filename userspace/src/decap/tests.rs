@@ -1,11 +1,9 @@
 //! Parsing of every encapsulation variant, and of broken and foreign frames: each gives a
 //! datagram, a pass verdict or a counted drop reason — never a panic.
 
-use std::net::IpAddr;
-
-use sluice_common::{META_HAS_KEY, META_MAGIC, META_OUTER_V6, META_TUNNELLED, TunnelMeta, Verdict};
+use sluice_common::Verdict;
 use sluice_testkit::frames::{
-    FrameSpec, MatrixParams, NegativeKind, OuterIp, negative_cases, variant_matrix,
+    FrameSpec, MatrixParams, NegativeKind, negative_cases, variant_matrix,
 };
 
 use super::*;
@@ -33,38 +31,6 @@ fn expected(spec: &FrameSpec) -> Datagram<'_> {
     }
 }
 
-/// What the XDP program hands userspace: Ethernet + the inner IP packet, and metadata.
-fn stripped(spec: &FrameSpec, frame: &[u8]) -> (Vec<u8>, TunnelMeta) {
-    let ip_len = if spec.inner.src.is_ipv4() { 20 } else { 40 };
-    let inner_ip = spec.inner_udp_offset() - ip_len;
-    let ethertype: u16 = if spec.inner.src.is_ipv4() {
-        0x0800
-    } else {
-        0x86dd
-    };
-    let mut out = frame[..12].to_vec();
-    out.extend_from_slice(&ethertype.to_be_bytes());
-    out.extend_from_slice(&frame[inner_ip..]);
-    let mut meta = TunnelMeta::plain();
-    if let Some(t) = &spec.tunnel {
-        meta.flags |= META_TUNNELLED;
-        let put = |addr: IpAddr, into: &mut [u8; 16]| match addr {
-            IpAddr::V4(a) => into[..4].copy_from_slice(&a.octets()),
-            IpAddr::V6(a) => into.copy_from_slice(&a.octets()),
-        };
-        put(t.outer.src(), &mut meta.outer_src);
-        put(t.outer.dst(), &mut meta.outer_dst);
-        if matches!(t.outer, OuterIp::V6 { .. }) {
-            meta.flags |= META_OUTER_V6;
-        }
-        if let Some(key) = t.key {
-            meta.flags |= META_HAS_KEY;
-            meta.gre_key = key;
-        }
-    }
-    (out, meta)
-}
-
 #[test]
 fn every_variant_of_the_matrix_parses_to_its_spec() {
     let matrix = variant_matrix(&MatrixParams::default());
@@ -80,13 +46,26 @@ fn every_variant_of_the_matrix_parses_to_its_spec() {
 }
 
 #[test]
-fn every_variant_parses_the_same_after_xdp_stripping() {
+fn every_variant_the_xdp_program_steers_parses_to_its_spec() {
     for (label, spec) in variant_matrix(&MatrixParams::default()) {
         let frame = spec.build();
-        let (stripped, meta) = stripped(&spec, &frame);
-        let tunnel = tunnel_from_meta(&meta);
-        let parsed = tunnel.and_then(|t| parse_stripped(&stripped, t));
-        assert_eq!(parsed, Ok(expected(&spec)), "{label}");
+        assert_eq!(
+            parse_steered(&frame, &filter()),
+            Ok(expected(&spec)),
+            "{label}"
+        );
+    }
+}
+
+#[test]
+fn a_steered_frame_the_twin_would_pass_is_a_counted_mismatch() {
+    for case in negative_cases(&MatrixParams::default()) {
+        assert_eq!(
+            parse_steered(&case.frame, &filter()),
+            Err(DropReason::ClassifierMismatch),
+            "{}",
+            case.label
+        );
     }
 }
 
@@ -151,15 +130,6 @@ fn every_truncation_of_every_variant_is_counted() {
                 Err(want),
                 "{label} cut to {len} of {}",
                 frame.len()
-            );
-        }
-        let (stripped, meta) = stripped(&spec, &frame);
-        let tunnel = tunnel_from_meta(&meta).ok().flatten();
-        for len in 0..stripped.len() {
-            assert_eq!(
-                parse_stripped(&stripped[..len], tunnel),
-                Err(DropReason::Truncated),
-                "{label} stripped, cut to {len}"
             );
         }
     }
@@ -248,35 +218,9 @@ fn random_corruption_never_panics() {
             Err(Rejected::NotSteered(_)) => outcomes[1] += 1,
             Err(Rejected::Dropped(_)) => outcomes[2] += 1,
         }
-        let _ = parse_stripped(&frame, None);
+        let _ = parse_steered(&frame, &filter());
     }
     assert_eq!(outcomes.iter().sum::<u64>(), 20_000);
-}
-
-#[test]
-fn metadata_decodes_to_the_tunnel() {
-    assert_eq!(tunnel_from_meta(&TunnelMeta::plain()), Ok(None));
-    let bad = TunnelMeta {
-        flags: META_TUNNELLED,
-        ..TunnelMeta::plain()
-    };
-    assert_eq!(tunnel_from_meta(&bad), Err(DropReason::BadMetadata));
-    let mut v6 = TunnelMeta {
-        flags: META_MAGIC | META_TUNNELLED | META_OUTER_V6,
-        gre_key: 9,
-        outer_src: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1],
-        outer_dst: [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2],
-    };
-    let t = tunnel_from_meta(&v6).ok().flatten();
-    assert_eq!(
-        t.map(|t| (t.src.to_string(), t.dst.to_string(), t.key)),
-        Some(("2001:db8::1".into(), "2001:db8::2".into(), None))
-    );
-    v6.flags |= META_HAS_KEY;
-    assert_eq!(
-        tunnel_from_meta(&v6).ok().flatten().and_then(|t| t.key),
-        Some(9)
-    );
 }
 
 #[test]
@@ -288,7 +232,9 @@ fn port_filter_matches_the_configured_set_or_everything() {
         f.words()[5000 / 64],
         (1 << (5000 % 64)) | (1 << (5001 % 64))
     );
+    assert_eq!(f.first_steered_port(), 5000);
     let all = PortFilter::new(&FilterConfig::default());
     assert!(all.all_ports() && all.steers(1) && all.steers(65535));
+    assert_eq!(all.first_steered_port(), 9);
     assert!(!all.plain_udp());
 }

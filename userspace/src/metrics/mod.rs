@@ -5,6 +5,7 @@
 //! Nothing here is on the packet path: threads publish their counters once per batch
 //! (`accounting`, `detail`), and a scrape reads the published copies.
 
+mod modes;
 mod server;
 mod upload;
 
@@ -13,6 +14,7 @@ use prometheus::{
 };
 use sluice_common::Verdict;
 
+pub use modes::LinkModes;
 pub use server::{MetricsServer, ServerError};
 
 use crate::{
@@ -35,12 +37,15 @@ pub struct Snapshot {
     pub ready: bool,
     /// The uploader's counters (`sink.kind = "gcs"`).
     pub upload: Option<sluice_upload::UploadSnapshot>,
+    /// XDP attach and AF_XDP bind modes in effect.
+    pub modes: LinkModes,
 }
 
 /// The registry and every metric in it.
 pub struct Metrics {
     registry: Registry,
     ready: IntGauge,
+    modes: modes::ModeGauges,
     verdicts: IntCounterVec,
     received_packets: IntCounterVec,
     received_bytes: IntCounterVec,
@@ -131,6 +136,7 @@ impl Metrics {
             .set(1);
         let ready = IntGauge::new("sluice_ready", "1 when attached, bound and writable.")?;
         registry.register(Box::new(ready.clone()))?;
+        let modes = modes::ModeGauges::register(&registry, &crate::kernel::release())?;
         let seen = IntCounter::new("sluice_seen_packets_total", "Packets handed to Sluice.")?;
         registry.register(Box::new(seen.clone()))?;
         let recorded = IntCounter::new(
@@ -181,6 +187,7 @@ impl Metrics {
             uploads.with_label_values(&[outcome]);
         }
         let m = Self {
+            modes,
             verdicts: counter_vec(
                 &registry,
                 "sluice_xdp_verdict_packets_total",
@@ -324,6 +331,7 @@ impl Metrics {
     /// Refreshes every metric from a snapshot.
     pub fn update(&self, s: &Snapshot) {
         self.ready.set(i64::from(s.ready));
+        self.modes.update(&s.modes);
         raise(&self.seen, s.seen);
         raise(&self.recorded, s.totals.recorded);
         let dropped = s.totals.dropped_total();
@@ -497,6 +505,15 @@ mod tests {
             &[("raw".into(), vec![]), ("flows".into(), vec!["truncated"])],
             &["0".into()],
         )?;
+        // The mode families have a series only once the source has attached.
+        m.update(&Snapshot {
+            modes: LinkModes {
+                interface: "eth0".into(),
+                xdp: Some(("native", "auto")),
+                queues: vec![(0, "copy", "auto")],
+            },
+            ..Snapshot::default()
+        });
         let text = String::from_utf8_lossy(&m.render()).into_owned();
         let exported: std::collections::BTreeSet<String> = text
             .lines()

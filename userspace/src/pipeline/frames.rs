@@ -6,15 +6,13 @@
 
 use std::net::SocketAddr;
 
-use sluice_common::TunnelMeta;
-
 use crate::record::timestamp::UnixMicros;
 
 /// How to interpret a frame's bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FrameOrigin {
-    /// From the XDP program: `Ethernet + inner IP + UDP`, with its metadata.
-    Stripped(TunnelMeta),
+    /// A whole frame the XDP program steered, exactly as it arrived: decapsulate.
+    Steered,
     /// A whole frame as it was on the wire (pcap replay): classify and decapsulate.
     Captured,
     /// A UDP payload read from a socket, with its addresses.
@@ -101,7 +99,7 @@ mod tests {
         let mut b = FrameBatch::with_capacity(4, 64);
         b.push(b"abc", 1, FrameOrigin::Captured);
         b.push(b"", 2, FrameOrigin::Captured);
-        b.push(b"defg", 3, FrameOrigin::Stripped(TunnelMeta::plain()));
+        b.push(b"defg", 3, FrameOrigin::Steered);
         let got: Vec<(i64, Vec<u8>)> = b.iter().map(|(e, d)| (e.received_at, d.to_vec())).collect();
         assert_eq!(
             got,

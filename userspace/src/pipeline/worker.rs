@@ -128,9 +128,9 @@ impl Worker {
     fn process(&mut self, batch: &FrameBatch, local: &mut LocalCounters) {
         for (entry, bytes) in batch.iter() {
             let parsed = match entry.origin {
-                FrameOrigin::Stripped(meta) => decap::tunnel_from_meta(&meta)
-                    .and_then(|tunnel| decap::parse_stripped(bytes, tunnel))
-                    .map_err(Rejected::Dropped),
+                FrameOrigin::Steered => {
+                    decap::parse_steered(bytes, &self.filter).map_err(Rejected::Dropped)
+                }
                 FrameOrigin::Captured => decap::parse_captured(bytes, &self.filter),
                 FrameOrigin::Socket { src, dst } => Ok(Datagram {
                     tunnel: None,

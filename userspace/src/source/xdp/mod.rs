@@ -2,18 +2,22 @@
 //! time) steers our packets into one AF_XDP socket per configured queue, and one receive
 //! thread per socket copies frames out to the workers.
 //!
-//! Start order matters: maps are filled and sockets registered in the XSKMAP *before*
-//! the program is attached, so no packet of ours ever meets a missing socket. Stop order
-//! too: detach first, then drain the rings, then read the counters.
+//! Start order matters: the kernel is checked first ([`crate::kernel`]), maps are filled
+//! and sockets registered in the XSKMAP, the loaded program is proven on synthetic frames
+//! ([`selftest`]) and its counters zeroed, and only then is it attached, so no packet of
+//! ours ever meets a missing socket and no start ends in an appliance that records
+//! nothing. Stop order too: detach first, then drain the rings, then read the counters.
 
 pub mod capabilities;
+pub mod missed;
 pub mod receive;
+pub mod selftest;
 
 use std::os::fd::AsRawFd as _;
 
 use aya::{
     Ebpf,
-    maps::{Array, PerCpuArray, XskMap},
+    maps::{Array, PerCpuArray, PerCpuValues, XskMap},
     programs::{Xdp, XdpMode, xdp::XdpLinkId},
 };
 use sluice_common::{SETTINGS_ALL_PORTS, SETTINGS_STEER_PLAIN_UDP, Settings, VERDICT_COUNT, names};
@@ -22,6 +26,8 @@ use sluice_xsk::{BindMode, XskConfig, XskSocket};
 use crate::{
     config::{SourceConfig, XdpAttachMode, XskBindMode},
     decap::PortFilter,
+    kernel::{self, UnsupportedKernel},
+    metrics::LinkModes,
 };
 
 /// The eBPF object built from ebpf/sluice-ebpf by build.rs.
@@ -33,6 +39,12 @@ const BUSY_POLL_BUDGET: u32 = 64;
 /// Why the XDP source could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum XdpError {
+    /// The kernel is older than the minimum.
+    #[error(transparent)]
+    Kernel(#[from] UnsupportedKernel),
+    /// The loaded program failed the start-up self-test.
+    #[error(transparent)]
+    SelfTest(#[from] selftest::SelfTestError),
     /// A capability is missing.
     #[error(transparent)]
     Capability(#[from] capabilities::MissingCapability),
@@ -103,6 +115,23 @@ impl VerdictCounters {
             })
             .collect()
     }
+
+    /// Sets every counter on every CPU back to zero (after the self-test's runs).
+    fn reset(&self) -> Result<(), XdpError> {
+        let cpus = aya::util::nr_cpus()
+            .map_err(|(what, e)| program_err("verdict map")(format!("{what}: {e}")))?;
+        let mut map = self
+            .map
+            .lock()
+            .map_err(|_| program_err("verdict map")("lock poisoned".into()))?;
+        for i in 0..VERDICT_COUNT {
+            let zeros = PerCpuValues::try_from(vec![0u64; cpus])
+                .map_err(|e| program_err("verdict map")(e.to_string()))?;
+            map.set(i, zeros, 0)
+                .map_err(|e| program_err("verdict map")(e.to_string()))?;
+        }
+        Ok(())
+    }
 }
 
 /// The loaded (and, once [`XdpProgram::attach`] ran, attached) program and its maps.
@@ -139,6 +168,7 @@ pub fn if_index(name: &str) -> Result<u32, XdpError> {
 impl XdpProgram {
     /// Checks capabilities, loads the object, fills the settings and port maps.
     pub fn load(source: &SourceConfig, filter: &PortFilter) -> Result<Self, XdpError> {
+        kernel::check(&kernel::release())?;
         let umem_bytes = u64::from(source.umem_frames)
             * u64::from(source.frame_size)
             * source.queues.len() as u64;
@@ -250,6 +280,37 @@ impl XdpProgram {
         Ok(sockets)
     }
 
+    /// Proves on the live kernel that the loaded program, with the maps as filled and the
+    /// sockets as registered, steers what the pipeline expects on every configured queue
+    /// (see [`selftest`]); then zeroes the verdict counters the test runs moved. Run after
+    /// [`XdpProgram::open_sockets`], before [`XdpProgram::attach`].
+    pub fn self_test(&self, source: &SourceConfig, filter: &PortFilter) -> Result<(), XdpError> {
+        let ifindex = if_index(&source.interface)?;
+        let program: &Xdp = self
+            .ebpf
+            .program(names::PROGRAM)
+            .ok_or_else(|| program_err("program")(names::PROGRAM.into()))?
+            .try_into()
+            .map_err(|e: aya::programs::ProgramError| program_err("program")(e.to_string()))?;
+        let verdicts = || self.verdicts.read().unwrap_or_default();
+        selftest::run(
+            program,
+            &source.interface,
+            ifindex,
+            &source.queues,
+            filter,
+            &kernel::release(),
+            verdicts,
+        )?;
+        self.verdicts.reset()?;
+        tracing::info!(
+            interface = %source.interface,
+            queues = ?source.queues,
+            "start-up self-test passed: the program steers GRE/UDP to our sockets and passes the rest"
+        );
+        Ok(())
+    }
+
     /// Attaches the program in the configured mode (native, falling back to generic in `auto`).
     pub fn attach(&mut self, mode: XdpAttachMode) -> Result<(), XdpError> {
         let interface = self.interface.clone();
@@ -280,7 +341,7 @@ impl XdpProgram {
             XdpAttachMode::Auto => match program.attach(&interface, XdpMode::Driver) {
                 Ok(link) => (link, "native"),
                 Err(e) => {
-                    tracing::warn!(interface, error = %verifier_message(&e), "native XDP unavailable, falling back to generic mode (slower)");
+                    tracing::warn!(interface, error = %verifier_message(&e), "native XDP unavailable, falling back to generic mode (slower; alert SluiceXdpGenericFallback)");
                     (
                         program
                             .attach(&interface, XdpMode::Skb)
@@ -299,6 +360,34 @@ impl XdpProgram {
     /// The attach mode in use (`native` or `generic`).
     pub fn mode(&self) -> &'static str {
         self.mode
+    }
+
+    /// The attach mode and each socket's bind mode, with what the config asked for.
+    pub fn link_modes(&self, source: &SourceConfig, sockets: &[(u32, BindMode)]) -> LinkModes {
+        let requested_bind = match source.bind_mode {
+            XskBindMode::Auto => "auto",
+            XskBindMode::Copy => "copy",
+            XskBindMode::ZeroCopy => "zero_copy",
+        };
+        let requested_xdp = match source.xdp_mode {
+            XdpAttachMode::Auto => "auto",
+            XdpAttachMode::Native => "native",
+            XdpAttachMode::Generic => "generic",
+        };
+        LinkModes {
+            interface: self.interface.clone(),
+            xdp: self.link.is_some().then_some((self.mode, requested_xdp)),
+            queues: sockets
+                .iter()
+                .map(|(queue, mode)| {
+                    let mode = match mode {
+                        BindMode::ZeroCopy => "zero_copy",
+                        BindMode::Copy | BindMode::Auto => "copy",
+                    };
+                    (*queue, mode, requested_bind)
+                })
+                .collect(),
+        }
     }
 
     /// Detaches the program; packets go to the kernel again. Idempotent.

@@ -1,5 +1,5 @@
-//! One receive loop per AF_XDP socket: as little work as possible per frame — copy it and
-//! its metadata into a frame batch, hand the UMEM frame back to the fill ring — so one
+//! One receive loop per AF_XDP socket: as little work as possible per frame — copy it into
+//! a frame batch (the workers strip and parse it), hand the UMEM frame back to the fill ring — so one
 //! queue carrying one tunnel can feed every worker.
 
 use std::{
@@ -10,7 +10,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use sluice_common::TunnelMeta;
 use sluice_xsk::XskSocket;
 
 use crate::{
@@ -19,33 +18,6 @@ use crate::{
     pipeline::{FRAMES_PER_BATCH, FrameSender, frames::FrameOrigin},
     record::timestamp::now_micros,
 };
-
-const META_LEN: usize = size_of::<TunnelMeta>();
-
-/// Reads the metadata the XDP program put in front of the frame (zeroed, and so invalid,
-/// when the headroom is too short to hold it).
-pub fn read_meta(headroom: &[u8]) -> TunnelMeta {
-    let Some(start) = headroom.len().checked_sub(META_LEN) else {
-        return TunnelMeta {
-            flags: 0,
-            gre_key: 0,
-            outer_src: [0; 16],
-            outer_dst: [0; 16],
-        };
-    };
-    let m = &headroom[start..];
-    let word = |at: usize| u32::from_ne_bytes([m[at], m[at + 1], m[at + 2], m[at + 3]]);
-    let mut outer_src = [0u8; 16];
-    let mut outer_dst = [0u8; 16];
-    outer_src.copy_from_slice(&m[8..24]);
-    outer_dst.copy_from_slice(&m[24..40]);
-    TunnelMeta {
-        flags: word(0),
-        gre_key: word(4),
-        outer_src,
-        outer_dst,
-    }
-}
 
 /// Descriptors read from the RX ring (and returned to the fill ring) at a time.
 const RING_READ: usize = 64;
@@ -83,11 +55,7 @@ pub fn receive_loop(
             let room = FRAMES_PER_BATCH.saturating_sub(batch.len());
             let n = socket.receive(room.min(RING_READ), |frame| {
                 totals.bytes += frame.data.len() as u64;
-                batch.push(
-                    frame.data,
-                    now,
-                    FrameOrigin::Stripped(read_meta(frame.headroom)),
-                );
+                batch.push(frame.data, now, FrameOrigin::Steered);
             });
             received += n;
             if n == 0 || batch.len() >= FRAMES_PER_BATCH {
@@ -163,28 +131,5 @@ fn read_kernel_stats(socket: &XskSocket, local: &mut LocalCounters, totals: &mut
             totals.fill_ring_empty = stats.rx_fill_ring_empty_descs;
         }
         Err(e) => tracing::warn!(queue = socket.queue_id(), error = %e, "XDP_STATISTICS failed"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_metadata_from_the_end_of_the_headroom() {
-        let meta = TunnelMeta {
-            flags: sluice_common::META_MAGIC | sluice_common::META_TUNNELLED,
-            gre_key: 0xdead_beef,
-            outer_src: [192, 0, 2, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-            outer_dst: [192, 0, 2, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
-        };
-        let mut headroom = vec![0xAAu8; 256];
-        let start = headroom.len() - META_LEN;
-        headroom[start..start + 4].copy_from_slice(&meta.flags.to_ne_bytes());
-        headroom[start + 4..start + 8].copy_from_slice(&meta.gre_key.to_ne_bytes());
-        headroom[start + 8..start + 24].copy_from_slice(&meta.outer_src);
-        headroom[start + 24..].copy_from_slice(&meta.outer_dst);
-        assert_eq!(read_meta(&headroom), meta);
-        assert!(!read_meta(&headroom[..10]).is_valid());
     }
 }
