@@ -264,6 +264,9 @@ fn alert_expressions_name_only_exported_metrics() {
             "sluice_seen_packets_total",
             "sluice_spool_bytes",
             "sluice_uploads_total",
+            "sluice_xdp_attach_mode",
+            "sluice_xdp_verdict_packets_total",
+            "sluice_xsk_bind_mode",
             "sluice_xsk_fill_ring_empty_total",
             "up",
         ]

@@ -1,8 +1,8 @@
 //! The XDP path end to end, in a private pair of network namespaces: `sluice run` attached
 //! to the veth end in namespace b records every steered frame tcpreplay sends from
 //! namespace a, leaves every must-pass frame to the kernel under the right verdict, keeps
-//! ping working while attached, and writes the same records `sluice replay` makes of the
-//! same pcap.
+//! ping working while attached, says in /metrics which XDP and AF_XDP modes it got, and
+//! writes the same records `sluice replay` makes of the same pcap.
 //!
 //! Needs root (namespaces, XDP, AF_XDP), `ip`, `ping` and `tcpreplay`: in CI a missing
 //! prerequisite fails the test, elsewhere it is skipped with the reason printed.
@@ -10,6 +10,8 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
@@ -32,6 +34,22 @@ fn nonzero(counters: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
         .filter(|(_, n)| **n > 0)
         .map(|(k, n)| (k.clone(), *n))
         .collect()
+}
+
+/// `GET /metrics` from the daemon's default listener inside namespace b.
+fn scrape_metrics(pair: &NetnsPair) -> String {
+    let body = pair
+        .b
+        .run_in(|| -> std::io::Result<String> {
+            let mut stream = TcpStream::connect("127.0.0.1:9464")?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text)?;
+            Ok(text)
+        })
+        .expect("enter namespace b");
+    body.unwrap_or_else(|e| panic!("scraping /metrics: {e}"))
 }
 
 fn prerequisites() -> bool {
@@ -86,6 +104,35 @@ fn run_scenario(xdp_mode: &str) {
     assert!(
         ping_out.contains("3 packets transmitted, 3 received"),
         "{ping_out}"
+    );
+
+    // The modes it got, beside what was requested: veth has native XDP and no zero-copy.
+    let metrics = scrape_metrics(&pair);
+    let attached = if xdp_mode == "generic" {
+        "generic"
+    } else {
+        "native"
+    };
+    for line in [
+        format!(
+            "sluice_xdp_attach_mode{{interface=\"{}\",mode=\"{attached}\",requested=\"{xdp_mode}\"}} 1",
+            pair.if_b
+        ),
+        format!(
+            "sluice_xsk_bind_mode{{interface=\"{}\",mode=\"copy\",queue=\"0\",requested=\"auto\"}} 1",
+            pair.if_b
+        ),
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} not in\n{metrics}"
+        );
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("sluice_kernel_info{release=\"") && l.ends_with("\"} 1")),
+        "{metrics}"
     );
 
     let total = scenario.steered_count() + scenario.must_pass_count();
