@@ -19,7 +19,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use aya::programs::{ProgramError, TestRun as _, TestRunOptions, Xdp};
+use aya::programs::{TestRun as _, TestRunOptions, Xdp};
 use sluice_common::Verdict;
 
 use crate::decap::{self, PortFilter, Tunnel};
@@ -58,12 +58,17 @@ pub enum Expect {
 /// Why the self-test refused to start.
 #[derive(Debug, thiserror::Error)]
 pub enum SelfTestError {
-    /// The kernel cannot run the program on a test frame with an XDP context.
+    /// The kernel refused to run the program on a test frame.
     #[error(
-        "Linux {release} is not supported: the start-up self-test cannot run the XDP program \
-         on a test frame ({message}); it needs BPF_PROG_TEST_RUN with an XDP context (Linux 5.15)"
+        "start-up self-test on {interface} queue {queue}: Linux {release} refused to run the \
+         XDP program on a test frame ({message}); the self-test needs BPF_PROG_TEST_RUN with \
+         an XDP context (Linux 5.15, or a kernel with it backported)"
     )]
-    Unsupported {
+    TestRun {
+        /// Interface.
+        interface: String,
+        /// Queue.
+        queue: u32,
         /// The kernel release.
         release: String,
         /// The error from the kernel.
@@ -269,13 +274,14 @@ pub fn run(
             });
             let result = match result {
                 Ok(result) => result,
-                Err(e) if is_unsupported(&e) => {
-                    return Err(SelfTestError::Unsupported {
+                Err(e) => {
+                    return Err(SelfTestError::TestRun {
+                        interface: interface.to_owned(),
+                        queue,
                         release: release.to_owned(),
                         message: error_chain(&e),
                     });
                 }
-                Err(e) => return Err(wrong("a test run", error_chain(&e))),
             };
             let want = match probe.expect {
                 Expect::Steered { .. } => XDP_REDIRECT,
@@ -328,22 +334,6 @@ pub fn run(
         }
     }
     Ok(())
-}
-
-/// EINVAL (or ENOTSUPP/EOPNOTSUPP) from the test run itself: the kernel cannot take an
-/// XDP context.
-fn is_unsupported(e: &ProgramError) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            return matches!(
-                io.raw_os_error(),
-                Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) | Some(524)
-            );
-        }
-        source = s.source();
-    }
-    false
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
