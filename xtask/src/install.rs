@@ -32,15 +32,15 @@ use crate::{cmd, run::release_build, workspace::Workspace};
 /// The service's user and group (the unit's `User=`/`Group=`).
 pub const SERVICE_USER: &str = "sluice";
 /// Its home: the unit's StateDirectory.
-const STATE_DIR: &str = "/var/lib/sluice";
+pub(crate) const STATE_DIR: &str = "/var/lib/sluice";
 /// The unit template and the example config, relative to the repository root.
-const UNIT_TEMPLATE: &str = "deploy/sluice.service";
-const EXAMPLE_CONFIG: &str = "deploy/sluice.example.toml";
+pub(crate) const UNIT_TEMPLATE: &str = "deploy/sluice.service";
+pub(crate) const EXAMPLE_CONFIG: &str = "deploy/sluice.example.toml";
 /// The binary path the template's ExecStart names (the default prefix).
 const TEMPLATE_BINARY: &str = "/usr/local/bin/sluice";
 /// Final paths of the unit and the config.
 const UNIT_PATH: &str = "/etc/systemd/system/sluice.service";
-const CONFIG_PATH: &str = "/etc/sluice/sluice.toml";
+pub(crate) const CONFIG_PATH: &str = "/etc/sluice/sluice.toml";
 
 /// `cargo xtask install` options.
 #[derive(Clone, Debug, clap::Args)]
@@ -176,7 +176,7 @@ impl Layout {
 }
 
 /// The unit template with ExecStart pointing at `binary`.
-fn render_unit(template: &str, binary: &Path) -> anyhow::Result<String> {
+pub(crate) fn render_unit(template: &str, binary: &Path) -> anyhow::Result<String> {
     let from = format!("\nExecStart={TEMPLATE_BINARY} ");
     ensure!(
         template.matches(&from).count() == 1,

@@ -23,7 +23,9 @@ use crate::cmd;
 /// `setpriv`/`prlimit` for the capability tests). The deploy-kit tests need `promtool`
 /// (prometheus), `systemd-analyze` (systemd) and `strace`. `cargo xtask bench` profiles
 /// with `perf` (linux-perf) and draws its chart's text in DejaVu Sans (fonts-dejavu-core).
-pub const DEBIAN_PACKAGES: [&str; 14] = [
+/// `cargo xtask package` builds with dpkg-dev (dpkg-shlibdeps, dpkg-gencontrol) and
+/// binutils (strip); its check runs lintian.
+pub const DEBIAN_PACKAGES: [&str; 21] = [
     "iproute2",
     "iputils-ping",
     "tcpreplay",
@@ -39,6 +41,15 @@ pub const DEBIAN_PACKAGES: [&str; 14] = [
     "python3-venv",
     "linux-perf",
     "fonts-dejavu-core",
+    "dpkg-dev",
+    "binutils",
+    "lintian",
+    // `cargo xtask vm-test`: qemu (TCG), debootstrap for the cached Debian 12 image,
+    // e2fsprogs for `mkfs.ext4 -d` and debugfs, curl to scrape the guest's /metrics.
+    "qemu-system-x86",
+    "debootstrap",
+    "e2fsprogs",
+    "curl",
 ];
 
 /// cargo-fuzz, which runs the fuzz targets in fuzz/ (pinned: 0.13 builds with this toolchain).

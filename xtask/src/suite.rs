@@ -1,7 +1,9 @@
 //! `cargo xtask test`: the one door CI goes through (`.ci/run` calls only this).
 //!
 //! Runs setup, then format check, clippy on the host crates, clippy on each eBPF crate
-//! (nightly, bpfel target, build-std), every unit and integration test, and each fuzz
+//! (nightly, bpfel target, build-std), every unit and integration test, the Debian
+//! package's check (`cargo xtask package --check`: lintian, then install, upgrade and
+//! purge in a Debian 12 chroot), the VM tests (`cargo xtask vm-test`), and each fuzz
 //! target for a bounded time (30 s, `SLUICE_FUZZ_SECONDS`) after replaying its committed
 //! regression inputs (fuzz/regressions/<target>), stopping at the first failure and
 //! naming it. The eBPF crates are excluded from the host `--workspace`
@@ -117,6 +119,16 @@ fn steps(workspace: &Workspace) -> Vec<Step> {
                 ],
             ),
         },
+        Step {
+            name: "package",
+            command: cargo(None, &["xtask", "package", "--check"]),
+        },
+        // The package in Debian 12 VMs under qemu (docs/operations.md, "Tested kernels
+        // and NICs"); with a warm image cache about 8 minutes.
+        Step {
+            name: "vm tests",
+            command: cargo(None, &["xtask", "vm-test"]),
+        },
     ];
     for step in &mut steps {
         step.command.current_dir(&workspace.root);
@@ -187,6 +199,8 @@ mod tests {
                 "clippy (eBPF crate)",
                 "clippy (bench eBPF crate)",
                 "tests",
+                "package",
+                "vm tests",
                 "packet_parser",
                 "decode_layout",
                 "decode_netflow",
@@ -211,20 +225,22 @@ mod tests {
             lines[4],
             "cargo test --workspace --exclude sluice-ebpf --exclude sluice-bench-ebpf --no-fail-fast"
         );
+        assert_eq!(lines[5], "cargo xtask package --check");
+        assert_eq!(lines[6], "cargo xtask vm-test");
         assert!(
-            lines[5].starts_with(
+            lines[7].starts_with(
                 "cargo +nightly fuzz run packet_parser corpus/packet_parser regressions/packet_parser -- -max_total_time="
             ),
             "{}",
-            lines[5]
+            lines[7]
         );
         assert!(
-            steps[..5]
+            steps[..7]
                 .iter()
                 .all(|s| s.command.get_current_dir() == Some(std::path::Path::new("/repo")))
         );
         assert!(
-            steps[5..]
+            steps[7..]
                 .iter()
                 .all(|s| s.command.get_current_dir() == Some(std::path::Path::new("/repo/fuzz")))
         );
