@@ -127,7 +127,8 @@ fn wait_for_stop(
     }
 }
 
-/// The counters in one line for `systemctl status`.
+/// The counters and modes in one line for `systemctl status`.
+#[cfg(feature = "xdp")]
 fn status_line(report: &Report, modes: &str) -> String {
     if modes.is_empty() {
         report.summary()

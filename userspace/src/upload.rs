@@ -149,7 +149,13 @@ fn open_spool_sink(
         boot = boot.short(),
         run = %run,
         "object names: {}",
-        namer.name("<stream>", 0, 0, 0, config.sink.format.extension())
+        namer.name(
+            "<stream>",
+            crate::record::timestamp::now_micros(),
+            0,
+            0,
+            config.sink.format.extension()
+        )
     );
     Ok((
         Sink::Spool(crate::sink::SpoolSink::new(spool, namer, streams)),
