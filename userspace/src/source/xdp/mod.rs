@@ -216,7 +216,7 @@ impl XdpProgram {
             .map_err(|e: aya::programs::ProgramError| program_err("program")(e.to_string()))?;
         program
             .load()
-            .map_err(|e| program_err("verifier")(verifier_message(&e)))?;
+            .map_err(|e| program_err("verifier")(error_with_sources(&e)))?;
         let map = ebpf
             .take_map(names::VERDICT_COUNTERS)
             .ok_or_else(|| program_err("map")(names::VERDICT_COUNTERS.into()))?;
@@ -323,7 +323,7 @@ impl XdpProgram {
         let attach_err = |mode: &'static str, e: aya::programs::ProgramError| XdpError::Attach {
             interface: interface.clone(),
             mode,
-            message: verifier_message(&e),
+            message: error_with_sources(&e),
         };
         let (link, used) = match mode {
             XdpAttachMode::Native => (
@@ -341,7 +341,7 @@ impl XdpProgram {
             XdpAttachMode::Auto => match program.attach(&interface, XdpMode::Driver) {
                 Ok(link) => (link, "native"),
                 Err(e) => {
-                    tracing::warn!(interface, error = %verifier_message(&e), "native XDP unavailable, falling back to generic mode (slower; alert SluiceXdpGenericFallback)");
+                    tracing::warn!(interface, error = %error_with_sources(&e), "native XDP unavailable, falling back to generic mode (slower; alert SluiceXdpGenericFallback)");
                     (
                         program
                             .attach(&interface, XdpMode::Skb)
@@ -425,7 +425,7 @@ impl Drop for XdpProgram {
 }
 
 /// The error with its sources, which for a verifier refusal carry the verifier log.
-fn verifier_message(e: &dyn std::error::Error) -> String {
+pub(crate) fn error_with_sources(e: &dyn std::error::Error) -> String {
     let mut message = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

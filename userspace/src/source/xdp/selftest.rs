@@ -279,7 +279,7 @@ pub fn run(
                         interface: interface.to_owned(),
                         queue,
                         release: release.to_owned(),
-                        message: error_chain(&e),
+                        message: super::error_with_sources(&e),
                     });
                 }
             };
@@ -334,17 +334,6 @@ pub fn run(
         }
     }
     Ok(())
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut message = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        message.push_str(": ");
-        message.push_str(&s.to_string());
-        source = s.source();
-    }
-    message
 }
 
 #[cfg(test)]
