@@ -24,7 +24,7 @@ pub enum FrameOrigin {
     },
 }
 
-/// Where one frame sits in [`FrameBatch::data`].
+/// Where one frame sits in a [`FrameBatch`]'s buffer.
 #[derive(Clone, Copy, Debug)]
 pub struct FrameEntry {
     start: u32,
