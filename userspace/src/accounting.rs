@@ -24,8 +24,11 @@ pub enum DropReason {
     WorkerQueueFull,
     /// Headers shorter than they claim.
     Truncated,
-    /// Headers that are invalid (bad version, length or checksum fields).
+    /// Headers that are invalid (bad version or length fields).
     Malformed,
+    /// The GRE header carried a checksum (C bit) that does not match the packet: corrupted
+    /// on the way (the kernel's own GRE path drops these too).
+    GreChecksum,
     /// The XDP program steered a frame that its userspace twin ([`crate::decap::classify`])
     /// would have passed: the two classifiers disagree. Never expected; alerted on.
     ClassifierMismatch,
@@ -41,7 +44,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Number of reasons.
-    pub const COUNT: usize = 11;
+    pub const COUNT: usize = 12;
     /// Every reason, in index order.
     pub const ALL: [DropReason; Self::COUNT] = [
         DropReason::RingFull,
@@ -50,6 +53,7 @@ impl DropReason {
         DropReason::WorkerQueueFull,
         DropReason::Truncated,
         DropReason::Malformed,
+        DropReason::GreChecksum,
         DropReason::ClassifierMismatch,
         DropReason::SocketOverflow,
         DropReason::SinkError,
@@ -66,6 +70,7 @@ impl DropReason {
             DropReason::WorkerQueueFull => "worker_queue_full",
             DropReason::Truncated => "truncated",
             DropReason::Malformed => "malformed",
+            DropReason::GreChecksum => "gre_checksum",
             DropReason::ClassifierMismatch => "classifier_mismatch",
             DropReason::SocketOverflow => "socket_overflow",
             DropReason::SinkError => "sink_error",

@@ -201,6 +201,9 @@ pub struct Steered {
     pub inner_ethertype: u16,
     /// The tunnel, `None` for plain UDP.
     pub tunnel: Option<Tunnel>,
+    /// With the GRE C bit: the bytes the GRE checksum covers (GRE header and payload, up
+    /// to the end of the outer IP packet by its length field).
+    pub gre_checksummed: Option<(usize, usize)>,
 }
 
 /// The XDP program's decision, made the same way in userspace: the twin of
@@ -237,6 +240,7 @@ pub fn classify(frame: &[u8], filter: &PortFilter) -> Result<Steered, Verdict> {
                 inner_ip_offset: offset,
                 inner_ethertype: ethertype,
                 tunnel: None,
+                gre_checksummed: None,
             })
         }
         _ => Err(Verdict::PassNotGreOrUdp),
@@ -283,6 +287,8 @@ fn classify_gre(frame: &[u8], outer: &IpHeader, filter: &PortFilter) -> Result<S
             dst: outer.dst,
             key,
         }),
+        gre_checksummed: (flags & GRE_CHECKSUM != 0)
+            .then_some((outer.payload_offset, outer.packet_end)),
     })
 }
 
@@ -290,6 +296,8 @@ fn classify_gre(frame: &[u8], outer: &IpHeader, filter: &PortFilter) -> Result<S
 struct IpHeader {
     protocol: u8,
     payload_offset: usize,
+    /// Where the packet ends by its length field (not checked against the frame here).
+    packet_end: usize,
     src: IpAddr,
     dst: IpAddr,
 }
@@ -313,6 +321,7 @@ fn ip_header(frame: &[u8], offset: usize, ethertype: u16) -> Result<IpHeader, Ve
             Ok(IpHeader {
                 protocol: h[9],
                 payload_offset: offset + header_len,
+                packet_end: offset + usize::from(u16::from_be_bytes([h[2], h[3]])),
                 src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
                 dst: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
             })
@@ -332,6 +341,7 @@ fn ip_header(frame: &[u8], offset: usize, ethertype: u16) -> Result<IpHeader, Ve
             Ok(IpHeader {
                 protocol: h[6],
                 payload_offset: offset + 40,
+                packet_end: offset + 40 + usize::from(u16::from_be_bytes([h[4], h[5]])),
                 src: IpAddr::V6(Ipv6Addr::from(src)),
                 dst: IpAddr::V6(Ipv6Addr::from(dst)),
             })
@@ -344,10 +354,47 @@ fn ip_header(frame: &[u8], offset: usize, ethertype: u16) -> Result<IpHeader, Ve
 /// for a steered frame, the inner IP/UDP as the live path parses it.
 pub fn parse_captured<'a>(frame: &'a [u8], filter: &PortFilter) -> Result<Datagram<'a>, Rejected> {
     let steered = classify(frame, filter).map_err(Rejected::NotSteered)?;
+    if let Some((start, end)) = steered.gre_checksummed {
+        // As the kernel's GRE receive path: a packet whose checksum fails is dropped (the
+        // XDP program leaves the sum to the workers; it would cost the one receiving core
+        // a pass over every byte).
+        if end < start {
+            return Err(DropReason::Malformed.into());
+        }
+        let covered = frame.get(start..end).ok_or(DropReason::Truncated)?;
+        if !checksum_is_valid(covered) {
+            return Err(DropReason::GreChecksum.into());
+        }
+    }
     let inner = frame
         .get(steered.inner_ip_offset..)
         .ok_or(DropReason::Truncated)?;
     Ok(parse_inner(steered.inner_ethertype, inner, steered.tunnel)?)
+}
+
+/// True when the one's-complement sum of `bytes` (RFC 1071; checksum field included, as
+/// sent) is all ones: the GRE checksum of RFC 2784 verifies.
+fn checksum_is_valid(bytes: &[u8]) -> bool {
+    let mut sum: u64 = 0;
+    let mut words = bytes.chunks_exact(8);
+    for chunk in &mut words {
+        let mut w = [0u8; 8];
+        w.copy_from_slice(chunk);
+        let v = u64::from_be_bytes(w);
+        // Add the four 16-bit words, carrying into the upper bits.
+        sum += (v >> 48) + ((v >> 32) & 0xffff) + ((v >> 16) & 0xffff) + (v & 0xffff);
+    }
+    let mut pairs = words.remainder().chunks_exact(2);
+    for pair in &mut pairs {
+        sum += u64::from(u16::from_be_bytes([pair[0], pair[1]]));
+    }
+    if let [last] = pairs.remainder() {
+        sum += u64::from(*last) << 8;
+    }
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    sum == 0xffff
 }
 
 /// Parses a frame the XDP program redirected. The program hands frames over exactly as
