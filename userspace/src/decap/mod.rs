@@ -372,16 +372,17 @@ pub fn parse_captured<'a>(frame: &'a [u8], filter: &PortFilter) -> Result<Datagr
     Ok(parse_inner(steered.inner_ethertype, inner, steered.tunnel)?)
 }
 
-/// True when the one's-complement sum of `bytes` (RFC 1071; checksum field included, as
-/// sent) is all ones: the GRE checksum of RFC 2784 verifies.
-fn checksum_is_valid(bytes: &[u8]) -> bool {
+/// The folded 16-bit one's-complement sum of `bytes` (RFC 1071; an odd last byte is
+/// padded with zero). A checksum field holds the complement of this sum over its data
+/// with the field zeroed; over the data with the field as sent, it is all ones.
+pub fn ones_complement_sum(bytes: &[u8]) -> u16 {
     let mut sum: u64 = 0;
     let mut words = bytes.chunks_exact(8);
     for chunk in &mut words {
         let mut w = [0u8; 8];
         w.copy_from_slice(chunk);
         let v = u64::from_be_bytes(w);
-        // Add the four 16-bit words, carrying into the upper bits.
+        // The four 16-bit words, carrying into the upper bits.
         sum += (v >> 48) + ((v >> 32) & 0xffff) + ((v >> 16) & 0xffff) + (v & 0xffff);
     }
     let mut pairs = words.remainder().chunks_exact(2);
@@ -394,7 +395,13 @@ fn checksum_is_valid(bytes: &[u8]) -> bool {
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
     }
-    sum == 0xffff
+    sum as u16
+}
+
+/// True when the GRE checksum of RFC 2784 verifies over `bytes` (GRE header, checksum
+/// field as sent, and payload).
+fn checksum_is_valid(bytes: &[u8]) -> bool {
+    ones_complement_sum(bytes) == 0xffff
 }
 
 /// Parses a frame the XDP program redirected. The program hands frames over exactly as

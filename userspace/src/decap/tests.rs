@@ -202,7 +202,11 @@ fn a_corrupted_packet_under_a_gre_checksum_is_dropped_not_recorded() {
     ] {
         let spec = variant(&matrix, label);
         let frame = spec.build();
-        assert_eq!(parse_steered(&frame, &filter()), Ok(expected(&spec)), "{label}");
+        assert_eq!(
+            parse_steered(&frame, &filter()),
+            Ok(expected(&spec)),
+            "{label}"
+        );
         // One payload byte flipped on the way: every length still adds up.
         let mut bad = frame.clone();
         let last = spec.inner_udp_offset() + 8 + spec.inner.payload.len() - 1;
@@ -220,7 +224,11 @@ fn a_corrupted_packet_under_a_gre_checksum_is_dropped_not_recorded() {
         // Ethernet padding after the packet is not covered by the checksum.
         let mut padded = frame.clone();
         padded.extend_from_slice(&[0xaa; 7]);
-        assert_eq!(parse_steered(&padded, &filter()), Ok(expected(&spec)), "{label}");
+        assert_eq!(
+            parse_steered(&padded, &filter()),
+            Ok(expected(&spec)),
+            "{label}"
+        );
     }
     // Without the C bit the same corruption is not detectable here (the UDP checksum is
     // not verified): it is recorded as sent.

@@ -174,6 +174,9 @@ pub fn probes(filter: &PortFilter) -> Vec<Probe> {
     gre.extend_from_slice(&key6.to_be_bytes());
     gre.extend_from_slice(&7u32.to_be_bytes());
     gre.extend_from_slice(&inner_udp(port));
+    // A valid checksum: the workers verify it, as the kernel's GRE path does.
+    let checksum = !decap::ones_complement_sum(&gre);
+    gre[4..6].copy_from_slice(&checksum.to_be_bytes());
     let o6s = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10);
     let o6d = Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x11);
     let mut packet = ipv6_header(o6s, o6d, 47, gre.len());
