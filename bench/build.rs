@@ -5,8 +5,10 @@ use anyhow::{Context as _, anyhow};
 use aya_build::{Package, Toolchain};
 
 fn main() -> anyhow::Result<()> {
-    let manifest_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let ebpf_dir = manifest_dir
+    // Read when the script runs, not when it is compiled (one target directory may serve
+    // several checkouts; see userspace/build.rs).
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?;
+    let ebpf_dir = std::path::Path::new(&manifest_dir)
         .parent()
         .ok_or_else(|| anyhow!("bench crate has no parent directory"))?
         .join("ebpf/sluice-bench-ebpf");

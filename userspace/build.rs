@@ -12,7 +12,11 @@ fn build_ebpf() -> anyhow::Result<()> {
     use anyhow::{Context as _, anyhow};
     use aya_build::{Package, Toolchain};
 
-    let metadata_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    // Read when the script runs, not when it is compiled: one target directory may serve
+    // several checkouts (CI's clone beside the working tree), and a compiled-in path would
+    // build the other checkout's eBPF source.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").context("CARGO_MANIFEST_DIR")?;
+    let metadata_dir = std::path::Path::new(&manifest_dir);
     let ebpf_dir = metadata_dir
         .parent()
         .ok_or_else(|| anyhow!("userspace crate has no parent directory"))?
