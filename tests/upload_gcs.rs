@@ -4,13 +4,15 @@
 //! an independent reader (Python: gzip + json from the standard library, pyarrow for
 //! Parquet) and compared with the packets sent, one by one.
 //!
-//! Covers the happy path (gzip NDJSON and Parquet, with the `bigquery-ddl` column types
-//! checked against the Parquet schema), a ~30 s outage during traffic, a SIGKILL while
+//! Covers the happy path (gzip NDJSON, CSV and Parquet, over a mix of tunnels, keys and
+//! ports; for Parquet the `bigquery-ddl` column types are checked against the Parquet
+//! schema, and DuckDB reads the bucket as one hive-partitioned table whose columns, types
+//! and aggregates must be the DDL's and what was sent), a ~30 s outage during traffic, a SIGKILL while
 //! uploads are in flight (then a restart), a full spool with the emulator down, and the
 //! start-up errors (unknown bucket, unreachable endpoint, unwritable spool directory).
 //!
-//! Needs root, `ip`, `tcpreplay`, the emulator and the venv's pyarrow (`cargo xtask
-//! setup`). Under `CI=true` a missing prerequisite fails the test.
+//! Needs root, `ip`, `tcpreplay`, the emulator and the venv's pyarrow and duckdb (`cargo
+//! xtask setup`). Under `CI=true` a missing prerequisite fails the test.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,10 +20,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use sluice_testkit::daemon::{self, ConfigSpec, RunFiles, RunningSluice};
+use sluice_testkit::duckdb::{self as duck, HiveTable};
 use sluice_testkit::frames::{FrameSpec, MatrixParams, variant_matrix};
 use sluice_testkit::gcs::{Emulator, emulator_binary, wait_until};
 use sluice_testkit::netns::NetnsPair;
 use sluice_testkit::privilege::{require, require_root, require_tool};
+use sluice_testkit::records::{self, Record};
 use sluice_testkit::stats::Stats;
 use sluice_testkit::tcpreplay::{self, ReplayParams};
 
@@ -36,19 +40,13 @@ fn sluice_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
 }
 
-fn venv_python() -> Option<PathBuf> {
-    let python =
-        PathBuf::from(std::env::var_os("HOME")?).join(".local/share/sluice/venv/bin/python");
-    python.is_file().then_some(python)
-}
-
-/// Root, tools, the emulator and pyarrow; `None` (after saying why) outside CI.
+/// Root, tools, the emulator, pyarrow and duckdb; `None` (after saying why) outside CI.
 fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     if !(require_root(NAME) && ["ip", "tcpreplay"].iter().all(|t| require_tool(NAME, t))) {
         return None;
     }
     let emulator = emulator_binary();
-    let python = venv_python();
+    let python = sluice_testkit::python::venv_python(&["pyarrow", "duckdb"]);
     let found = require(
         NAME,
         emulator.is_some(),
@@ -56,7 +54,7 @@ fn prerequisites() -> Option<(PathBuf, PathBuf)> {
     ) && require(
         NAME,
         python.is_some(),
-        "needs the venv with pyarrow (run `cargo xtask setup`)",
+        "needs the venv with pyarrow and duckdb (run `cargo xtask setup`)",
     );
     if !found {
         return None;
@@ -74,6 +72,32 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     spec.inner.dst_port = 5000;
     spec.inner.payload = payload.to_vec();
     spec.build()
+}
+
+/// `count` unique payloads `<tag>-<n>`, each on the next GRE variant of the test kit's
+/// matrix in turn (IPv4/IPv6 outer and inner, with and without key, checksum, sequence and
+/// VLAN tags, ports 5000 and 5001), as a pcap in `dir`; returns the records Sluice must
+/// write for them.
+fn mixed_traffic(dir: &Path, tag: &str, count: usize) -> (PathBuf, Vec<Record>) {
+    let params = MatrixParams {
+        include_plain: false,
+        ..MatrixParams::default()
+    };
+    let variants: Vec<FrameSpec> = variant_matrix(&params)
+        .into_iter()
+        .map(|(_, spec)| spec)
+        .collect();
+    let specs: Vec<FrameSpec> = (0..count)
+        .map(|i| {
+            let mut spec = variants[i % variants.len()].clone();
+            spec.inner.payload = format!("{tag}-{i:07}").into_bytes();
+            spec
+        })
+        .collect();
+    let frames: Vec<Vec<u8>> = specs.iter().map(FrameSpec::build).collect();
+    let pcap = dir.join(format!("{tag}-mixed.pcap"));
+    sluice_testkit::pcap::write_pcap(&pcap, frames.iter().map(Vec::as_slice)).expect("pcap");
+    (pcap, specs.iter().map(records::expected_record).collect())
 }
 
 /// `count` unique payloads `<tag>-<n>`, starting at `first`, as a pcap in `dir`.
@@ -204,6 +228,20 @@ impl Lab {
         objects.into_iter().map(|(name, _)| name).collect()
     }
 
+    /// Every object under the prefix, downloaded into `into` under its name without the
+    /// prefix (`<stream>/dt=.../hour=.../<name>`): the bucket's layout, for DuckDB.
+    fn download_tree(&self, into: &Path) {
+        for (name, size) in self.emulator.list(BUCKET, "e2e/") {
+            let bytes = self.emulator.download(BUCKET, &name);
+            assert_eq!(bytes.len() as u64, size, "{name}");
+            let path = into.join(name.trim_start_matches("e2e/"));
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).expect("object dir");
+            }
+            std::fs::write(&path, bytes).expect("write object");
+        }
+    }
+
     /// The payloads of every record in the downloaded objects, read by Python.
     fn read_payloads(&self, dir: &Path) -> Vec<String> {
         let script = self.path("read_objects.py");
@@ -316,19 +354,39 @@ fn assert_exactly_once(mut got: Vec<String>, sent: &[String], what: &str) {
     }
 }
 
-fn happy_path(format: &str, extension: &str) {
-    let Some((emulator, python)) = prerequisites() else {
-        return;
-    };
+/// The current UTC hour (0-23).
+fn utc_hour() -> u32 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    u32::try_from(secs / 3600 % 24).unwrap_or(0)
+}
+
+/// Sends a mix of tunnels, keys and ports through XDP into the bucket and checks that
+/// every packet became exactly one record in an object of the right name; returns the
+/// lab (its objects still in the emulator), the records that were sent and the UTC hours
+/// the run started and ended in.
+fn happy_path(format: &str, extension: &str) -> Option<(Lab, Vec<Record>, (u32, u32))> {
+    let (emulator, python) = prerequisites()?;
     let lab = Lab::new(format, &emulator, python);
     let spool = lab.path("spool");
-    let spec = lab.config(format, &spool, "");
+    let mut spec = lab.config(format, &spool, "");
+    spec.ports = vec![5000, 5001];
     let (sluice, files) = lab.start(&spec, "run");
     const COUNT: usize = 4000;
-    let (pcap, sent) = traffic(lab.dir.path(), format, 0, COUNT);
+    let (pcap, expected) = mixed_traffic(lab.dir.path(), format, COUNT);
+    let sent: Vec<String> = expected
+        .iter()
+        .map(|r| {
+            let bytes = base64_decode(&r.payload);
+            String::from_utf8_lossy(&bytes).into_owned()
+        })
+        .collect();
+    let first_hour = utc_hour();
     send(&lab.pair, &pcap, 4000, COUNT);
     std::thread::sleep(Duration::from_millis(500));
     let stats = stop(sluice, &files);
+    let last_hour = utc_hour();
 
     assert!(stats.is_balanced(), "{stats:?}");
     assert_eq!(
@@ -351,6 +409,14 @@ fn happy_path(format: &str, extension: &str) {
         &sent,
         "objects vs packets",
     );
+    Some((lab, expected, (first_hour, last_hour)))
+}
+
+fn base64_decode(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("base64 payload")
 }
 
 #[test]
@@ -363,21 +429,12 @@ fn csv_gzip_objects_hold_exactly_the_packets_sent() {
     happy_path("csv_gzip", ".csv.gz");
 }
 
-/// Parquet read back by pyarrow; the `bigquery-ddl` statement's column types are the ones
-/// BigQuery derives from the Parquet schema pyarrow sees.
-#[test]
-fn parquet_objects_hold_exactly_the_packets_sent_and_match_the_ddl() {
-    happy_path("parquet", ".parquet");
-    let Some((emulator, python)) = prerequisites() else {
-        return;
-    };
-    let lab = Lab::new("ddl", &emulator, python.clone());
-    let spec = lab.config("parquet", &lab.path("spool"), "");
-    let config = lab.path("ddl.toml");
-    spec.write(&config).expect("config");
+/// The `bigquery-ddl` statement for `config`, and its columns (partition columns
+/// included) with their BigQuery types, in order.
+fn ddl_of(config: &Path) -> (String, Vec<(String, String)>) {
     let out = Command::new(sluice_binary())
         .args(["bigquery-ddl", "--dataset", "proj.telemetry", "--config"])
-        .arg(&config)
+        .arg(config)
         .output()
         .expect("bigquery-ddl");
     assert!(
@@ -386,6 +443,118 @@ fn parquet_objects_hold_exactly_the_packets_sent_and_match_the_ddl() {
         String::from_utf8_lossy(&out.stderr)
     );
     let ddl = String::from_utf8_lossy(&out.stdout).into_owned();
+    let columns = ddl
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim().trim_end_matches(',');
+            let rest = l.strip_prefix('`')?;
+            let (name, ty) = rest.split_once("` ")?;
+            Some((name.to_owned(), ty.to_owned()))
+        })
+        .collect();
+    (ddl, columns)
+}
+
+/// What DuckDB must see in the bucket for `expected` records received in hour `hour`.
+fn expected_table(ddl_columns: &[(String, String)], expected: &[Record], hour: u32) -> HiveTable {
+    let columns = ddl_columns
+        .iter()
+        .map(|(name, bigquery)| {
+            let duck = duck::duckdb_type(bigquery)
+                .unwrap_or_else(|| panic!("no DuckDB type for {name} {bigquery}"));
+            (name.clone(), duck.to_owned())
+        })
+        .collect();
+    let mut groups = BTreeMap::new();
+    for r in expected {
+        *groups
+            .entry(duck::group_key(r.tunnel_src.as_deref(), r.gre_key, hour))
+            .or_default() += 1;
+    }
+    let mut dst_ports: Vec<u16> = expected.iter().map(|r| r.dst_port).collect();
+    dst_ports.sort_unstable();
+    dst_ports.dedup();
+    HiveTable {
+        columns,
+        groups,
+        rows: expected.len() as u64,
+        payload_bytes: expected.iter().map(|r| r.payload_len as u64).sum(),
+        dst_ports,
+    }
+}
+
+/// Parquet read back by pyarrow; the `bigquery-ddl` statement's column types are the ones
+/// BigQuery derives from the Parquet schema pyarrow sees; DuckDB reads the downloaded
+/// bucket as one hive-partitioned table (`dt`, `hour`) with exactly the DDL's columns and
+/// types, and its counts per tunnel, key and hour, payload bytes and inner destination
+/// ports are what was sent.
+#[test]
+fn parquet_objects_hold_exactly_the_packets_sent_and_match_the_ddl() {
+    let Some((lab, expected, (first_hour, last_hour))) = happy_path("parquet", ".parquet") else {
+        return;
+    };
+    let spec = lab.config("parquet", &lab.path("spool"), "");
+    let config = lab.path("ddl.toml");
+    spec.write(&config).expect("config");
+    let (_, ddl_columns) = ddl_of(&config);
+    lab.download_tree(&lab.path("bucket"));
+    let table = duck::read_hive_parquet(&lab.python, &lab.path("bucket/raw"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let want = expected_table(&ddl_columns, &expected, first_hour);
+    if first_hour == last_hour {
+        assert_eq!(table, want);
+    } else {
+        // The run straddled an hour: the records are split between the two hours.
+        let later = expected_table(&ddl_columns, &expected, last_hour);
+        assert_eq!(
+            (
+                &table.columns,
+                table.rows,
+                table.payload_bytes,
+                &table.dst_ports
+            ),
+            (
+                &want.columns,
+                want.rows,
+                want.payload_bytes,
+                &want.dst_ports
+            )
+        );
+        let per_tunnel = |t: &HiveTable| {
+            let mut sums: BTreeMap<String, u64> = BTreeMap::new();
+            for (key, n) in &t.groups {
+                let tunnel = key.rsplit_once('|').map_or(key.as_str(), |(t, _)| t);
+                *sums.entry(tunnel.to_owned()).or_default() += n;
+            }
+            sums
+        };
+        assert_eq!(per_tunnel(&table), per_tunnel(&want));
+        assert!(
+            table
+                .groups
+                .keys()
+                .all(|k| want.groups.contains_key(k) || later.groups.contains_key(k)),
+            "{table:?}"
+        );
+    }
+}
+
+/// The DDL of the default-format (Parquet) gcs config, and the Parquet schema pyarrow
+/// sees in a file Sluice wrote for it, agree column by column.
+#[test]
+fn parquet_ddl_types_match_the_parquet_schema() {
+    let Some((emulator, python)) = prerequisites() else {
+        return;
+    };
+    let lab = Lab::new("ddl", &emulator, python.clone());
+    // The daemon's default format: the config names none.
+    let spec = ConfigSpec {
+        format: None,
+        ..lab.config("parquet", &lab.path("spool"), "")
+    };
+    let config = lab.path("ddl.toml");
+    spec.write(&config).expect("config");
+    let (ddl, columns) = ddl_of(&config);
     assert!(
         ddl.contains("CREATE EXTERNAL TABLE `proj.telemetry.raw`"),
         "{ddl}"
@@ -400,14 +569,8 @@ fn parquet_objects_hold_exactly_the_packets_sent_and_match_the_ddl() {
     );
     assert!(ddl.contains("format = 'PARQUET'"), "{ddl}");
     // Column → BigQuery type, as the DDL says and as pyarrow's schema implies.
-    let ddl_types: BTreeMap<String, String> = ddl
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim().trim_end_matches(',');
-            let rest = l.strip_prefix('`')?;
-            let (name, ty) = rest.split_once("` ")?;
-            Some((name.to_owned(), ty.to_owned()))
-        })
+    let ddl_types: BTreeMap<String, String> = columns
+        .into_iter()
         .filter(|(name, _)| name != "dt" && name != "hour")
         .collect();
     // A file of the same stream and format, written by sluice itself.

@@ -488,11 +488,13 @@ pub fn check(path: &Path) -> Result<String, AppError> {
 
 /// `sluice bigquery-ddl`: one `CREATE EXTERNAL TABLE` statement per stream, for the
 /// configured format, named `<dataset>.<stream>`, reading `gs://bucket/prefix/<stream>/`
-/// (or `<uri_prefix>/<stream>/` for a directory sink whose files are copied there).
+/// (or `<uri_prefix>/<stream>/` for a directory sink whose files are copied there), with
+/// `options` (`--require-partition-filter`).
 pub fn bigquery_ddl(
     config: &Config,
     dataset: &str,
     uri_prefix: Option<&str>,
+    options: sluice_formats::DdlOptions,
 ) -> Result<String, AppError> {
     let base = match (uri_prefix, &config.sink.gcs) {
         (Some(prefix), _) => prefix.trim_end_matches('/').to_owned(),
@@ -517,10 +519,54 @@ pub fn bigquery_ddl(
             &format!("{base}/{}", stream.name),
             config.sink.format,
             stream.factory.schema(),
+            options,
         )
         .map_err(|e| AppError::Ddl(format!("sink.format = \"{}\": {e}", config.sink.format)))?;
         out.push_str(&ddl);
         out.push('\n');
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bigquery_ddl_reads_the_default_format() -> Result<(), AppError> {
+        // Only the required field: the default sink format (parquet) must be readable.
+        let config = Config::parse("[source]\ninterface = \"eth0\"\n")?;
+        let options = sluice_formats::DdlOptions::default();
+        let ddl = bigquery_ddl(&config, "proj.telemetry", Some("gs://b/p/"), options)?;
+        assert!(
+            ddl.starts_with("CREATE EXTERNAL TABLE `proj.telemetry.raw`\n(\n"),
+            "{ddl}"
+        );
+        assert!(
+            ddl.ends_with(
+                "OPTIONS (\n  format = 'PARQUET',\n  uris = ['gs://b/p/raw/*'],\n  \
+                 hive_partition_uri_prefix = 'gs://b/p/raw',\n  \
+                 require_hive_partition_filter = false\n);\n\n"
+            ),
+            "{ddl}"
+        );
+        let required = sluice_formats::DdlOptions {
+            require_partition_filter: true,
+        };
+        let ddl = bigquery_ddl(&config, "proj.telemetry", Some("gs://b/p"), required)?;
+        assert!(
+            ddl.ends_with("  require_hive_partition_filter = true\n);\n\n"),
+            "{ddl}"
+        );
+        assert_eq!(
+            bigquery_ddl(&config, "d", None, options)
+                .map_err(|e| e.to_string())
+                .err()
+                .as_deref(),
+            Some(
+                "sink.kind = \"directory\" has no bucket: pass --uri-prefix gs://BUCKET/PATH (where the stream folders are copied)"
+            )
+        );
+        Ok(())
+    }
 }

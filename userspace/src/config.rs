@@ -215,17 +215,18 @@ pub struct SinkConfig {
     pub path: PathBuf,
     /// The `<host>` part of file and object names; empty means the machine's hostname.
     pub host: String,
-    /// File format of every batch: `ndjson_zstd` (default), `ndjson_gzip`, `csv_gzip`
-    /// or `parquet`.
+    /// File format of every batch: `parquet` (default: ZSTD pages, typed columns, read by
+    /// BigQuery), `ndjson_gzip`, `csv_gzip` or `ndjson_zstd` (not read by BigQuery).
     pub format: Format,
     /// Compression level: gzip 0–9 (default 6), zstd and Parquet's ZSTD pages 1–22
     /// (default 3).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression_level: Option<i32>,
-    /// parquet: a new row group after this many rows (default: one per batch).
+    /// parquet: a new row group after this many rows (default: no row limit).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub row_group_rows: Option<u64>,
-    /// parquet: a new row group once this many bytes of values are buffered.
+    /// parquet: a new row group once this many bytes of values are buffered (default
+    /// 64 MiB; a batch below it is one row group).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub row_group_bytes: Option<u64>,
     /// gcs: bucket, prefix, endpoint, credentials, spool and retry settings.
@@ -239,7 +240,9 @@ impl Default for SinkConfig {
             kind: SinkKind::Directory,
             path: PathBuf::from("/var/lib/sluice/records"),
             host: String::new(),
-            format: Format::NdjsonZstd,
+            // BigQuery reads Parquet (and gzip NDJSON/CSV), not zstd NDJSON: the default
+            // output must be queryable where Sluice's records are meant to be queried.
+            format: Format::Parquet,
             compression_level: None,
             row_group_rows: None,
             row_group_bytes: None,
@@ -565,7 +568,17 @@ mod tests {
         );
         assert_eq!(
             message_of("[source]\ninterface=\"e\"\n[sink]\ncompression_level=30"),
-            "sink.compression_level: 30 is out of range for ndjson_zstd: use 1 to 22"
+            "sink.compression_level: 30 is out of range for parquet: use 1 to 22"
+        );
+        assert_eq!(
+            message_of("[source]\ninterface=\"e\"\n[sink]\nrow_group_bytes=0"),
+            "sink.row_group_bytes: 0 is not a size: use at least 1, or leave it out for the default of 67108864"
+        );
+        assert_eq!(
+            message_of(
+                "[source]\ninterface=\"e\"\n[sink]\nformat=\"ndjson_gzip\"\nrow_group_bytes=1"
+            ),
+            "sink.row_group_bytes: only applies to format \"parquet\", not \"ndjson_gzip\""
         );
         assert_eq!(
             message_of("[source]\ninterface=\"e\"\n[sink]\nkind=\"gcs\""),
@@ -620,6 +633,8 @@ mod example_tests {
         assert_eq!(config.source.interface, "eth0");
         assert_eq!(config.filter.ports, vec![2055, 4739, 514, 6343]);
         assert_eq!(config.sink.path, PathBuf::from("/var/lib/sluice/records"));
+        assert_eq!(config.sink.format, Format::Parquet);
+        assert_eq!(config.sink.format_config().row_group_bytes(), 64 << 20);
         Ok(())
     }
 }

@@ -61,6 +61,10 @@ enum Command {
         /// bucket and prefix.
         #[arg(long)]
         uri_prefix: Option<String>,
+        /// Make BigQuery refuse queries without a filter on `dt` or `hour`
+        /// (`require_hive_partition_filter = true`).
+        #[arg(long)]
+        require_partition_filter: bool,
     },
 }
 
@@ -114,9 +118,19 @@ fn main() -> ExitCode {
             config,
             dataset,
             uri_prefix,
+            require_partition_filter,
         } => Config::load(&config)
             .map_err(app::AppError::from)
-            .and_then(|c| app::bigquery_ddl(&c, &dataset, uri_prefix.as_deref()))
+            .and_then(|c| {
+                app::bigquery_ddl(
+                    &c,
+                    &dataset,
+                    uri_prefix.as_deref(),
+                    sluice_formats::DdlOptions {
+                        require_partition_filter,
+                    },
+                )
+            })
             .map(|text| print!("{text}")),
     };
     match result {

@@ -4,9 +4,10 @@
 //! bounded burst from namespace a (GRE over IPv4 and IPv6 with several tunnels and keys,
 //! some plain UDP, and frames that must pass to the kernel) with tcpreplay, checks that
 //! ping and a TCP exchange still work while XDP is attached, stops the daemon with
-//! SIGTERM, and prints what it counted and recorded. Exits non-zero if the counters do not
-//! balance, if not every steered frame was recorded, or if ping/TCP failed. Namespaces and
-//! the daemon are cleaned up on every exit, Ctrl-C included.
+//! SIGTERM, and prints what it counted and recorded (in the default format, Parquet, read
+//! back with the parquet crate through the test kit). Exits non-zero if the counters do
+//! not balance, if not every steered frame was recorded, or if ping/TCP failed. Namespaces
+//! and the daemon are cleaned up on every exit, Ctrl-C included.
 
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -101,7 +102,13 @@ pub fn run(args: &DemoArgs) -> anyhow::Result<()> {
         pair.if_b
     );
     let files = RunFiles::in_dir(work.path(), "sluice");
-    ConfigSpec::xdp(&pair.if_b, &out_dir).write(&files.config)?;
+    // The daemon's default format (Parquet, what BigQuery reads), read back with the
+    // parquet crate by the test kit: the demo shows what an operator gets by default.
+    ConfigSpec {
+        format: None,
+        ..ConfigSpec::xdp(&pair.if_b, &out_dir)
+    }
+    .write(&files.config)?;
     let mut sluice = daemon::start_run(&binary, &pair.b, &files)?;
     println!(
         "demo: sluice run started (pid {:?}), waiting for it to be ready",

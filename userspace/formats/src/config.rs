@@ -5,12 +5,21 @@
 //! format = "parquet"          # ndjson_gzip | ndjson_zstd | csv_gzip | parquet
 //! compression_level = 3       # optional; gzip 0-9 (6), zstd 1-22 (3)
 //! row_group_rows = 1000000    # optional, Parquet only: a row group every N rows
-//! row_group_bytes = 67108864  # optional, Parquet only: ... or every N buffered bytes
+//! row_group_bytes = 67108864  # Parquet only: ... or every N bytes of values (the default)
 //! ```
+//!
+//! A row group never spans batches: a batch smaller than `row_group_bytes` (the usual
+//! case at low rates, when `batch.max_age_ms` closes it) is one row group.
 
 use serde::{Deserialize, Serialize};
 
 use crate::FormatError;
+
+/// The default of [`FormatConfig::row_group_bytes`]: 64 MiB of values before encoding and
+/// compression. BigQuery recommends Parquet row groups of at least 16 MiB: a row group
+/// closed here stays at or above that after encoding and ZSTD unless its values shrink
+/// more than four-fold. Only a batch that large gets there (see docs/formats.md).
+pub const DEFAULT_ROW_GROUP_BYTES: u64 = 64 << 20;
 
 /// A file format of a batch.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -88,12 +97,12 @@ pub struct FormatConfig {
     /// (default 3).
     #[serde(default)]
     pub compression_level: Option<i32>,
-    /// Parquet only: start a new row group after this many rows. Without it (and without
-    /// `row_group_bytes`) a batch is one row group.
+    /// Parquet only: start a new row group after this many rows (default: no row limit).
     #[serde(default)]
     pub row_group_rows: Option<u64>,
     /// Parquet only: start a new row group once this many bytes of values are buffered
-    /// (BigQuery prefers row groups of 16 MiB or more).
+    /// (default [`DEFAULT_ROW_GROUP_BYTES`]; BigQuery prefers row groups of 16 MiB or
+    /// more). A batch below it is one row group.
     #[serde(default)]
     pub row_group_bytes: Option<u64>,
 }
@@ -115,6 +124,11 @@ impl FormatConfig {
             .unwrap_or_else(|| self.format.default_level())
     }
 
+    /// The row-group byte threshold in effect (Parquet).
+    pub fn row_group_bytes(&self) -> u64 {
+        self.row_group_bytes.unwrap_or(DEFAULT_ROW_GROUP_BYTES)
+    }
+
     /// Checks the options against the format.
     ///
     /// # Errors
@@ -134,9 +148,13 @@ impl FormatConfig {
                 ),
             });
         }
-        for (field, value) in [
-            ("row_group_rows", self.row_group_rows),
-            ("row_group_bytes", self.row_group_bytes),
+        for (field, value, default) in [
+            ("row_group_rows", self.row_group_rows, "no row limit"),
+            (
+                "row_group_bytes",
+                self.row_group_bytes,
+                "the default of 67108864",
+            ),
         ] {
             match value {
                 None => {}
@@ -152,7 +170,9 @@ impl FormatConfig {
                 Some(0) => {
                     return Err(FormatError::Config {
                         field,
-                        reason: "0 is not a size: use at least 1, or leave it out for one row group per batch".into(),
+                        reason: format!(
+                            "0 is not a size: use at least 1, or leave it out for {default}"
+                        ),
                     });
                 }
                 Some(_) => {}
@@ -207,7 +227,7 @@ mod tests {
         assert_eq!(
             err("format = \"parquet\"\nrow_group_bytes = 0").as_deref(),
             Some(
-                "row_group_bytes: 0 is not a size: use at least 1, or leave it out for one row group per batch"
+                "row_group_bytes: 0 is not a size: use at least 1, or leave it out for the default of 67108864"
             )
         );
         assert!(err("format = \"avro\"").is_some_and(|e| e.contains("unknown variant `avro`")),);
@@ -220,5 +240,10 @@ mod tests {
         assert_eq!(config.level(), 9);
         assert_eq!(config.row_group_rows, Some(10));
         assert_eq!(FormatConfig::new(Format::CsvGzip).level(), 6);
+        assert_eq!(
+            FormatConfig::new(Format::Parquet).row_group_bytes(),
+            64 * 1024 * 1024
+        );
+        assert_eq!(config.row_group_bytes(), DEFAULT_ROW_GROUP_BYTES);
     }
 }

@@ -6,12 +6,23 @@
 //! In the text formats a BYTES column must be base64, so a hex `Bytes` column is declared
 //! STRING there (in Parquet it is raw bytes: BYTES). Every column is NULLABLE: a `UInt64`
 //! above `i64::MAX` is written as null, and BigQuery ignores REQUIRED for external files.
+//!
+//! [`DdlOptions::require_partition_filter`] sets `require_hive_partition_filter = true`:
+//! BigQuery then refuses queries without a filter on `dt` or `hour`, so nobody scans (and
+//! lists) every partition of a large table by mistake.
 
 use std::fmt::Write as _;
 
 use sluice_decode::{BytesEncoding, ColumnType, RecordSchema};
 
 use crate::{Format, FormatError, columns::OutputColumns};
+
+/// Choices of the statement beyond the table, prefix and format.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DdlOptions {
+    /// `require_hive_partition_filter = true`: queries must filter on `dt` or `hour`.
+    pub require_partition_filter: bool,
+}
 
 /// The BigQuery type of a column in files of `format`.
 pub fn bigquery_type(format: Format, ty: ColumnType) -> &'static str {
@@ -27,7 +38,8 @@ pub fn bigquery_type(format: Format, ty: ColumnType) -> &'static str {
 }
 
 /// The `CREATE EXTERNAL TABLE` statement for a stream written in `format` under
-/// `uri_prefix` (`gs://bucket/prefix/stream`, the folder that holds the `dt=` folders).
+/// `uri_prefix` (`gs://bucket/prefix/stream`, the folder that holds the `dt=` folders),
+/// with `options`.
 ///
 /// # Errors
 /// [`FormatError::NotReadableByBigQuery`] for `ndjson_zstd`;
@@ -38,6 +50,7 @@ pub fn bigquery_ddl(
     uri_prefix: &str,
     format: Format,
     schema: &RecordSchema,
+    options: DdlOptions,
 ) -> Result<String, FormatError> {
     let (format_option, extra_options): (&str, &[&str]) = match format {
         Format::NdjsonGzip => ("NEWLINE_DELIMITED_JSON", &["compression = 'GZIP'"]),
@@ -82,6 +95,10 @@ pub fn bigquery_ddl(
     }
     let _ = writeln!(ddl, "  uris = ['{prefix}/*'],");
     let _ = writeln!(ddl, "  hive_partition_uri_prefix = '{prefix}',");
-    ddl.push_str("  require_hive_partition_filter = false\n);\n");
+    let _ = writeln!(
+        ddl,
+        "  require_hive_partition_filter = {}\n);",
+        options.require_partition_filter
+    );
     Ok(ddl)
 }

@@ -37,7 +37,7 @@ use sluice_decode::{PacketContext, RecordSchema, RowSink, Value};
 
 pub use crate::{
     config::{Format, FormatConfig},
-    ddl::bigquery_ddl,
+    ddl::{DdlOptions, bigquery_ddl},
     error::FormatError,
     parquet_file::ParquetEncoder,
     textfile::TextEncoder,

@@ -3,8 +3,9 @@
 //!
 //! Rows are buffered column by column (values packed densely plus definition levels; the
 //! bytes of all strings of a column share one buffer, so a row allocates nothing once the
-//! buffers have grown) and written as a row group when the configured row or byte count is
-//! reached, and at `finish`. Without a row-group size a batch is one row group.
+//! buffers have grown) and written as a row group when the configured row count or byte
+//! count (`row_group_bytes`, default 64 MiB of values) is reached, and at `finish`: a batch
+//! below both is one row group.
 //!
 //! Column types (see docs/formats.md for the table with BigQuery's): `UInt64`/`Int64` →
 //! INT64, `Float64` → DOUBLE, `Bool` → BOOLEAN, `String`/`IpAddr`/`MacAddr` → BYTE_ARRAY
@@ -301,7 +302,7 @@ impl ParquetEncoder {
             columns: buffers,
             decoder_columns: columns.decoder_columns(),
             row_group_rows: config.row_group_rows.unwrap_or(u64::MAX),
-            row_group_bytes: config.row_group_bytes.unwrap_or(u64::MAX),
+            row_group_bytes: config.row_group_bytes(),
             buffered_rows: 0,
             buffered_bytes: 0,
             uncompressed: 0,

@@ -279,6 +279,48 @@ fn parquet_row_groups_follow_the_configured_size() {
     assert_eq!(rows, [2, 2, 1]);
 }
 
+/// The bytes of values one `second_row()` row adds (the encoder's own estimate).
+fn second_row_bytes() -> u64 {
+    let mut encoder = encode(Format::Parquet, &all_types(), &[]);
+    encoder.row(&ctx(false), &second_row());
+    encoder.uncompressed_len()
+}
+
+fn row_groups_of(config: &FormatConfig, rows: usize) -> Vec<i64> {
+    let mut encoder = FileEncoder::new(config, &all_types()).expect("encoder");
+    for _ in 0..rows {
+        encoder.row(&ctx(false), &second_row());
+    }
+    assert_eq!(encoder.records(), rows as u64);
+    let file = encoder.finish().expect("finish");
+    let reader = SerializedFileReader::new(bytes::Bytes::from(file)).expect("parquet");
+    reader
+        .metadata()
+        .row_groups()
+        .iter()
+        .map(|g| g.num_rows())
+        .collect()
+}
+
+#[test]
+fn parquet_row_groups_close_at_the_byte_threshold() {
+    let row = second_row_bytes();
+    assert_eq!(row, 135);
+    let mut config = FormatConfig::new(Format::Parquet);
+    config.row_group_bytes = Some(10 * row);
+    // Above the threshold: a row group every 10 rows, the rest in the last one.
+    assert_eq!(row_groups_of(&config, 25), [10, 10, 5]);
+    // Below it: the batch is one row group.
+    assert_eq!(row_groups_of(&config, 9), [9]);
+    // The row cap still applies beside the byte threshold.
+    config.row_group_rows = Some(4);
+    assert_eq!(row_groups_of(&config, 9), [4, 4, 1]);
+    // The default threshold (64 MiB) keeps an ordinary batch in one row group.
+    let config = FormatConfig::new(Format::Parquet);
+    assert_eq!(config.row_group_bytes(), 64 << 20);
+    assert_eq!(row_groups_of(&config, 1000), [1000]);
+}
+
 #[test]
 fn rows_that_break_the_schema_refuse_the_batch() {
     let mut text = encode(Format::CsvGzip, &all_types(), &[]);
@@ -316,6 +358,7 @@ fn ddl_for_parquet_declares_every_column() {
         "gs://bucket/sluice/raw/",
         Format::Parquet,
         RawFactory::default().schema(),
+        DdlOptions::default(),
     )
     .expect("ddl");
     assert_eq!(
@@ -332,26 +375,80 @@ fn ddl_for_parquet_declares_every_column() {
 }
 
 #[test]
+fn ddl_can_require_a_partition_filter() {
+    let options = DdlOptions {
+        require_partition_filter: true,
+    };
+    let ddl = bigquery_ddl(
+        "proj.sluice.raw",
+        "gs://bucket/sluice/raw",
+        Format::Parquet,
+        RawFactory::default().schema(),
+        options,
+    )
+    .expect("ddl");
+    assert!(
+        ddl.ends_with(
+            "WITH PARTITION COLUMNS\n(\n  `dt` DATE,\n  `hour` INT64\n)\n\
+             OPTIONS (\n  format = 'PARQUET',\n  uris = ['gs://bucket/sluice/raw/*'],\n  \
+               hive_partition_uri_prefix = 'gs://bucket/sluice/raw',\n  \
+               require_hive_partition_filter = true\n);\n"
+        ),
+        "{ddl}"
+    );
+    let ddl =
+        bigquery_ddl("p.d.t", "gs://b/x", Format::CsvGzip, &all_types(), options).expect("ddl");
+    assert!(
+        ddl.ends_with(
+            "  skip_leading_rows = 1,\n  uris = ['gs://b/x/*'],\n  \
+             hive_partition_uri_prefix = 'gs://b/x',\n  require_hive_partition_filter = true\n);\n"
+        ),
+        "{ddl}"
+    );
+}
+
+#[test]
 fn ddl_for_text_formats_names_the_compression() {
-    let ddl = bigquery_ddl("p.d.t", "gs://b/x", Format::CsvGzip, &all_types()).expect("ddl");
+    let ddl = bigquery_ddl(
+        "p.d.t",
+        "gs://b/x",
+        Format::CsvGzip,
+        &all_types(),
+        DdlOptions::default(),
+    )
+    .expect("ddl");
     assert!(ddl.contains("  `h` STRING,\n  `b64` BYTES,\n"), "{ddl}");
     assert!(
         ddl.contains("  format = 'CSV',\n  compression = 'GZIP',\n  skip_leading_rows = 1,\n"),
         "{ddl}"
     );
-    let ddl = bigquery_ddl("p.d.t", "gs://b/x", Format::NdjsonGzip, &all_types()).expect("ddl");
+    let ddl = bigquery_ddl(
+        "p.d.t",
+        "gs://b/x",
+        Format::NdjsonGzip,
+        &all_types(),
+        DdlOptions::default(),
+    )
+    .expect("ddl");
     assert!(
         ddl.contains("  format = 'NEWLINE_DELIMITED_JSON',\n  compression = 'GZIP',\n  uris"),
         "{ddl}"
     );
-    let ddl = bigquery_ddl("p.d.t", "gs://b/x", Format::Parquet, &all_types()).expect("ddl");
+    let ddl = bigquery_ddl(
+        "p.d.t",
+        "gs://b/x",
+        Format::Parquet,
+        &all_types(),
+        DdlOptions::default(),
+    )
+    .expect("ddl");
     assert!(ddl.contains("  `h` BYTES,\n  `b64` BYTES,\n"), "{ddl}");
 }
 
 #[test]
 fn ddl_refuses_what_bigquery_cannot_read() {
     let err = |table: &str, prefix: &str, format: Format| {
-        bigquery_ddl(table, prefix, format, &all_types())
+        bigquery_ddl(table, prefix, format, &all_types(), DdlOptions::default())
             .map_err(|e| e.to_string())
             .err()
     };

@@ -10,7 +10,7 @@
 use std::{
     borrow::Cow,
     net::{IpAddr, Ipv4Addr, Ipv6Addr},
-    path::{Path, PathBuf},
+    path::Path,
     process::Command,
 };
 
@@ -20,7 +20,8 @@ use sluice_decode::{
     RowSink as _, Value, netflow::NetflowFactory, raw::RawFactory,
 };
 use sluice_formats::{
-    BatchEncoder as _, FileEncoder, Format, FormatConfig, bigquery_ddl, columns::OutputColumns,
+    BatchEncoder as _, DdlOptions, FileEncoder, Format, FormatConfig, bigquery_ddl,
+    columns::OutputColumns,
 };
 use sluice_testkit::privilege;
 
@@ -101,16 +102,6 @@ else:
 out['rows'] = rows
 json.dump(out, sys.stdout)
 "#;
-
-fn venv_python() -> Option<PathBuf> {
-    let home = std::env::var_os("HOME")?;
-    let python = Path::new(&home).join(".local/share/sluice/venv/bin/python");
-    let ok = Command::new(&python)
-        .args(["-c", "import pyarrow"])
-        .output()
-        .is_ok_and(|o| o.status.success());
-    ok.then_some(python)
-}
 
 /// Deterministic pseudo-random numbers (xorshift), so a failure reproduces.
 struct Rng(u64);
@@ -356,7 +347,14 @@ fn check_schema(python: &Path, dir: &Path, schema: &RecordSchema, seed: u64) {
 
         if format == Format::Parquet {
             assert_eq!(read["codecs"], json!(["ZSTD"]));
-            let ddl = bigquery_ddl("p.d.t", "gs://bucket/prefix", format, schema).expect("ddl");
+            let ddl = bigquery_ddl(
+                "p.d.t",
+                "gs://bucket/prefix",
+                format,
+                schema,
+                DdlOptions::default(),
+            )
+            .expect("ddl");
             let declared: Vec<(String, &str)> = ddl
                 .lines()
                 .skip(2)
@@ -391,7 +389,7 @@ fn check_schema(python: &Path, dir: &Path, schema: &RecordSchema, seed: u64) {
 
 #[test]
 fn python_reads_every_format_back_exactly() {
-    let Some(python) = venv_python() else {
+    let Some(python) = sluice_testkit::python::venv_python(&["pyarrow"]) else {
         privilege::require(
             "python_reads_every_format_back_exactly",
             false,
