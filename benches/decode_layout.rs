@@ -3,6 +3,11 @@
 //! block), the same number of plain big-endian integers (the interpreter's floor), and a
 //! header + 8 readings event chosen by a discriminator (one record per reading). Rows go to a sink that only looks at them. Before the benchmarks, the number
 //! of heap allocations per payload is counted and printed: it must be 0.
+//!
+//! Beside them, the error path (`rejected_*`): the reference event cut to 40 bytes
+//! (`truncated`) and with a `kind` its enum does not name under `on_unknown = "error"`
+//! (`unknown_enum`). A flood of malformed payloads must cost no more than good ones, and
+//! allocate nothing either.
 
 use std::{
     hint::black_box,
@@ -12,7 +17,9 @@ use std::{
 use criterion::{Criterion, Throughput, criterion_group};
 use sluice_decode::{
     Decoder, PacketContext,
-    layout::{FieldConfig, GroupConfig, LayoutConfig, LayoutFactory, TimeUnit, VariantConfig},
+    layout::{
+        FieldConfig, GroupConfig, LayoutConfig, LayoutFactory, TimeUnit, UnknownEnum, VariantConfig,
+    },
 };
 
 #[path = "support/counting_alloc.rs"]
@@ -101,6 +108,27 @@ fn readings() -> (LayoutConfig, Vec<u8>) {
     (config, p)
 }
 
+/// The reference event cut after 40 bytes (`truncated`).
+fn rejected_truncated() -> (LayoutConfig, Vec<u8>) {
+    let mut payload = flat_payload(0);
+    payload.truncate(40);
+    (flat_config(), payload)
+}
+
+/// The reference event with `kind` 9, which its enum does not name, refused
+/// (`on_unknown = "error"`: `unknown_enum`).
+fn rejected_unknown_enum() -> (LayoutConfig, Vec<u8>) {
+    let mut config = flat_config();
+    for f in &mut config.fields {
+        if f.name == "kind" {
+            f.on_unknown = Some(UnknownEnum::Error);
+        }
+    }
+    let mut payload = flat_payload(0);
+    payload[1] = 9;
+    (config, payload)
+}
+
 fn ctx() -> PacketContext {
     let ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7));
     PacketContext {
@@ -129,6 +157,22 @@ fn allocations_per_payload(config: &LayoutConfig, payload: &[u8]) -> (f64, u64) 
     (allocations, sink.0 / u64::from(rounds + 1))
 }
 
+/// Allocations per rejected payload once warm; the error must be of `kind`.
+fn allocations_per_rejection(config: &LayoutConfig, payload: &[u8], kind: &str) -> f64 {
+    let factory = LayoutFactory::new("bench", config).expect("valid layout");
+    let mut decoder = factory.decoder();
+    let mut sink = Discard(0);
+    let ctx = ctx();
+    let mut reject = || {
+        let err = decoder
+            .decode(&ctx, payload, &mut sink)
+            .expect_err("rejected");
+        assert_eq!(err.kind, kind);
+    };
+    reject();
+    counting_alloc::allocations_per_call(10_000, reject)
+}
+
 fn bench(c: &mut Criterion) {
     let ctx = ctx();
     let mut group = c.benchmark_group("decode_layout");
@@ -153,6 +197,22 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+    for (name, (config, payload)) in [
+        ("rejected_truncated", rejected_truncated()),
+        ("rejected_unknown_enum", rejected_unknown_enum()),
+    ] {
+        let factory = LayoutFactory::new("bench", &config).expect("valid layout");
+        let mut decoder = factory.decoder();
+        let mut sink = Discard(0);
+        group.throughput(Throughput::Elements(1));
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                decoder
+                    .decode(&ctx, black_box(&payload), &mut sink)
+                    .expect_err("rejected")
+            })
+        });
+    }
     group.finish();
 }
 
@@ -167,6 +227,18 @@ fn main() {
         let (allocations, rows) = allocations_per_payload(&config, &payload);
         println!("{name}: {rows} rows per payload, {allocations} allocations per payload");
         assert_eq!(allocations, 0.0, "{name} allocates while decoding");
+    }
+    for (name, kind, (config, payload)) in [
+        ("rejected_truncated", "truncated", rejected_truncated()),
+        (
+            "rejected_unknown_enum",
+            "unknown_enum",
+            rejected_unknown_enum(),
+        ),
+    ] {
+        let allocations = allocations_per_rejection(&config, &payload, kind);
+        println!("{name}: {kind}, {allocations} allocations per payload");
+        assert_eq!(allocations, 0.0, "{name} allocates while rejecting");
     }
     benches();
     Criterion::default().configure_from_args().final_summary();

@@ -4,6 +4,10 @@
 //! decoded with their templates already known, into a sink that only looks at the rows.
 //! Criterion reports elements per second: flows per second per core. Before the
 //! benchmarks, the heap allocations per packet are counted and printed: they must be 0.
+//!
+//! Beside them, the error path (`rejected_*`, one packet each): the v5 export with version
+//! 8 (`bad_version`) and cut inside its header (`truncated`). A flood of malformed packets
+//! must cost no more than good ones, and allocate nothing either.
 
 use std::{
     hint::black_box,
@@ -170,6 +174,41 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 d.decode(&context, black_box(data), &mut sink)
                     .expect("decodes")
+            })
+        });
+    }
+    let mut bad_version = v5.clone();
+    bad_version[1] = 8;
+    let short_header = v5.get(..20).unwrap_or_default().to_vec();
+    group.throughput(Throughput::Elements(1));
+    for (name, kind, data) in [
+        (
+            "rejected_bad_version",
+            "bad_version",
+            bad_version.as_slice(),
+        ),
+        (
+            "rejected_truncated_header",
+            "truncated",
+            short_header.as_slice(),
+        ),
+    ] {
+        let factory = NetflowFactory::new(&NetflowConfig::default()).expect("factory");
+        let mut d = factory.build();
+        let mut sink = Discard(0);
+        let context = ctx();
+        let mut reject = || {
+            let err = d.decode(&context, data, &mut sink).expect_err("rejected");
+            assert_eq!(err.kind, kind);
+        };
+        reject();
+        let per_packet = counting_alloc::allocations_per_call(1000, &mut reject);
+        println!("{name}: {kind}, {per_packet} allocations per packet");
+        assert_eq!(per_packet, 0.0, "{name} allocates while rejecting");
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                d.decode(&context, black_box(data), &mut sink)
+                    .expect_err("rejected")
             })
         });
     }

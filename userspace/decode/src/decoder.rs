@@ -1,6 +1,6 @@
 //! The decoder interface.
 
-use std::net::IpAddr;
+use std::{fmt, net::IpAddr};
 
 use crate::{schema::RecordSchema, value::Value};
 
@@ -68,18 +68,22 @@ pub struct DecodeOutcome {
 }
 
 /// Why a payload was not decoded. Counted under `decode_error` with the decoder and
-/// `kind` as labels; `field`/`offset` go into a sampled log line.
+/// `kind` as labels; `field`/`offset`/`detail` go into a sampled log line.
+///
+/// Building and returning one allocates nothing (a flood of malformed payloads must cost
+/// no more per packet than good ones): the field is a static name, the detail
+/// is a static text with a few numbers, both rendered only by `Display`.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{kind}: field {field:?} at offset {offset}: {message}")]
+#[error("{kind}: field {} at offset {offset}: {detail}", QuotedField(field))]
 pub struct DecodeError {
     /// Short stable reason, a bounded set per decoder (`truncated`, `bad_version`, `no_template`, ...).
     pub kind: DecodeErrorKind,
     /// The field being decoded, if any.
-    pub field: Option<String>,
+    pub field: FieldName,
     /// Byte offset in the payload where decoding failed.
     pub offset: usize,
     /// Human detail.
-    pub message: String,
+    pub detail: Detail,
 }
 
 /// A decode error's stable name.
@@ -87,18 +91,179 @@ pub type DecodeErrorKind = &'static str;
 
 impl DecodeError {
     /// A new error.
-    pub fn new(
-        kind: DecodeErrorKind,
-        field: Option<&str>,
-        offset: usize,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(kind: DecodeErrorKind, field: FieldName, offset: usize, detail: Detail) -> Self {
         Self {
             kind,
-            field: field.map(str::to_owned),
+            field,
             offset,
-            message: message.into(),
+            detail,
         }
+    }
+
+    /// The field's name as text (allocates: for logs and tests, not the packet path).
+    pub fn field_text(&self) -> Option<String> {
+        match self.field {
+            FieldName::None => None,
+            _ => Some(self.field.to_string()),
+        }
+    }
+
+    /// The human detail as text (allocates: for logs and tests, not the packet path).
+    pub fn message(&self) -> String {
+        self.detail.to_string()
+    }
+}
+
+/// The field a [`DecodeError`] is about, named without allocating.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum FieldName {
+    /// No particular field.
+    #[default]
+    None,
+    /// A field of the wire format (`version`, `set length`, ...), or a configured field
+    /// of a layout (its name interned when the layout is compiled).
+    Static(&'static str),
+    /// An element of a NetFlow v9 / IPFIX template.
+    TemplateElement {
+        /// Template id.
+        template: u16,
+        /// Element (information element) id.
+        element: u16,
+    },
+}
+
+impl fmt::Display for FieldName {
+    /// The name as text (nothing for `None`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::None => Ok(()),
+            Self::Static(name) => f.write_str(name),
+            Self::TemplateElement { template, element } => {
+                write!(f, "template {template} element {element}")
+            }
+        }
+    }
+}
+
+/// A field in a log line as it always read: `Some("name")` or `None` (the field was an
+/// `Option<String>` printed with `{:?}`).
+struct QuotedField<'a>(&'a FieldName);
+
+impl fmt::Display for QuotedField<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            FieldName::None => f.write_str("None"),
+            name => write!(f, "Some({:?})", name.to_string()),
+        }
+    }
+}
+
+/// Most numbers a [`Detail`] carries.
+pub const DETAIL_ARGS: usize = 6;
+
+/// One number of a [`Detail`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arg {
+    /// A signed number.
+    Int(i64),
+    /// An unsigned number.
+    Uint(u64),
+}
+
+macro_rules! arg_from {
+    ($variant:ident, $wide:ty: $($t:ty),*) => {$(
+        impl From<$t> for Arg {
+            fn from(n: $t) -> Self {
+                Self::$variant(<$wide>::from(n))
+            }
+        }
+    )*};
+}
+arg_from!(Int, i64: i8, i16, i32, i64);
+arg_from!(Uint, u64: u8, u16, u32, u64);
+
+impl From<usize> for Arg {
+    fn from(n: usize) -> Self {
+        // usize is at most 64 bits on every supported target.
+        Self::Uint(n as u64)
+    }
+}
+
+/// Layout values are read from at most 8 bytes, so they fit `i64` or `u64`; anything
+/// wider would be shown saturated.
+impl From<i128> for Arg {
+    fn from(n: i128) -> Self {
+        match (i64::try_from(n), u64::try_from(n)) {
+            (Ok(n), _) => Self::Int(n),
+            (_, Ok(n)) => Self::Uint(n),
+            _ if n < 0 => Self::Int(i64::MIN),
+            _ => Self::Uint(u64::MAX),
+        }
+    }
+}
+
+/// The human detail of a [`DecodeError`]: a static text whose `{}` are replaced by the
+/// numbers in order when displayed (`"message length {}, payload {} bytes"`, `[74, 80]`).
+/// Packed (numbers as 64-bit words, a bit per signed one) so that a `Result` carrying a
+/// `DecodeError` stays small.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Detail {
+    text: &'static str,
+    words: [u64; DETAIL_ARGS],
+    /// Bit `i`: `words[i]` is an `i64`.
+    signed: u8,
+}
+
+impl Detail {
+    /// A detail with `N` numbers (at most [`DETAIL_ARGS`], checked at compile time).
+    pub fn new<const N: usize>(text: &'static str, values: [Arg; N]) -> Self {
+        const { assert!(N <= DETAIL_ARGS, "too many values for a Detail") };
+        let mut detail = Self::text(text);
+        for (i, (word, value)) in detail.words.iter_mut().zip(values).enumerate() {
+            *word = match value {
+                Arg::Int(n) => {
+                    detail.signed |= 1 << i;
+                    n as u64
+                }
+                Arg::Uint(n) => n,
+            };
+        }
+        detail
+    }
+
+    /// A detail without numbers.
+    pub const fn text(text: &'static str) -> Self {
+        Self {
+            text,
+            words: [0; DETAIL_ARGS],
+            signed: 0,
+        }
+    }
+}
+
+/// `Detail::new(text, [values...])` with each value converted by `Arg::from`.
+#[macro_export]
+macro_rules! detail {
+    ($text:expr $(, $value:expr)* $(,)?) => {
+        $crate::decoder::Detail::new($text, [$($crate::decoder::Arg::from($value)),*])
+    };
+}
+
+impl fmt::Display for Detail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut parts = self.text.split("{}");
+        if let Some(first) = parts.next() {
+            f.write_str(first)?;
+        }
+        for (i, part) in parts.enumerate() {
+            match self.words.get(i) {
+                Some(&word) if self.signed & (1 << i) != 0 => write!(f, "{}", word as i64)?,
+                Some(word) => write!(f, "{word}")?,
+                None => {}
+            }
+            f.write_str(part)?;
+        }
+        Ok(())
     }
 }
 
@@ -161,5 +326,53 @@ impl ConfigFieldError {
             field: field.into(),
             reason: reason.into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{DecodeError, Detail, FieldName};
+
+    #[test]
+    fn errors_render_their_detail_only_when_displayed() {
+        let e = DecodeError::new(
+            "bad_value",
+            FieldName::TemplateElement {
+                template: 256,
+                element: 8,
+            },
+            40,
+            detail!(
+                "value of {} bytes, accepted {} to {}",
+                17_u16,
+                1_u16,
+                16_u16
+            ),
+        );
+        assert_eq!(
+            e.to_string(),
+            "bad_value: field Some(\"template 256 element 8\") at offset 40: value of 17 \
+             bytes, accepted 1 to 16"
+        );
+        assert_eq!(e.field_text().as_deref(), Some("template 256 element 8"));
+        let e = DecodeError::new("empty", FieldName::None, 0, Detail::text("empty payload"));
+        assert_eq!(
+            e.to_string(),
+            "empty: field None at offset 0: empty payload"
+        );
+        assert_eq!(e.field_text(), None);
+        // Signed and wide values; a value without its `{}` is not shown.
+        let d = detail!("{} {} {}", -3_i64, i128::from(u64::MAX), i128::MIN);
+        assert_eq!(
+            d.to_string(),
+            "-3 18446744073709551615 -9223372036854775808"
+        );
+        assert_eq!(detail!("none", 1_u8).to_string(), "none");
+        // Small enough that a `Result` carrying it is no burden on the good path.
+        assert!(
+            size_of::<DecodeError>() <= 128,
+            "{}",
+            size_of::<DecodeError>()
+        );
     }
 }

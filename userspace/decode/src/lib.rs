@@ -20,8 +20,8 @@ pub mod syslog;
 pub mod value;
 
 pub use decoder::{
-    ConfigFieldError, DecodeError, DecodeErrorKind, DecodeOutcome, Decoder, DecoderFactory,
-    PacketContext, RowSink,
+    Arg, ConfigFieldError, DecodeError, DecodeErrorKind, DecodeOutcome, Decoder, DecoderFactory,
+    Detail, FieldName, PacketContext, RowSink,
 };
 pub use schema::{BytesEncoding, Column, ColumnType, PROVENANCE, RecordSchema, output_name};
 pub use value::Value;

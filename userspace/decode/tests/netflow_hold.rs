@@ -239,9 +239,9 @@ fn the_hold_queue_is_bounded_per_exporter() {
     assert_eq!(
         (
             err.kind,
-            err.field.as_deref(),
+            err.field_text().as_deref(),
             err.offset,
-            err.message.as_str()
+            err.message().as_str()
         ),
         (
             "no_template",
@@ -267,7 +267,7 @@ fn holding_off_makes_missing_templates_errors() {
             .decode(&ctx(T0, 1), &data, &mut Vec::new())
             .expect_err("no hold");
         assert_eq!(
-            (err.kind, err.offset, err.message.as_str()),
+            (err.kind, err.offset, err.message().as_str()),
             ("no_template", 20, "template 256 is unknown")
         );
         assert_eq!(f.held_packets(), 0);

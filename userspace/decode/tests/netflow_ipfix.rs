@@ -187,9 +187,9 @@ fn enterprise_elements_and_variable_length_fields() {
     assert_eq!(
         (
             err.kind,
-            err.field.as_deref(),
+            err.field_text().as_deref(),
             err.offset,
-            err.message.as_str()
+            err.message().as_str()
         ),
         (
             "bad_value",
@@ -531,9 +531,9 @@ fn unusable_templates_are_refused_and_nothing_of_their_packet_is_applied() {
         assert_eq!(
             (
                 err.kind,
-                err.field.as_deref(),
+                err.field_text().as_deref(),
                 err.offset,
-                err.message.as_str()
+                err.message().as_str()
             ),
             ("bad_template", Some("template"), offset, message),
             "case {i}"
@@ -556,21 +556,21 @@ fn message_and_set_lengths_are_checked() {
     longer.push(0);
     let err = decode(d.as_mut(), &ctx(), &longer).expect_err("longer than length");
     assert_eq!(
-        (err.kind, err.offset, err.message.as_str()),
+        (err.kind, err.offset, err.message().as_str()),
         ("bad_length", 2, "message length 28, payload 29 bytes")
     );
     let mut short_set = p.clone();
     short_set[18..20].copy_from_slice(&3u16.to_be_bytes());
     let err = decode(d.as_mut(), &ctx(), &short_set).expect_err("set length 3");
     assert_eq!(
-        (err.kind, err.offset, err.message.as_str()),
+        (err.kind, err.offset, err.message().as_str()),
         ("bad_length", 18, "set 2 has length 3")
     );
     let mut long_set = p;
     long_set[18..20].copy_from_slice(&13u16.to_be_bytes());
     let err = decode(d.as_mut(), &ctx(), &long_set).expect_err("set past the end");
     assert_eq!(
-        (err.kind, err.offset, err.message.as_str()),
+        (err.kind, err.offset, err.message().as_str()),
         ("truncated", 18, "set 2 of 13 bytes, 12 left in the packet")
     );
 }

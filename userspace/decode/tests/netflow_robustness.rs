@@ -320,7 +320,7 @@ fn v9_options_template_lengths_beyond_u16_are_an_error() {
         .decode(&ctx(), &p, &mut Vec::new())
         .expect_err("too many fields");
     assert_eq!(
-        (err.kind, err.field.as_deref(), err.offset),
+        (err.kind, err.field_text().as_deref(), err.offset),
         ("truncated", Some("template field id"), 34)
     );
 }

@@ -300,10 +300,10 @@ fn v5_length_must_match_count() {
         .decode(&ctx(), &longer, &mut Vec::new())
         .expect_err("longer");
     assert_eq!(
-        (err.kind, err.field.as_deref(), err.offset),
+        (err.kind, err.field_text().as_deref(), err.offset),
         ("bad_length", Some("count"), 2)
     );
-    assert_eq!(err.message, "1 records need 72 bytes, the packet has 73");
+    assert_eq!(err.message(), "1 records need 72 bytes, the packet has 73");
     let err = d
         .decode(&ctx(), &longer[..71], &mut Vec::new())
         .expect_err("shorter");
@@ -711,9 +711,9 @@ fn templates_are_scoped_by_source_id_tunnel_and_exporter() {
         assert_eq!(
             (
                 err.kind,
-                err.field.as_deref(),
+                err.field_text().as_deref(),
                 err.offset,
-                err.message.as_str()
+                err.message().as_str()
             ),
             ("no_template", Some("set id"), 20, "template 300 is unknown"),
             "case {i}"
@@ -729,10 +729,10 @@ fn bad_version_names_the_version() {
         .decode(&ctx(), &[0, 8, 0, 0], &mut Vec::new())
         .expect_err("v8");
     assert_eq!(
-        (err.kind, err.field.as_deref(), err.offset),
+        (err.kind, err.field_text().as_deref(), err.offset),
         ("bad_version", Some("version"), 0)
     );
-    assert_eq!(err.message, "version 8, expected 5, 9 or 10");
+    assert_eq!(err.message(), "version 8, expected 5, 9 or 10");
     let err = d.decode(&ctx(), &[0], &mut Vec::new()).expect_err("empty");
     assert_eq!((err.kind, err.offset), ("truncated", 0));
 }

@@ -18,7 +18,7 @@ fn empty_payloads_are_errors() {
         let err = decoder
             .decode(&ctx(RECEIVED), payload, &mut rows)
             .expect_err("empty");
-        assert_eq!((err.kind, err.field, err.offset), ("empty", None, 0));
+        assert_eq!((err.kind, err.field_text(), err.offset), ("empty", None, 0));
     }
     assert!(rows.is_empty());
 }
@@ -55,7 +55,7 @@ fn invalid_utf8_rejected_names_field_and_offset() {
         .decode(&ctx(RECEIVED), payload, &mut rows)
         .expect_err("invalid");
     assert_eq!(
-        (err.kind, err.field.as_deref(), err.offset),
+        (err.kind, err.field_text().as_deref(), err.offset),
         ("invalid_utf8", Some("message"), 28)
     );
     let payload = b"<13>1 - h\xc3 a - - - x";
@@ -63,7 +63,7 @@ fn invalid_utf8_rejected_names_field_and_offset() {
         .decode(&ctx(RECEIVED), payload, &mut rows)
         .expect_err("invalid");
     assert_eq!(
-        (err.kind, err.field.as_deref(), err.offset),
+        (err.kind, err.field_text().as_deref(), err.offset),
         ("invalid_utf8", Some("hostname"), 9)
     );
     let payload = b"<13>1 - h a - - [x k=\"\xff\"] m";
@@ -71,7 +71,7 @@ fn invalid_utf8_rejected_names_field_and_offset() {
         .decode(&ctx(RECEIVED), payload, &mut rows)
         .expect_err("invalid");
     assert_eq!(
-        (err.kind, err.field.as_deref(), err.offset),
+        (err.kind, err.field_text().as_deref(), err.offset),
         ("invalid_utf8", Some("structured_data"), 22)
     );
     assert!(rows.is_empty());

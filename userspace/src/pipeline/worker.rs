@@ -11,7 +11,7 @@ use std::{
 };
 
 use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
-use sluice_decode::Decoder;
+use sluice_decode::{DecodeErrorKind, Decoder};
 
 use super::{
     batch::{BatchBuilder, SealedBatch},
@@ -39,6 +39,10 @@ pub struct WorkerStream {
     pub builder: BatchBuilder,
     last_error_log: Option<Instant>,
     suppressed_errors: u64,
+    /// Decode errors by kind since the last publish: counted here without allocating
+    /// (a flood of malformed payloads costs no more than good ones), folded into
+    /// [`DetailCounters::decode_errors`] once per frame batch.
+    decode_errors: Vec<(DecodeErrorKind, u64)>,
 }
 
 impl WorkerStream {
@@ -50,6 +54,40 @@ impl WorkerStream {
             builder,
             last_error_log: None,
             suppressed_errors: 0,
+            decode_errors: Vec::new(),
+        }
+    }
+
+    /// Counts `n` decode errors of `kind` (a short linear list: a decoder has a handful
+    /// of kinds; it grows only the first time a kind is seen).
+    fn count_decode_errors(&mut self, kind: DecodeErrorKind, n: u64) {
+        match self.decode_errors.iter_mut().find(|(k, _)| *k == kind) {
+            Some((_, count)) => *count += n,
+            None => self.decode_errors.push((kind, n)),
+        }
+    }
+}
+
+/// Adds every stream's decode errors since the last call to `detail` (keyed by stream
+/// name and kind, as the metrics read them) and zeroes them. Once per frame batch; a
+/// key's name is copied only the first time it is counted.
+fn fold_decode_errors(streams: &mut [WorkerStream], detail: &mut DetailCounters) {
+    for stream in streams {
+        for (kind, pending) in &mut stream.decode_errors {
+            if *pending == 0 {
+                continue;
+            }
+            let n = std::mem::take(pending);
+            let existing = detail
+                .decode_errors
+                .iter_mut()
+                .find(|((name, k), _)| *name == stream.name && k == kind);
+            match existing {
+                Some((_, total)) => *total += n,
+                None => {
+                    detail.decode_errors.insert((stream.name.clone(), *kind), n);
+                }
+            }
         }
     }
 }
@@ -108,8 +146,7 @@ impl Worker {
                     for i in 0..self.streams.len() {
                         self.seal(i, &mut local);
                     }
-                    self.counters.publish(&local);
-                    detail::publish(&self.details, &self.detail);
+                    self.publish(&local);
                     return;
                 }
             }
@@ -120,9 +157,15 @@ impl Worker {
                     self.seal(i, &mut local);
                 }
             }
-            self.counters.publish(&local);
-            detail::publish(&self.details, &self.detail);
+            self.publish(&local);
         }
+    }
+
+    /// Publishes this worker's counters.
+    fn publish(&mut self, local: &LocalCounters) {
+        self.counters.publish(local);
+        fold_decode_errors(&mut self.streams, &mut self.detail);
+        detail::publish(&self.details, &self.detail);
     }
 
     fn process(&mut self, batch: &FrameBatch, local: &mut LocalCounters) {
@@ -175,11 +218,7 @@ impl Worker {
                 }
                 Err(e) => {
                     local.drop_n(DropReason::DecodeError, 1);
-                    *self
-                        .detail
-                        .decode_errors
-                        .entry((stream.name.clone(), e.kind))
-                        .or_default() += 1;
+                    stream.count_decode_errors(e.kind, 1);
                     let now = Instant::now();
                     if stream
                         .last_error_log
@@ -220,11 +259,7 @@ impl Worker {
             let expired = stream.decoder.expire(now, shutting_down);
             if expired > 0 {
                 local.drop_n(DropReason::DecodeError, expired);
-                *self
-                    .detail
-                    .decode_errors
-                    .entry((stream.name.clone(), "no_template"))
-                    .or_default() += expired;
+                stream.count_decode_errors("no_template", expired);
                 tracing::warn!(stream = %stream.name, packets = expired, "held packets expired without their template");
             }
             if self.streams[i].builder.is_full() {
@@ -251,5 +286,52 @@ impl Worker {
                 local.drop_n(DropReason::SinkError, e.packets);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sluice_decode::{DecoderFactory as _, raw::RawFactory};
+    use sluice_formats::FormatConfig;
+
+    use super::{WorkerStream, fold_decode_errors};
+    use crate::{config::BatchConfig, detail::DetailCounters, pipeline::batch::BatchBuilder};
+
+    fn stream(name: &str) -> Result<WorkerStream, Box<dyn std::error::Error>> {
+        let factory = RawFactory::default();
+        let format = FormatConfig::new(sluice_formats::Format::NdjsonZstd);
+        let builder = BatchBuilder::new(0, 0, factory.schema(), &format, &BatchConfig::default())?;
+        Ok(WorkerStream::new(name.to_owned(), factory.build(), builder))
+    }
+
+    #[test]
+    fn decode_errors_are_counted_per_stream_and_published_by_name_and_kind()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let mut streams = vec![stream("flows")?, stream("logs")?];
+        let mut detail = DetailCounters::default();
+        for _ in 0..3 {
+            streams[0].count_decode_errors("truncated", 1);
+        }
+        streams[0].count_decode_errors("no_template", 5);
+        streams[1].count_decode_errors("truncated", 1);
+        fold_decode_errors(&mut streams, &mut detail);
+        // A second batch: only what happened since the last publish is added.
+        streams[0].count_decode_errors("truncated", 2);
+        fold_decode_errors(&mut streams, &mut detail);
+        fold_decode_errors(&mut streams, &mut detail);
+        let published: Vec<_> = detail
+            .decode_errors
+            .iter()
+            .map(|((name, kind), n)| (name.as_str(), *kind, *n))
+            .collect();
+        assert_eq!(
+            published,
+            [
+                ("flows", "no_template", 5),
+                ("flows", "truncated", 5),
+                ("logs", "truncated", 1),
+            ]
+        );
+        Ok(())
     }
 }

@@ -2,6 +2,7 @@
 //! found here and reported as a [`ConfigFieldError`] naming the key (`fields[2].offset`,
 //! `variants[1].group.count`), so that the decoder itself only meets bad payloads.
 
+use super::intern::intern;
 use super::{
     config::{ByteOrder, EmptyGroup, GroupConfig, LayoutConfig, TrailingBytes, UnknownVariant},
     field,
@@ -250,7 +251,7 @@ fn compile_variants(
     }
     Ok(Variants {
         discriminator: disc_read,
-        discriminator_name: disc_name.as_str().into(),
+        discriminator_name: intern(disc_name),
         cases,
         bodies: out,
         header_only: config.unknown_variant == Some(UnknownVariant::HeaderOnly),
@@ -278,7 +279,7 @@ fn count_field(
         OpKind::Uint(read) | OpKind::Bool(read) => {
             return Ok(CountRead {
                 read: *read,
-                name: name.into(),
+                name: intern(name),
             });
         }
         OpKind::Int(_) => format!("`{name}` is signed ({})", p.ty),
@@ -465,7 +466,7 @@ impl Columns {
                 &format!("{}.type", p.path),
             )?;
             ops.push(FieldOp {
-                name: p.name.as_str().into(),
+                name: intern(&p.name),
                 offset: p.offset,
                 col,
                 kind: p.spec.kind.clone(),
@@ -475,7 +476,7 @@ impl Columns {
             .fields
             .iter()
             .map(|p| Extent {
-                name: p.name.as_str().into(),
+                name: intern(&p.name),
                 offset: p.offset,
                 end: p.offset + p.spec.size,
             })

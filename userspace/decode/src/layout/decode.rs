@@ -6,7 +6,7 @@ use super::{
     config::TimeUnit,
     plan::{Dispatch, Fault, FieldOp, Group, OpKind, Plan, Segment},
 };
-use crate::{DecodeError, PacketContext, RowSink, Value};
+use crate::{DecodeError, Detail, FieldName, PacketContext, RowSink, Value, detail};
 
 /// The payload ends before the layout does.
 pub const TRUNCATED: &str = "truncated";
@@ -48,7 +48,7 @@ impl Plan {
     ) -> Result<u64, DecodeError> {
         let len = payload.len();
         if len < self.header.end {
-            return Err(truncated(&self.header, 0, len, self.header.end, ""));
+            return Err(truncated(&self.header, len, self.header.end));
         }
         read_segment(&self.header, payload, row)?;
         let body = match &self.dispatch {
@@ -62,15 +62,15 @@ impl Plan {
                 Err(value) => {
                     return Err(DecodeError::new(
                         UNKNOWN_VARIANT,
-                        Some(&variants.discriminator_name),
+                        FieldName::Static(variants.discriminator_name),
                         variants.discriminator.offset,
-                        format!("no variant for the value {value}"),
+                        detail!("no variant for the value {}", value),
                     ));
                 }
             },
         };
         if len < body.fixed.end {
-            return Err(truncated(&body.fixed, 0, len, body.fixed.end, ""));
+            return Err(truncated(&body.fixed, len, body.fixed.end));
         }
         if !body.fixed.ops.is_empty() {
             read_segment(&body.fixed, payload, row)?;
@@ -111,9 +111,9 @@ impl Plan {
         if self.reject_trailing && len > end {
             return Err(DecodeError::new(
                 TRAILING_BYTES,
-                None,
+                FieldName::None,
                 end,
-                format!("{} bytes after the end of the layout", len - end),
+                detail!("{} bytes after the end of the layout", len - end),
             ));
         }
         Ok(())
@@ -197,7 +197,12 @@ fn read_ops<'a, const FRESH: bool>(
 fn int_fault(segment: &Segment, op: usize, payload: &[u8], base: usize, f: Fault) -> DecodeError {
     match segment.ops.get(op) {
         Some(op) => fault(op, payload, base, f),
-        None => DecodeError::new(TRUNCATED, None, base, "the payload ends inside a field"),
+        None => DecodeError::new(
+            TRUNCATED,
+            FieldName::None,
+            base,
+            Detail::text("the payload ends inside a field"),
+        ),
     }
 }
 
@@ -214,9 +219,9 @@ fn group_count(group: &Group, payload: &[u8]) -> Result<usize, DecodeError> {
             {
                 return Err(DecodeError::new(
                     COUNT_TOO_LARGE,
-                    Some(&c.name),
+                    FieldName::Static(c.name),
                     c.read.offset,
-                    format!("{n} elements, more than max_count {max}"),
+                    detail!("{} elements, more than max_count {}", n, max),
                 ));
             }
             (n, true)
@@ -231,9 +236,9 @@ fn group_count(group: &Group, payload: &[u8]) -> Result<usize, DecodeError> {
             {
                 return Err(DecodeError::new(
                     COUNT_TOO_LARGE,
-                    None,
+                    FieldName::None,
                     group.start,
-                    format!("{n} elements, more than max_count {max}"),
+                    detail!("{} elements, more than max_count {}", n, max),
                 ));
             }
             (n, false)
@@ -256,35 +261,44 @@ fn group_count(group: &Group, payload: &[u8]) -> Result<usize, DecodeError> {
 fn group_truncated(group: &Group, len: usize, count: Option<u64>) -> DecodeError {
     let i = len.saturating_sub(group.start) / group.size;
     let base = group.start + i * group.size;
-    let of = count.map_or(String::new(), |n| format!(" of {n}"));
-    truncated(
-        &group.element,
-        base,
-        len,
-        base + group.size,
-        &format!(
-            ", in element {i}{of} ({} bytes each from byte {})",
-            group.size, group.start
+    let needed = base + group.size;
+    let (field, offset) = group.element.missing(base, len);
+    let detail = match count {
+        Some(n) => detail!(
+            "the payload ends at byte {}; the layout needs {} bytes, in element {} of {} ({} bytes each from byte {})",
+            len,
+            needed,
+            i,
+            n,
+            group.size,
+            group.start
         ),
-    )
+        None => detail!(
+            "the payload ends at byte {}; the layout needs {} bytes, in element {} ({} bytes each from byte {})",
+            len,
+            needed,
+            i,
+            group.size,
+            group.start
+        ),
+    };
+    DecodeError::new(TRUNCATED, field, offset, detail)
 }
 
-/// The `truncated` error for a segment starting at `base` in a payload of `len` bytes,
-/// which needed `needed` bytes.
+/// The `truncated` error for a segment (header or fixed part) in a payload of `len`
+/// bytes, which needed `needed` bytes.
 #[cold]
-fn truncated(
-    segment: &Segment,
-    base: usize,
-    len: usize,
-    needed: usize,
-    context: &str,
-) -> DecodeError {
-    let (name, offset) = segment.missing(base, len);
+fn truncated(segment: &Segment, len: usize, needed: usize) -> DecodeError {
+    let (field, offset) = segment.missing(0, len);
     DecodeError::new(
         TRUNCATED,
-        name,
+        field,
         offset,
-        format!("the payload ends at byte {len}; the layout needs {needed} bytes{context}"),
+        detail!(
+            "the payload ends at byte {}; the layout needs {} bytes",
+            len,
+            needed
+        ),
     )
 }
 
@@ -298,39 +312,34 @@ fn fault(op: &FieldOp, payload: &[u8], base: usize, fault: Fault) -> DecodeError
             .and_then(|read| read.read(payload, base))
             .unwrap_or_default()
     };
-    let unit = match &op.kind {
+    let beyond = match &op.kind {
         OpKind::Timestamp(_, unit) => match unit {
-            TimeUnit::Seconds => "seconds",
-            TimeUnit::Millis => "milliseconds",
-            TimeUnit::Micros => "microseconds",
-            TimeUnit::Nanos => "nanoseconds",
+            TimeUnit::Seconds => "{} seconds is beyond the representable time range",
+            TimeUnit::Millis => "{} milliseconds is beyond the representable time range",
+            TimeUnit::Micros => "{} microseconds is beyond the representable time range",
+            TimeUnit::Nanos => "{} nanoseconds is beyond the representable time range",
         },
-        _ => "",
+        _ => "{}  is beyond the representable time range",
     };
+    let field = FieldName::Static(op.name);
     match fault {
         Fault::Truncated => DecodeError::new(
             TRUNCATED,
-            Some(&op.name),
+            field,
             at,
-            "the payload ends inside the field",
+            Detail::text("the payload ends inside the field"),
         ),
         Fault::BadText(i) => DecodeError::new(
             BAD_TEXT,
-            Some(&op.name),
+            field,
             at + i,
-            format!("byte {i} of the field is not valid text in its charset"),
+            detail!("byte {} of the field is not valid text in its charset", i),
         ),
-        Fault::UnknownEnum => DecodeError::new(
-            UNKNOWN_ENUM,
-            Some(&op.name),
-            at,
-            format!("{} has no name", number()),
-        ),
-        Fault::BadTimestamp => DecodeError::new(
-            BAD_TIMESTAMP,
-            Some(&op.name),
-            at,
-            format!("{} {unit} is beyond the representable time range", number()),
-        ),
+        Fault::UnknownEnum => {
+            DecodeError::new(UNKNOWN_ENUM, field, at, detail!("{} has no name", number()))
+        }
+        Fault::BadTimestamp => {
+            DecodeError::new(BAD_TIMESTAMP, field, at, detail!(beyond, number()))
+        }
     }
 }

@@ -20,6 +20,7 @@ pub mod config;
 mod compile;
 mod decode;
 mod field;
+mod intern;
 mod place;
 mod plan;
 

@@ -8,7 +8,7 @@
 use std::{borrow::Cow, net::IpAddr};
 
 use super::config::{ByteOrder, TimeUnit, UnknownEnum};
-use crate::{RecordSchema, Value};
+use crate::{FieldName, RecordSchema, Value};
 
 /// Everything the decoder needs, built once by [`super::compile::compile`].
 #[derive(Debug)]
@@ -70,7 +70,7 @@ pub(crate) struct Variants {
     /// The discriminator field (in the header).
     pub discriminator: IntRead,
     /// Its name, for errors.
-    pub discriminator_name: Box<str>,
+    pub discriminator_name: &'static str,
     /// (value, index into `bodies`), sorted by value.
     pub cases: Vec<(i128, usize)>,
     /// One body per variant.
@@ -198,12 +198,12 @@ impl Segment {
     /// has `len` bytes: its name and absolute offset; without one (the payload ends in
     /// padding after the last field), no name and the payload's end.
     #[cold]
-    pub fn missing(&self, base: usize, len: usize) -> (Option<&str>, usize) {
+    pub fn missing(&self, base: usize, len: usize) -> (FieldName, usize) {
         self.extents
             .iter()
             .find(|e| base.saturating_add(e.end) > len)
-            .map_or((None, len), |e| {
-                (Some(&*e.name), base.saturating_add(e.offset))
+            .map_or((FieldName::None, len), |e| {
+                (FieldName::Static(e.name), base.saturating_add(e.offset))
             })
     }
 }
@@ -211,8 +211,8 @@ impl Segment {
 /// Name and byte range of one field.
 #[derive(Clone, Debug)]
 pub(crate) struct Extent {
-    /// Field name.
-    pub name: Box<str>,
+    /// Field name (interned: errors name it without allocating).
+    pub name: &'static str,
     /// First byte.
     pub offset: usize,
     /// One past the last byte.
@@ -246,8 +246,8 @@ pub(crate) struct Group {
 pub(crate) struct CountRead {
     /// The count field.
     pub read: IntRead,
-    /// Its name, for errors.
-    pub name: Box<str>,
+    /// Its name, for errors (interned).
+    pub name: &'static str,
 }
 
 /// An integer read: `(raw & mask) >> shift`, sign-extended for signed fields.
@@ -387,8 +387,8 @@ impl Width {
 /// One field read producing one column.
 #[derive(Clone, Debug)]
 pub(crate) struct FieldOp {
-    /// Field name, for errors.
-    pub name: Box<str>,
+    /// Field name, for errors (interned: naming it allocates nothing).
+    pub name: &'static str,
     /// Byte offset (absolute, or within the element).
     pub offset: usize,
     /// Column index in the row.

@@ -18,7 +18,7 @@ use super::template::{
     parse_template_set,
 };
 use super::wire::{BAD_LENGTH, BAD_VALUE, ip, take, u8_at, u16_at, u32_at, uint};
-use crate::{DecodeError, PacketContext};
+use crate::{DecodeError, FieldName, PacketContext, detail};
 
 /// Why a packet is decoded: on arrival, or again after being held (its templates were
 /// applied to the cache then; applying them again could undo a newer definition).
@@ -120,17 +120,17 @@ fn parse_header(payload: &[u8], version: u16) -> Result<Header, DecodeError> {
         };
         return Err(DecodeError::new(
             kind,
-            Some("length"),
+            FieldName::Static("length"),
             2,
-            format!("message length {length}, payload {} bytes", payload.len()),
+            detail!("message length {}, payload {} bytes", length, payload.len()),
         ));
     }
     if length < payload.len() {
         return Err(DecodeError::new(
             BAD_LENGTH,
-            Some("length"),
+            FieldName::Static("length"),
             2,
-            format!("message length {length}, payload {} bytes", payload.len()),
+            detail!("message length {}, payload {} bytes", length, payload.len()),
         ));
     }
     Ok(Header {
@@ -177,7 +177,10 @@ fn resolve(
 
 /// A data or options record error, naming the template and element.
 fn in_element(mut e: DecodeError, template: &Template, element: u16) -> DecodeError {
-    e.field = Some(format!("template {} element {element}", template.id));
+    e.field = FieldName::TemplateElement {
+        template: template.id,
+        element,
+    };
     e
 }
 
@@ -213,11 +216,13 @@ fn decode_record(
             return Err(in_element(
                 DecodeError::new(
                     BAD_VALUE,
-                    None,
+                    FieldName::None,
                     offset,
-                    format!(
-                        "value of {len} bytes, accepted {} to {}",
-                        f.min_len, f.max_len
+                    detail!(
+                        "value of {} bytes, accepted {} to {}",
+                        len,
+                        f.min_len,
+                        f.max_len
                     ),
                 ),
                 template,
@@ -383,19 +388,21 @@ impl MessageDecoder {
             if len < 4 {
                 return Err(DecodeError::new(
                     BAD_LENGTH,
-                    Some("set length"),
+                    FieldName::Static("set length"),
                     offset + 2,
-                    format!("set {id} has length {len}"),
+                    detail!("set {} has length {}", id, len),
                 ));
             }
             let end = offset + len;
             if end > header.end {
                 return Err(DecodeError::new(
                     super::wire::TRUNCATED,
-                    Some("set length"),
+                    FieldName::Static("set length"),
                     offset + 2,
-                    format!(
-                        "set {id} of {len} bytes, {} left in the packet",
+                    detail!(
+                        "set {} of {} bytes, {} left in the packet",
+                        id,
+                        len,
                         header.end - offset
                     ),
                 ));

@@ -41,8 +41,8 @@ use message::{MessageDecoder, MessageOutcome, Missing, Mode};
 use record::{FlowRecord, PacketInfo};
 
 use crate::{
-    ConfigFieldError, DecodeError, DecodeOutcome, Decoder, DecoderFactory, PacketContext,
-    RecordSchema, RowSink,
+    ConfigFieldError, DecodeError, DecodeOutcome, Decoder, DecoderFactory, FieldName,
+    PacketContext, RecordSchema, RowSink,
 };
 
 /// Builds the `netflow` decoders of one stream, and holds the state they share.
@@ -173,9 +173,9 @@ impl NetflowDecoder {
             },
             other => Err(DecodeError::new(
                 BAD_VERSION,
-                Some("version"),
+                FieldName::Static("version"),
                 0,
-                format!("version {other}, expected 5, 9 or 10"),
+                crate::detail!("version {}, expected 5, 9 or 10", other),
             )),
         }
     }
@@ -201,16 +201,17 @@ impl Decoder for NetflowDecoder {
             Step::Rows(rows) => return Ok(DecodeOutcome { rows, held: false }),
             Step::Missing(missing) => missing,
         };
-        let no_template = |why: &str| {
+        // The text says why the packet was not held, if it could have been.
+        let no_template = |text: &'static str| {
             DecodeError::new(
                 NO_TEMPLATE,
-                Some("set id"),
+                FieldName::Static("set id"),
                 offset,
-                format!("template {template_id} is unknown{why}"),
+                crate::detail!(text, template_id),
             )
         };
         if !self.shared.config.holds() {
-            return Err(no_template(""));
+            return Err(no_template("template {} is unknown"));
         }
         let held = HeldPacket {
             ctx: *ctx,
@@ -223,7 +224,7 @@ impl Decoder for NetflowDecoder {
                 held: true,
             }),
             Err(HoldRefused::Full) => Err(no_template(
-                " and the exporter already holds max_held_packets packets",
+                "template {} is unknown and the exporter already holds max_held_packets packets",
             )),
         }
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use super::record::{AddrSlot, Slot};
 use super::wire::{BAD_TEMPLATE, u16_at, u32_at};
-use crate::DecodeError;
+use crate::{DecodeError, Detail, FieldName, detail};
 
 /// Field length announcing an IPFIX variable-length field (RFC 7011 §7).
 pub const VARIABLE_LENGTH: u16 = 0xffff;
@@ -152,8 +152,8 @@ enum FieldRole {
     OptionValue,
 }
 
-fn bad_template(offset: usize, message: String) -> DecodeError {
-    DecodeError::new(BAD_TEMPLATE, Some("template"), offset, message)
+fn bad_template(offset: usize, detail: Detail) -> DecodeError {
+    DecodeError::new(BAD_TEMPLATE, FieldName::Static("template"), offset, detail)
 }
 
 /// The plan of one field specifier.
@@ -166,7 +166,7 @@ fn plan_field(
     offset: usize,
 ) -> Result<FieldPlan, DecodeError> {
     if len == 0 {
-        return Err(bad_template(offset, format!("element {id} has length 0")));
+        return Err(bad_template(offset, detail!("element {} has length 0", id)));
     }
     let (element, min_len, max_len) = match (role, enterprise) {
         (FieldRole::OptionScope, _) => (Element::Skip, 0, u16::MAX),
@@ -185,13 +185,19 @@ fn plan_field(
     if variable && matches!(element, Element::Num(_)) && min_len == max_len {
         return Err(bad_template(
             offset,
-            format!("element {id} cannot be variable-length"),
+            detail!("element {} cannot be variable-length", id),
         ));
     }
     if !variable && !(min_len..=max_len).contains(&len) {
         return Err(bad_template(
             offset,
-            format!("element {id} has length {len}, accepted {min_len} to {max_len}"),
+            detail!(
+                "element {} has length {}, accepted {} to {}",
+                id,
+                len,
+                min_len,
+                max_len
+            ),
         ));
     }
     Ok(FieldPlan {
@@ -250,7 +256,7 @@ fn build(
     if id < 256 {
         return Err(bad_template(
             record_start,
-            format!("template id {id} is below 256"),
+            detail!("template id {} is below 256", id),
         ));
     }
     let min_record_len: usize = fields
@@ -261,7 +267,7 @@ fn build(
     if min_record_len == 0 || min_record_len > 65_531 {
         return Err(bad_template(
             record_start,
-            format!("template {id} has records of {min_record_len} bytes"),
+            detail!("template {} has records of {} bytes", id, min_record_len),
         ));
     }
     let definition = packet
@@ -300,7 +306,7 @@ pub fn parse_template_set(
                 Dialect::V9 => {
                     return Err(bad_template(
                         record_start,
-                        format!("template {id} has no fields"),
+                        detail!("template {} has no fields", id),
                     ));
                 }
                 Dialect::Ipfix if id == 2 => {
@@ -350,8 +356,11 @@ pub fn parse_options_template_set(
                 {
                     return Err(bad_template(
                         record_start,
-                        format!(
-                            "options template {id}: scope length {scope_len} and option length {option_len} must be non-zero multiples of 4"
+                        detail!(
+                            "options template {}: scope length {} and option length {} must be non-zero multiples of 4",
+                            id,
+                            scope_len,
+                            option_len
                         ),
                     ));
                 }
@@ -393,8 +402,11 @@ pub fn parse_options_template_set(
                 if scope_count == 0 || scope_count > count {
                     return Err(bad_template(
                         record_start,
-                        format!(
-                            "options template {id}: scope field count {scope_count} of {count} fields"
+                        detail!(
+                            "options template {}: scope field count {} of {} fields",
+                            id,
+                            scope_count,
+                            count
                         ),
                     ));
                 }

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr};
 
 use super::record::{AddrSlot, FlowRecord, PacketInfo, Slot};
 use super::wire::{BAD_LENGTH, TRUNCATED, take, u8_at, u16_at, u32_at};
-use crate::DecodeError;
+use crate::{DecodeError, FieldName, detail};
 
 /// Bytes of the v5 header.
 pub const HEADER_LEN: usize = 24;
@@ -43,10 +43,12 @@ pub fn decode(
         };
         return Err(DecodeError::new(
             kind,
-            Some("count"),
+            FieldName::Static("count"),
             2,
-            format!(
-                "{count} records need {expected} bytes, the packet has {}",
+            detail!(
+                "{} records need {} bytes, the packet has {}",
+                count,
+                expected,
                 payload.len()
             ),
         ));

@@ -4,7 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::DecodeError;
+use crate::{DecodeError, FieldName, detail};
 
 /// The packet ends before a field that its headers announce.
 pub const TRUNCATED: &str = "truncated";
@@ -25,7 +25,7 @@ pub fn take<'a>(
     packet: &'a [u8],
     offset: usize,
     len: usize,
-    field: &str,
+    field: &'static str,
 ) -> Result<&'a [u8], DecodeError> {
     offset
         .checked_add(len)
@@ -33,10 +33,11 @@ pub fn take<'a>(
         .ok_or_else(|| {
             DecodeError::new(
                 TRUNCATED,
-                Some(field),
+                FieldName::Static(field),
                 offset,
-                format!(
-                    "needs {len} bytes, the packet has {}",
+                detail!(
+                    "needs {} bytes, the packet has {}",
+                    len,
                     packet.len().saturating_sub(offset)
                 ),
             )
@@ -45,20 +46,20 @@ pub fn take<'a>(
 
 /// A big-endian `u8` at `offset`.
 #[inline]
-pub fn u8_at(packet: &[u8], offset: usize, field: &str) -> Result<u8, DecodeError> {
+pub fn u8_at(packet: &[u8], offset: usize, field: &'static str) -> Result<u8, DecodeError> {
     Ok(take(packet, offset, 1, field)?[0])
 }
 
 /// A big-endian `u16` at `offset`.
 #[inline]
-pub fn u16_at(packet: &[u8], offset: usize, field: &str) -> Result<u16, DecodeError> {
+pub fn u16_at(packet: &[u8], offset: usize, field: &'static str) -> Result<u16, DecodeError> {
     let b = take(packet, offset, 2, field)?;
     Ok(u16::from_be_bytes([b[0], b[1]]))
 }
 
 /// A big-endian `u32` at `offset`.
 #[inline]
-pub fn u32_at(packet: &[u8], offset: usize, field: &str) -> Result<u32, DecodeError> {
+pub fn u32_at(packet: &[u8], offset: usize, field: &'static str) -> Result<u32, DecodeError> {
     let b = take(packet, offset, 4, field)?;
     Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
 }
@@ -94,9 +95,9 @@ mod tests {
         assert_eq!(u32_at(&p, 1, "x"), Ok(0x0203_0405));
         let err = u32_at(&p, 2, "count").expect_err("short");
         assert_eq!(err.kind, TRUNCATED);
-        assert_eq!(err.field.as_deref(), Some("count"));
+        assert_eq!(err.field_text().as_deref(), Some("count"));
         assert_eq!(err.offset, 2);
-        assert_eq!(err.message, "needs 4 bytes, the packet has 3");
+        assert_eq!(err.message(), "needs 4 bytes, the packet has 3");
         assert_eq!(take(&p, usize::MAX, 2, "x").map(<[u8]>::len).ok(), None);
     }
 

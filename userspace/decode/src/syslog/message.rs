@@ -10,7 +10,7 @@ use super::{
     rfc3164, rfc5424,
     timestamp::Stamp,
 };
-use crate::DecodeError;
+use crate::{DecodeError, Detail, FieldName};
 
 /// Which grammar a message was read with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -74,7 +74,12 @@ pub(crate) fn split(payload: &[u8]) -> Result<Fields, DecodeError> {
         .rposition(|b| !matches!(b, b'\0' | b'\n' | b'\r'))
         .map_or(0, |last| last + 1);
     if end == 0 {
-        return Err(DecodeError::new("empty", None, 0, "empty payload"));
+        return Err(DecodeError::new(
+            "empty",
+            FieldName::None,
+            0,
+            Detail::text("empty payload"),
+        ));
     }
     let mut c = Cursor::new(payload.get(..end).unwrap_or_default(), 0);
     let pri = pri(&mut c);

@@ -31,7 +31,7 @@ use cursor::{Cursor, Span};
 use message::Fields;
 
 use crate::{
-    ColumnType, ConfigFieldError, DecodeError, DecodeOutcome, Decoder, DecoderFactory,
+    ColumnType, ConfigFieldError, DecodeError, DecodeOutcome, Decoder, DecoderFactory, FieldName,
     PacketContext, RecordSchema, RowSink, Value, schema::Column,
 };
 
@@ -202,14 +202,30 @@ impl SyslogDecoder {
             .stamp
             .and_then(|stamp| stamp.resolve(settings.default_offset, ctx.received_at))
             .map_or(Value::Null, Value::Timestamp);
+        // Every check that can fail runs before the one owned value (JSON structured
+        // data) is built, in the order errors were always reported: a rejected payload
+        // allocates nothing.
         let structured_data = match (fields.structured_data, settings.structured_data) {
             (None, _) => Value::Null,
             (Some(span), StructuredDataFormat::Raw) => text(Some(span), "structured_data")?,
             (Some(span), StructuredDataFormat::Json) => {
-                Value::Str(Cow::Owned(sd_json(payload, span, settings.invalid_utf8)?))
+                if settings.invalid_utf8 == InvalidUtf8::Reject {
+                    text(Some(span), "structured_data")?;
+                }
+                Value::Null
             }
         };
         let message = text_limited(payload, fields.message, settings)?;
+        let hostname = text(fields.hostname, "hostname")?;
+        let app_name = text(fields.app_name, "app_name")?;
+        let procid = text(fields.procid, "procid")?;
+        let msgid = text(fields.msgid, "msgid")?;
+        let structured_data = match (fields.structured_data, settings.structured_data) {
+            (Some(span), StructuredDataFormat::Json) => {
+                Value::Str(Cow::Owned(sd_json(payload, span)))
+            }
+            _ => structured_data,
+        };
         let row = [
             Value::Str(Cow::Borrowed(fields.format.as_str())),
             facility.map_or(Value::Null, |f| Value::U64(u64::from(f))),
@@ -217,10 +233,10 @@ impl SyslogDecoder {
             severity.map_or(Value::Null, |s| Value::U64(u64::from(s))),
             keyword(severity.and_then(names::severity)),
             timestamp,
-            text(fields.hostname, "hostname")?,
-            text(fields.app_name, "app_name")?,
-            text(fields.procid, "procid")?,
-            text(fields.msgid, "msgid")?,
+            hostname,
+            app_name,
+            procid,
+            msgid,
             structured_data,
             Value::Str(message),
         ];
@@ -276,22 +292,33 @@ fn text<'a>(
             InvalidUtf8::Replace => Ok(String::from_utf8_lossy(bytes)),
             InvalidUtf8::Reject => Err(DecodeError::new(
                 "invalid_utf8",
-                Some(field),
+                FieldName::Static(field),
                 span.start + e.valid_up_to(),
-                format!("{field} is not valid UTF-8"),
+                crate::Detail::text(not_utf8(field)),
             )),
         },
     }
 }
 
-/// STRUCTURED-DATA as a JSON object.
-fn sd_json(payload: &[u8], span: Span, invalid: InvalidUtf8) -> Result<String, DecodeError> {
-    if invalid == InvalidUtf8::Reject {
-        text(payload, span, "structured_data", usize::MAX, invalid)?;
+/// The detail of an `invalid_utf8` error in `field` (one of the text columns).
+fn not_utf8(field: &'static str) -> &'static str {
+    match field {
+        "hostname" => "hostname is not valid UTF-8",
+        "app_name" => "app_name is not valid UTF-8",
+        "procid" => "procid is not valid UTF-8",
+        "msgid" => "msgid is not valid UTF-8",
+        "structured_data" => "structured_data is not valid UTF-8",
+        "message" => "message is not valid UTF-8",
+        _ => "the field is not valid UTF-8",
     }
+}
+
+/// STRUCTURED-DATA as a JSON object (under `invalid_utf8 = "reject"`, the caller has
+/// checked it first).
+fn sd_json(payload: &[u8], span: Span) -> String {
     let buf = payload.get(..span.end).unwrap_or_default();
     let mut collector = structured_data::JsonCollector::new(buf);
     let mut c = Cursor::new(buf, span.start);
     structured_data::scan(&mut c, &mut collector);
-    Ok(structured_data::to_json(&collector))
+    structured_data::to_json(&collector)
 }

@@ -71,7 +71,7 @@ fn fixed_and_following_offsets() {
     let err = decode(&f, &p[..10]).expect_err("short");
     assert_eq!(fault(err.clone()), (TRUNCATED, Some("c".into()), 10));
     assert_eq!(
-        err.message,
+        err.message(),
         "the payload ends at byte 10; the layout needs 11 bytes"
     );
     assert_eq!(
@@ -192,7 +192,7 @@ fn text_ends_at_nul_and_is_trimmed() {
     let err = decode(&f, &bad).expect_err("bad utf-8");
     assert_eq!(fault(err.clone()), ("bad_text", Some("a".into()), 1));
     assert_eq!(
-        err.message,
+        err.message(),
         "byte 1 of the field is not valid text in its charset"
     );
     // Non-ASCII in an ASCII field.
@@ -278,7 +278,7 @@ fn enums_and_unknown_values() {
         fault(err.clone()),
         ("unknown_enum", Some("status".into()), 1)
     );
-    assert_eq!(err.message, "3 has no name");
+    assert_eq!(err.message(), "3 has no name");
 }
 
 #[test]
@@ -377,7 +377,7 @@ fn trailing_bytes() {
     assert_eq!(one_row(&strict, &[0, 1]), vec![Value::U64(1)]);
     let err = decode(&strict, &[0, 1, 2, 3]).expect_err("trailing");
     assert_eq!(fault(err.clone()), ("trailing_bytes", None, 2));
-    assert_eq!(err.message, "2 bytes after the end of the layout");
+    assert_eq!(err.message(), "2 bytes after the end of the layout");
 }
 
 #[test]

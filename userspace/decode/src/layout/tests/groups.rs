@@ -86,7 +86,7 @@ fn counts_are_checked_against_the_payload_and_the_limit() {
     let err = decode(&f, &[0, 1, 2, 0, 1, 0, 0, 0, 2]).expect_err("short");
     assert_eq!(fault(err.clone()), (TRUNCATED, Some("status".into()), 9));
     assert_eq!(
-        err.message,
+        err.message(),
         "the payload ends at byte 9; the layout needs 11 bytes, in element 1 of 2 (4 bytes each \
          from byte 3)"
     );
@@ -98,7 +98,7 @@ fn counts_are_checked_against_the_payload_and_the_limit() {
     // Above max_count: refused by the limit, whatever the payload holds.
     let err = decode(&f, &[0, 1, 9]).expect_err("too many");
     assert_eq!(fault(err.clone()), (COUNT_TOO_LARGE, Some("n".into()), 2));
-    assert_eq!(err.message, "9 elements, more than max_count 8");
+    assert_eq!(err.message(), "9 elements, more than max_count 8");
 }
 
 #[test]
@@ -154,14 +154,14 @@ fn nothing_is_emitted_when_a_later_element_is_bad() {
         fault(err.clone()),
         ("unknown_enum", Some("state".into()), 19)
     );
-    assert_eq!(err.message, "1 has no name");
+    assert_eq!(err.message(), "1 has no name");
     let mut p = vec![2];
     p.extend(element(0, 1));
     p.extend(element(0, u64::MAX));
     let err = decode(&f, &p).expect_err("far future");
     assert_eq!(fault(err.clone()), ("bad_timestamp", Some("at".into()), 11));
     assert_eq!(
-        err.message,
+        err.message(),
         "18446744073709551615 seconds is beyond the representable time range"
     );
 }
@@ -214,7 +214,7 @@ fn elements_can_fill_the_rest_of_the_payload() {
     let err = decode(&f, &[7, 0, 1, 0]).expect_err("half an element");
     assert_eq!(fault(err.clone()), (TRUNCATED, Some("v".into()), 3));
     assert_eq!(
-        err.message,
+        err.message(),
         "the payload ends at byte 4; the layout needs 5 bytes, in element 1 (2 bytes each from \
          byte 1)"
     );

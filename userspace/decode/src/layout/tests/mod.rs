@@ -102,7 +102,7 @@ fn columns(f: &LayoutFactory) -> Vec<(String, crate::ColumnType, bool)> {
 
 /// A decode error's (kind, field, offset).
 fn fault(e: DecodeError) -> (&'static str, Option<String>, usize) {
-    (e.kind, e.field, e.offset)
+    (e.kind, e.field_text(), e.offset)
 }
 
 #[test]

@@ -173,7 +173,7 @@ fn unknown_values() {
         fault(err.clone()),
         (UNKNOWN_VARIANT, Some("kind".into()), 1)
     );
-    assert_eq!(err.message, "no variant for the value 9");
+    assert_eq!(err.message(), "no variant for the value 9");
 
     let lax = acme("header_only");
     assert_eq!(one_row(&lax, &header(9)), row("9", vec![Value::Null; 7]));
