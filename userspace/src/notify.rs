@@ -68,11 +68,6 @@ impl Notifier {
         }
     }
 
-    /// True when started by systemd with a notification socket.
-    pub fn is_active(&self) -> bool {
-        self.target.is_some()
-    }
-
     fn send(&mut self, message: &str) {
         let Some((socket, addr)) = &self.target else {
             return;
