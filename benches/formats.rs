@@ -15,6 +15,11 @@
 //! - `compress/<codec>/<rows>`: compression alone at the configured default level (zstd 3,
 //!   gzip 6, the crates and settings `sluice-formats` uses, fed in its 64 KiB chunks) over
 //!   an already encoded NDJSON batch, per MB of NDJSON.
+//! - `combine/<format>/<rows>`: [`COMBINED_BATCHES`] finished batches (the `encode` batch
+//!   of that format, about 1 MiB of NDJSON-equivalent rows each) joined by a `Combiner`
+//!   into one file written to `io::sink()`, per batch file byte: what the uploader pays
+//!   to make one object out of spooled batches (no decoding; Parquet reads each batch's
+//!   footer and page index and writes one footer).
 //!
 //! Before the benchmarks each batch's sizes, compression ratio and allocations are printed.
 //! Run: `cargo bench -p sluice-formats --bench formats` (BENCHMARKS.md, "Per-stage").
@@ -32,7 +37,9 @@ use sluice_decode::{
     netflow::{NetflowConfig, NetflowFactory},
     raw::RawFactory,
 };
-use sluice_formats::{BatchEncoder, FileEncoder, Format, FormatConfig, TextEncoder};
+use sluice_formats::{
+    BatchEncoder, CombineKind, Combiner, FileEncoder, Format, FormatConfig, TextEncoder,
+};
 
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
@@ -50,6 +57,9 @@ use netflow_export::{exporter_ctx, v5_export};
 /// Rows per batch are chosen so that the batch is about this much NDJSON (the daemon's
 /// batches close at 8 MiB by default; 1 MiB keeps an iteration in the tens of ms).
 const BATCH_NDJSON_BYTES: u64 = 1 << 20;
+
+/// Batches joined into one file per `combine` iteration.
+const COMBINED_BATCHES: usize = 32;
 
 /// What `sluice-formats` hands its compressor at a time (`compress.rs`, `CHUNK`).
 const CHUNK: usize = 64 * 1024;
@@ -288,7 +298,44 @@ fn encode_and_compress(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, record_build, encode_and_compress);
+fn combine(c: &mut Criterion) {
+    let sets = row_sets();
+    let mut group = c.benchmark_group("combine");
+    group.sample_size(20);
+    for set in sets
+        .iter()
+        .filter(|s| s.name == "raw_512B" || s.name == "netflow_v5")
+    {
+        for format in Format::ALL {
+            let config = FormatConfig::new(format);
+            let encoder = FileEncoder::new(&config, &set.schema).expect("valid format config");
+            let batch = bytes::Bytes::from(encode_batch(&config, set, encoder));
+            let kind = CombineKind::for_format(format);
+            let run = || {
+                let mut combiner = Combiner::new(kind, std::io::sink());
+                for _ in 0..COMBINED_BATCHES {
+                    combiner
+                        .push(batch.clone())
+                        .expect("our own batches combine");
+                }
+                combiner.finish().expect("writes to io::sink").1
+            };
+            let summary = run();
+            let input = (batch.len() * COMBINED_BATCHES) as u64;
+            println!(
+                "combine/{format}/{}: {COMBINED_BATCHES} batches of {} B → {} B",
+                set.name,
+                batch.len(),
+                summary.bytes
+            );
+            group.throughput(Throughput::Bytes(input));
+            group.bench_function(BenchmarkId::new(format.name(), set.name), |b| b.iter(run));
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, record_build, encode_and_compress, combine);
 
 fn main() {
     benches();

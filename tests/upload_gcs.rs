@@ -14,52 +14,30 @@
 //! Needs root, `ip`, `tcpreplay`, the emulator and the venv's pyarrow and duckdb (`cargo
 //! xtask setup`). Under `CI=true` a missing prerequisite fails the test.
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use sluice_testkit::daemon::{self, ConfigSpec, RunFiles, RunningSluice};
+use common::gcs_lab::{
+    BUCKET, Lab, METRICS_PORT, ddl_of, expected_table, gcs_section, mixed_traffic, send, stop,
+    utc_hour,
+};
+use common::sluice_binary;
+use sluice_testkit::daemon::{self, ConfigSpec, RunFiles};
 use sluice_testkit::duckdb::{self as duck, HiveTable};
 use sluice_testkit::frames::{FrameSpec, MatrixParams, variant_matrix};
-use sluice_testkit::gcs::{Emulator, emulator_binary, wait_until};
+use sluice_testkit::gcs::wait_until;
 use sluice_testkit::netns::NetnsPair;
-use sluice_testkit::privilege::{require, require_root, require_tool};
-use sluice_testkit::records::{self, Record};
-use sluice_testkit::stats::Stats;
-use sluice_testkit::tcpreplay::{self, ReplayParams};
+use sluice_testkit::records::Record;
 
 const NAME: &str = "upload_gcs";
-const BUCKET: &str = "sluice-e2e";
-/// The emulator's address on the receiving namespace's loopback.
-const EMULATOR_ADDRESS: &str = "127.0.0.1";
-/// The daemon's default metrics port, on the receiving namespace's loopback.
-const METRICS_PORT: u16 = 9464;
-
-fn sluice_binary() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_sluice"))
-}
 
 /// Root, tools, the emulator, pyarrow and duckdb; `None` (after saying why) outside CI.
 fn prerequisites() -> Option<(PathBuf, PathBuf)> {
-    if !(require_root(NAME) && ["ip", "tcpreplay"].iter().all(|t| require_tool(NAME, t))) {
-        return None;
-    }
-    let emulator = emulator_binary();
-    let python = sluice_testkit::python::venv_python(&["pyarrow", "duckdb"]);
-    let found = require(
-        NAME,
-        emulator.is_some(),
-        "needs fake-gcs-server (run `cargo xtask setup`)",
-    ) && require(
-        NAME,
-        python.is_some(),
-        "needs the venv with pyarrow and duckdb (run `cargo xtask setup`)",
-    );
-    if !found {
-        return None;
-    }
-    emulator.zip(python)
+    common::gcs_lab::prerequisites(NAME)
 }
 
 /// A GRE frame (IPv4 outer, key) carrying `payload` to port 5000.
@@ -74,32 +52,6 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     spec.build()
 }
 
-/// `count` unique payloads `<tag>-<n>`, each on the next GRE variant of the test kit's
-/// matrix in turn (IPv4/IPv6 outer and inner, with and without key, checksum, sequence and
-/// VLAN tags, ports 5000 and 5001), as a pcap in `dir`; returns the records Sluice must
-/// write for them.
-fn mixed_traffic(dir: &Path, tag: &str, count: usize) -> (PathBuf, Vec<Record>) {
-    let params = MatrixParams {
-        include_plain: false,
-        ..MatrixParams::default()
-    };
-    let variants: Vec<FrameSpec> = variant_matrix(&params)
-        .into_iter()
-        .map(|(_, spec)| spec)
-        .collect();
-    let specs: Vec<FrameSpec> = (0..count)
-        .map(|i| {
-            let mut spec = variants[i % variants.len()].clone();
-            spec.inner.payload = format!("{tag}-{i:07}").into_bytes();
-            spec
-        })
-        .collect();
-    let frames: Vec<Vec<u8>> = specs.iter().map(FrameSpec::build).collect();
-    let pcap = dir.join(format!("{tag}-mixed.pcap"));
-    sluice_testkit::pcap::write_pcap(&pcap, frames.iter().map(Vec::as_slice)).expect("pcap");
-    (pcap, specs.iter().map(records::expected_record).collect())
-}
-
 /// `count` unique payloads `<tag>-<n>`, starting at `first`, as a pcap in `dir`.
 fn traffic(dir: &Path, tag: &str, first: usize, count: usize) -> (PathBuf, Vec<String>) {
     let payloads: Vec<String> = (first..first + count)
@@ -109,21 +61,6 @@ fn traffic(dir: &Path, tag: &str, first: usize, count: usize) -> (PathBuf, Vec<S
     let pcap = dir.join(format!("{tag}-{first}.pcap"));
     sluice_testkit::pcap::write_pcap(&pcap, frames.iter().map(Vec::as_slice)).expect("pcap");
     (pcap, payloads)
-}
-
-fn send(pair: &NetnsPair, pcap: &Path, pps: u32, count: usize) {
-    let sent = tcpreplay::send(
-        &pair.a,
-        &pair.if_a,
-        pcap,
-        ReplayParams {
-            pps,
-            loops: 1,
-            timeout: Duration::from_secs(120),
-        },
-    )
-    .expect("tcpreplay");
-    assert_eq!(sent.successful, count as u64, "{sent:?}");
 }
 
 /// Sends `pcap` at `pps` from the sending namespace on a thread of its own (tcpreplay,
@@ -154,164 +91,6 @@ fn send_in_background(
     })
 }
 
-/// The `[sink.gcs]` body for the emulator, with quick retries.
-fn gcs_section(spool: &Path, extra: &str) -> String {
-    format!(
-        "bucket = \"{BUCKET}\"\nprefix = \"e2e\"\nendpoint = \"http://{EMULATOR_ADDRESS}\"\n\
-         credentials = \"anonymous\"\nspool_dir = \"{}\"\nconcurrency = 4\n\
-         attempt_timeout_secs = 5\nbackoff_min_ms = 100\nbackoff_max_ms = 2000\n\
-         shutdown_grace_secs = 20\n{extra}",
-        spool.display()
-    )
-}
-
-/// One test's namespaces, emulator and files.
-struct Lab {
-    dir: sluice_testkit::scratch::TempDir,
-    pair: NetnsPair,
-    emulator: Emulator,
-    python: PathBuf,
-}
-
-impl Lab {
-    fn new(test: &str, emulator_binary: &Path, python: PathBuf) -> Lab {
-        let dir = sluice_testkit::scratch::tempdir(&format!("{NAME}-{test}")).expect("tempdir");
-        let pair = NetnsPair::create().expect("namespaces");
-        let emulator = Emulator::start_in(
-            Some(pair.b.name()),
-            emulator_binary,
-            EMULATOR_ADDRESS,
-            &dir.path().join("emulator"),
-            &[BUCKET],
-        );
-        Lab {
-            dir,
-            pair,
-            emulator,
-            python,
-        }
-    }
-
-    fn path(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
-
-    fn config(&self, format: &str, spool: &Path, extra: &str) -> ConfigSpec {
-        let mut spec = ConfigSpec::xdp(&self.pair.if_b, &self.path("unused-directory"));
-        spec.ports = vec![5000];
-        spec.plain_udp = false;
-        spec.format = Some(format.to_owned());
-        spec.gcs = Some(gcs_section(spool, extra));
-        spec
-    }
-
-    fn start(&self, spec: &ConfigSpec, run: &str) -> (RunningSluice, RunFiles) {
-        let files = RunFiles::in_dir(self.dir.path(), run);
-        spec.write(&files.config).expect("config");
-        let mut sluice = daemon::start_run(&sluice_binary(), &self.pair.b, &files).expect("start");
-        sluice
-            .wait_ready(Duration::from_secs(30))
-            .unwrap_or_else(|e| panic!("{e}"));
-        (sluice, files)
-    }
-
-    /// Every object under the prefix, downloaded into `dir`; returns their names.
-    fn download_all(&self, into: &Path) -> Vec<String> {
-        std::fs::create_dir_all(into).expect("download dir");
-        let objects = self.emulator.list(BUCKET, "e2e/");
-        for (i, (name, size)) in objects.iter().enumerate() {
-            let bytes = self.emulator.download(BUCKET, name);
-            assert_eq!(bytes.len() as u64, *size, "{name}");
-            let file = name.rsplit('/').next().unwrap_or("object");
-            std::fs::write(into.join(format!("{i:05}-{file}")), bytes).expect("write object");
-        }
-        objects.into_iter().map(|(name, _)| name).collect()
-    }
-
-    /// Every object under the prefix, downloaded into `into` under its name without the
-    /// prefix (`<stream>/dt=.../hour=.../<name>`): the bucket's layout, for DuckDB.
-    fn download_tree(&self, into: &Path) {
-        for (name, size) in self.emulator.list(BUCKET, "e2e/") {
-            let bytes = self.emulator.download(BUCKET, &name);
-            assert_eq!(bytes.len() as u64, size, "{name}");
-            let path = into.join(name.trim_start_matches("e2e/"));
-            if let Some(parent) = path.parent() {
-                std::fs::create_dir_all(parent).expect("object dir");
-            }
-            std::fs::write(&path, bytes).expect("write object");
-        }
-    }
-
-    /// The payloads of every record in the downloaded objects, read by Python.
-    fn read_payloads(&self, dir: &Path) -> Vec<String> {
-        let script = self.path("read_objects.py");
-        std::fs::write(&script, READER).expect("script");
-        let out = Command::new(&self.python)
-            .arg(&script)
-            .arg(dir)
-            .output()
-            .expect("python");
-        assert!(
-            out.status.success(),
-            "reader failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let mut payloads: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect();
-        payloads.sort();
-        payloads
-    }
-
-    fn scrape(&self, port: u16) -> String {
-        let name = self.pair.b.name().to_owned();
-        sluice_testkit::netns::run_in_named(&name, || http_get(port, "/metrics"))
-            .expect("enter namespace")
-            .unwrap_or_default()
-    }
-}
-
-/// Reads each downloaded object with an independent reader and prints one payload per
-/// line (Parquet: pyarrow; `.ndjson.gz`: gzip + json; `.csv.gz`: gzip + csv).
-const READER: &str = r#"
-import base64, csv, gzip, io, json, os, sys
-import pyarrow.parquet as pq
-d = sys.argv[1]
-for name in sorted(os.listdir(d)):
-    path = os.path.join(d, name)
-    if name.endswith(".parquet"):
-        table = pq.read_table(path)
-        for p in table.column("payload").to_pylist():
-            print(p.decode())
-    elif name.endswith(".ndjson.gz"):
-        with gzip.open(path, "rt") as f:
-            for line in f:
-                print(base64.b64decode(json.loads(line)["payload"]).decode())
-    elif name.endswith(".csv.gz"):
-        with gzip.open(path, "rt", newline="") as f:
-            for row in csv.DictReader(f):
-                print(base64.b64decode(row["payload"]).decode())
-    else:
-        sys.exit("unexpected object " + name)
-"#;
-
-fn http_get(port: u16, path: &str) -> std::io::Result<String> {
-    use std::io::{Read as _, Write as _};
-    let mut stream = std::net::TcpStream::connect_timeout(
-        &std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        Duration::from_secs(2),
-    )?;
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )?;
-    let mut body = String::new();
-    stream.read_to_string(&mut body)?;
-    Ok(body)
-}
-
 /// The value of an unlabelled sample (or one with exactly `labels`) in a scrape.
 fn sample(scrape: &str, name_and_labels: &str) -> Option<f64> {
     scrape
@@ -319,18 +98,6 @@ fn sample(scrape: &str, name_and_labels: &str) -> Option<f64> {
         .find(|l| l.starts_with(name_and_labels) && l[name_and_labels.len()..].starts_with(' '))
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())
-}
-
-fn stop(sluice: RunningSluice, files: &RunFiles) -> Stats {
-    let (status, in_time, stats) = sluice
-        .stop(Duration::from_secs(60))
-        .unwrap_or_else(|e| panic!("{e}"));
-    assert!(
-        in_time && status.success(),
-        "sluice exit on SIGTERM: {status} (in time: {in_time}); log:\n{}",
-        daemon::log_tail(&files.log, 40)
-    );
-    stats
 }
 
 fn assert_exactly_once(mut got: Vec<String>, sent: &[String], what: &str) {
@@ -352,14 +119,6 @@ fn assert_exactly_once(mut got: Vec<String>, sent: &[String], what: &str) {
             want.len()
         );
     }
-}
-
-/// The current UTC hour (0-23).
-fn utc_hour() -> u32 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    u32::try_from(secs / 3600 % 24).unwrap_or(0)
 }
 
 /// Sends a mix of tunnels, keys and ports through XDP into the bucket and checks that
@@ -396,8 +155,14 @@ fn happy_path(format: &str, extension: &str) -> Option<(Lab, Vec<Record>, (u32, 
     let upload = stats.upload.clone().expect("upload account");
     assert_eq!(upload.left_spooled_files, 0, "{upload:?}");
     let objects = lab.download_all(&lab.path("objects"));
-    assert_eq!(objects.len() as u64, stats.files_written, "{objects:?}");
-    assert_eq!(upload.uploaded + upload.already_there, stats.files_written);
+    // Batches are combined into objects: every batch is in exactly one of them.
+    assert_eq!(
+        upload.uploaded + upload.already_there,
+        objects.len() as u64,
+        "{objects:?}"
+    );
+    assert_eq!(upload.uploaded_batches, stats.files_written, "{upload:?}");
+    assert!(objects.len() as u64 <= stats.files_written, "{objects:?}");
     for name in &objects {
         assert!(
             name.starts_with("e2e/raw/dt=") && name.contains("/hour=") && name.ends_with(extension),
@@ -427,60 +192,6 @@ fn ndjson_gzip_objects_hold_exactly_the_packets_sent() {
 #[test]
 fn csv_gzip_objects_hold_exactly_the_packets_sent() {
     happy_path("csv_gzip", ".csv.gz");
-}
-
-/// The `bigquery-ddl` statement for `config`, and its columns (partition columns
-/// included) with their BigQuery types, in order.
-fn ddl_of(config: &Path) -> (String, Vec<(String, String)>) {
-    let out = Command::new(sluice_binary())
-        .args(["bigquery-ddl", "--dataset", "proj.telemetry", "--config"])
-        .arg(config)
-        .output()
-        .expect("bigquery-ddl");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let ddl = String::from_utf8_lossy(&out.stdout).into_owned();
-    let columns = ddl
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim().trim_end_matches(',');
-            let rest = l.strip_prefix('`')?;
-            let (name, ty) = rest.split_once("` ")?;
-            Some((name.to_owned(), ty.to_owned()))
-        })
-        .collect();
-    (ddl, columns)
-}
-
-/// What DuckDB must see in the bucket for `expected` records received in hour `hour`.
-fn expected_table(ddl_columns: &[(String, String)], expected: &[Record], hour: u32) -> HiveTable {
-    let columns = ddl_columns
-        .iter()
-        .map(|(name, bigquery)| {
-            let duck = duck::duckdb_type(bigquery)
-                .unwrap_or_else(|| panic!("no DuckDB type for {name} {bigquery}"));
-            (name.clone(), duck.to_owned())
-        })
-        .collect();
-    let mut groups = BTreeMap::new();
-    for r in expected {
-        *groups
-            .entry(duck::group_key(r.tunnel_src.as_deref(), r.gre_key, hour))
-            .or_default() += 1;
-    }
-    let mut dst_ports: Vec<u16> = expected.iter().map(|r| r.dst_port).collect();
-    dst_ports.sort_unstable();
-    dst_ports.dedup();
-    HiveTable {
-        columns,
-        groups,
-        rows: expected.len() as u64,
-        payload_bytes: expected.iter().map(|r| r.payload_len as u64).sum(),
-        dst_ports,
-    }
 }
 
 /// Parquet read back by pyarrow; the `bigquery-ddl` statement's column types are the ones
@@ -770,7 +481,7 @@ fn sigkill_loses_at_most_the_open_batches_and_the_restart_uploads_the_spool() {
     );
     let upload = stats.upload.clone().expect("upload account");
     assert!(
-        upload.uploaded + upload.already_there >= spooled_at_kill as u64,
+        upload.uploaded_batches >= spooled_at_kill as u64,
         "the restart uploaded what the killed run left: {upload:?}, {spooled_at_kill} spooled"
     );
     lab.download_all(&lab.path("objects"));
@@ -944,10 +655,7 @@ fn sigterm_during_an_outage_leaves_the_rest_spooled_for_the_next_start() {
     let stats2 = stop(again, &files2);
     let upload2 = stats2.upload.clone().expect("upload account");
     assert_eq!(
-        (
-            upload2.uploaded + upload2.already_there,
-            upload2.left_spooled_files
-        ),
+        (upload2.uploaded_batches, upload2.left_spooled_files),
         (stats.files_written, 0),
         "{upload2:?}"
     );

@@ -3,12 +3,17 @@
 //!
 //! `xdp_netns.rs` sends it through XDP, `replay.rs` through `sluice replay`; both compare
 //! against the same expectations here, so the two paths are held to one standard. Included
-//! with `mod common;` by each test file (it is not a test target itself).
+//! with `mod common;` by each test file (it is not a test target itself). [`gcs_lab`] is
+//! the Cloud Storage lab of `upload_gcs.rs` and `query_engine.rs`; [`bucket_checks`] what
+//! `query_engine.rs` asserts about a bucket DuckDB has read.
 
 #![allow(
     dead_code,
     reason = "each test file uses a different part of the scenario"
 )]
+
+pub mod bucket_checks;
+pub mod gcs_lab;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

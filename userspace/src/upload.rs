@@ -62,6 +62,9 @@ pub struct UploadSummary {
     /// Uploads that found their object already there (HTTP 412 after a retry or a
     /// restart): delivered, not duplicated.
     pub already_there: u64,
+    /// Spooled batches held by the objects of `uploaded` and `already_there` (an object
+    /// combines one or more batches).
+    pub uploaded_batches: u64,
     /// Attempts beyond the first.
     pub retries: u64,
     /// Attempts that failed transiently.
@@ -84,6 +87,7 @@ impl UploadSummary {
         Self {
             uploaded: s.ok,
             already_there: s.exists,
+            uploaded_batches: s.object_batches,
             retries: s.retries,
             retryable_errors: s.retryable_error,
             permanent_errors: s.permanent_error,
@@ -126,6 +130,11 @@ pub fn open_sink(
     open_spool_sink(config, gcs, streams)
 }
 
+/// `sink.gcs.object_target_bytes` when unset and the format is gzip: BigQuery reads a
+/// gzip file with one worker, so such objects stay modest.
+#[cfg(feature = "gcs")]
+const GZIP_OBJECT_TARGET_BYTES: u64 = 64 << 20;
+
 /// The spool, its uploader, and the sink that commits to it.
 #[cfg(feature = "gcs")]
 fn open_spool_sink(
@@ -144,7 +153,11 @@ fn open_spool_sink(
         config.sink.host.clone()
     };
     let namer = ObjectNamer::new(&gcs.prefix, &host, &boot, run);
-    let uploader = sluice_upload::Uploader::start(gcs, Arc::clone(&spool))?;
+    let mut gcs = gcs.clone();
+    if gcs.object_target_bytes.is_none() && config.sink.format.is_gzip() {
+        gcs.object_target_bytes = Some(GZIP_OBJECT_TARGET_BYTES);
+    }
+    let uploader = sluice_upload::Uploader::start(&gcs, Arc::clone(&spool))?;
     tracing::info!(
         boot = boot.short(),
         run = %run,

@@ -93,6 +93,9 @@ pub struct ConfigSpec {
     pub sink_path: PathBuf,
     /// `pipeline.workers`.
     pub workers: u32,
+    /// `sink.host`, the `<host>` part of file and object names (`None`: the machine's
+    /// hostname).
+    pub host: Option<String>,
     /// `sink.format` (`None`: the daemon's default, `parquet`).
     pub format: Option<String>,
     /// The body of `[sink.gcs]` (TOML lines); when set, `sink.kind = "gcs"`.
@@ -118,6 +121,7 @@ impl ConfigSpec {
             max_age_ms: 200,
             sink_path: sink_path.to_owned(),
             workers: 2,
+            host: None,
             format: Some("ndjson_zstd".into()),
             gcs: None,
         }
@@ -172,6 +176,9 @@ impl ConfigSpec {
             "\n[sink]\nkind = \"{kind}\"\npath = {}",
             toml_string(&self.sink_path.to_string_lossy())
         );
+        if let Some(host) = &self.host {
+            let _ = writeln!(out, "host = {}", toml_string(host));
+        }
         if let Some(format) = &self.format {
             let _ = writeln!(out, "format = {}", toml_string(format));
         }
@@ -416,13 +423,14 @@ mod tests {
         );
         // With an upload section, the sink is `gcs` and `[sink.gcs]` comes last.
         let gcs = ConfigSpec {
+            host: Some("edge1".into()),
             format: Some("parquet".into()),
             gcs: Some("bucket = \"b-1\"\nspool_dir = \"/s\"".into()),
             ..ConfigSpec::xdp("sl0b", Path::new("/o"))
         };
         assert!(
             gcs.to_toml().ends_with(
-                "\n[sink]\nkind = \"gcs\"\npath = \"/o\"\nformat = \"parquet\"\n\
+                "\n[sink]\nkind = \"gcs\"\npath = \"/o\"\nhost = \"edge1\"\nformat = \"parquet\"\n\
                  \n[sink.gcs]\nbucket = \"b-1\"\nspool_dir = \"/s\"\n"
             ),
             "{}",

@@ -5,7 +5,8 @@
 //!   from mutations), with deterministic matrices of both.
 //! - [`pcap`] writes and reads them as classic pcap for tcpreplay, tshark and `sluice replay`;
 //!   [`tcpreplay`] sends such a pcap out of a veth end, bounded in count, rate and time.
-//! - [`netns`] gives each test its own pair of network namespaces joined by a veth;
+//! - [`netns`] gives each test its own pair of network namespaces joined by a veth (and a
+//!   hub namespace that several of them reach, for a server they share);
 //!   [`cleanup`] deletes them (and stops child processes) on drop and on SIGINT/SIGTERM.
 //! - [`privilege`] applies the rule for tests that need root or tools: fail in CI, skip
 //!   with a reason elsewhere.
@@ -13,7 +14,8 @@
 //!   (zstd NDJSON, and Parquet through [`parquet_records`]); [`summary`] is what both are
 //!   compared on.
 //! - [`python`] finds the test venv's interpreter; [`duckdb`] reads a bucket's worth of
-//!   Parquet files as one hive-partitioned table, as BigQuery would.
+//!   Parquet, gzip NDJSON or gzip CSV objects as one hive-partitioned table with the DDL's
+//!   types, as BigQuery would.
 //! - [`scratch`] makes the temporary directories tests work in.
 //! - [`daemon`] runs the `sluice` binary (config file, `run` in a namespace with its ready
 //!   file, SIGTERM, `replay`); [`stats`] reads the stats file it leaves.

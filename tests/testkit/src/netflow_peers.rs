@@ -36,11 +36,11 @@ use pcap_file::DataLink;
 use pcap_file::pcap::{PcapHeader, PcapPacket, PcapWriter};
 
 use crate::cleanup::{CleanupError, ProcessGuard};
-use crate::frames::UdpDatagram;
 use crate::frames::layers::{
     self, ETHERTYPE_IPV4, ETHERTYPE_IPV6, Fragment, IPPROTO_TCP, IPPROTO_UDP,
 };
-use crate::netns::{ADDR_V4_B, NetnsError, NetnsPair};
+use crate::frames::{FrameSpec, GreTunnel, UdpDatagram};
+use crate::netns::{ADDR_V4_B, MAC_A, MAC_B, NetnsError, NetnsPair};
 use crate::pcap::{FIRST_TIMESTAMP, PcapError, read_pcap};
 
 /// The tools a run needs, for `privilege::require_tool`.
@@ -460,6 +460,24 @@ pub struct PeerRun {
     pub nfdump: Vec<NfdumpFlow>,
     /// softflowd's output (its statistics).
     pub softflowd_log: String,
+}
+
+impl PeerRun {
+    /// Each export packet, in capture order, wrapped in `tunnel` and addressed from the
+    /// sending to the receiving end of a [`NetnsPair`]: the frames that carry this export
+    /// to the appliance.
+    pub fn frames_in(&self, tunnel: &GreTunnel) -> Vec<FrameSpec> {
+        self.datagrams
+            .iter()
+            .map(|dg| FrameSpec {
+                src_mac: MAC_A,
+                dst_mac: MAC_B,
+                vlans: Vec::new(),
+                tunnel: Some(tunnel.clone()),
+                inner: dg.udp(),
+            })
+            .collect()
+    }
 }
 
 /// A namespace pair and a work directory for softflowd → nfcapd runs.

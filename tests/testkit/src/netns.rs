@@ -8,6 +8,10 @@
 //! sends (plus the kernel's unavoidable MLD reports right after link-up). Dropping a
 //! [`Netns`] deletes it by exact name; the names are also registered with
 //! [`crate::cleanup`] so a SIGINT/SIGTERM handler can delete them.
+//!
+//! [`NetnsHub`] is one more namespace that several others reach over veth pairs of their
+//! own: a server in it (the Cloud Storage emulator of the scale-out tests) is reachable at
+//! one address, [`HUB_SERVICE_V4`], from each of them.
 
 use std::fs::File;
 use std::net::{Ipv4Addr, Ipv6Addr};
@@ -244,6 +248,7 @@ pub struct NetnsPair {
     pub if_b: String,
 }
 
+/// Numbers the pairs and hubs of this process (`sl-<pid>-<n>-...`).
 static PAIR_COUNTER: AtomicU32 = AtomicU32::new(0);
 
 /// How long `create` waits after both link-local addresses exist for the kernel's MLD
@@ -347,6 +352,131 @@ impl NetnsPair {
         }
         std::thread::sleep(SETTLE);
         Ok(())
+    }
+}
+
+/// The address of a [`NetnsHub`]'s server, on the hub's loopback.
+pub const HUB_SERVICE_V4: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 200);
+
+/// Most spokes a hub takes: their /30s, from 198.51.100.128, stay below
+/// [`HUB_SERVICE_V4`].
+pub const HUB_MAX_SPOKES: usize = 16;
+
+/// One spoke's link to a [`NetnsHub`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HubLink {
+    /// The spoke namespace's name.
+    pub spoke: String,
+    /// The veth end in the spoke (`hub<n>`).
+    pub if_spoke: String,
+    /// The veth end in the hub (`spoke<i>`).
+    pub if_hub: String,
+    /// The spoke's address on the link (198.51.100.(128 + 4i + 1)/30).
+    pub spoke_v4: Ipv4Addr,
+    /// The hub's address on the link (198.51.100.(128 + 4i + 2)/30).
+    pub hub_v4: Ipv4Addr,
+}
+
+/// A namespace `sl-<pid>-<n>-hub` joined to each of several existing namespaces (the
+/// spokes) by a veth pair with a /30 of 198.51.100.128/26, and holding
+/// [`HUB_SERVICE_V4`]/32 on its loopback, which each spoke routes to its link: a server
+/// bound there in the hub is reached from every spoke, while the spokes do not reach one
+/// another (the hub does not forward). The /30s are more specific than the /24 of a
+/// [`NetnsPair`]'s veth, so a spoke that is the `b` end of a pair keeps both routes.
+///
+/// Dropping the hub deletes its namespace by exact name, which deletes the veth pairs
+/// with it (their spoke ends too); the name is registered for signal cleanup like any
+/// [`Netns`]. Drop the hub after the processes running in it.
+#[derive(Debug)]
+pub struct NetnsHub {
+    /// The hub namespace.
+    pub hub: Netns,
+    /// One link per spoke, in the order given.
+    pub links: Vec<HubLink>,
+}
+
+impl NetnsHub {
+    /// Creates the hub and joins it to each of `spokes` (at most [`HUB_MAX_SPOKES`]). On
+    /// error, whatever was created is deleted.
+    ///
+    /// # Errors
+    /// [`NetnsError`] from the first step that fails; [`NetnsError::Command`] naming the
+    /// limit for too many spokes.
+    pub fn create(spokes: &[&Netns]) -> Result<NetnsHub, NetnsError> {
+        if spokes.len() > HUB_MAX_SPOKES {
+            return Err(NetnsError::Command {
+                command: "NetnsHub::create".into(),
+                status: format!("{} spokes; at most {HUB_MAX_SPOKES}", spokes.len()),
+                stderr: String::new(),
+            });
+        }
+        let pid = std::process::id();
+        let n = PAIR_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let hub = Netns::create(&format!("sl-{pid}-{n}-hub"))?;
+        let name = hub.name().to_owned();
+        ip(&["-n", &name, "link", "set", "lo", "up"])?;
+        let service = format!("{HUB_SERVICE_V4}/32");
+        ip(&["-n", &name, "addr", "add", &service, "dev", "lo"])?;
+        let mut links = Vec::with_capacity(spokes.len());
+        for (i, spoke) in spokes.iter().enumerate() {
+            let base = 128 + 4 * i as u8;
+            let link = HubLink {
+                spoke: spoke.name().to_owned(),
+                // Names are per namespace: `spoke<i>` is unique in the hub, `hub<n>` in
+                // a spoke (unless joined twice to one hub).
+                if_spoke: format!("hub{:x}", n & 0xf_ffff),
+                if_hub: format!("spoke{i}"),
+                spoke_v4: Ipv4Addr::new(198, 51, 100, base + 1),
+                hub_v4: Ipv4Addr::new(198, 51, 100, base + 2),
+            };
+            ip(&[
+                "-n",
+                &name,
+                "link",
+                "add",
+                &link.if_hub,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &link.if_spoke,
+                "netns",
+                &link.spoke,
+            ])?;
+            for (ns, ifname, addr) in [
+                (name.as_str(), &link.if_hub, link.hub_v4),
+                (link.spoke.as_str(), &link.if_spoke, link.spoke_v4),
+            ] {
+                ip(&[
+                    "-n",
+                    ns,
+                    "addr",
+                    "add",
+                    &format!("{addr}/30"),
+                    "dev",
+                    ifname,
+                ])?;
+                ip(&["-n", ns, "link", "set", ifname, "up"])?;
+            }
+            ip(&[
+                "-n",
+                &link.spoke,
+                "route",
+                "add",
+                &service,
+                "via",
+                &link.hub_v4.to_string(),
+                "dev",
+                &link.if_spoke,
+            ])?;
+            links.push(link);
+        }
+        Ok(NetnsHub { hub, links })
+    }
+
+    /// The hub's name.
+    pub fn name(&self) -> &str {
+        self.hub.name()
     }
 }
 
@@ -459,5 +589,97 @@ mod tests {
         drop(pair);
         assert!(!PathBuf::from("/run/netns").join(&name_a).exists());
         assert!(!PathBuf::from("/run/netns").join(&name_b).exists());
+    }
+
+    #[test]
+    fn hub_is_reached_from_every_spoke_and_deleted_on_drop() {
+        const NAME: &str = "netns::hub_is_reached_from_every_spoke_and_deleted_on_drop";
+        if !require_root(NAME) || !crate::privilege::require_tool(NAME, "ip") {
+            return;
+        }
+        let first = NetnsPair::create().expect("create pair");
+        let second = NetnsPair::create().expect("create pair");
+        let hub = NetnsHub::create(&[&first.b, &second.b]).expect("create hub");
+        let hub_name = hub.name().to_owned();
+        assert!(hub_name.ends_with("-hub"), "{hub_name}");
+        assert_eq!(
+            hub.links
+                .iter()
+                .map(|l| (l.spoke.as_str(), l.spoke_v4, l.hub_v4))
+                .collect::<Vec<_>>(),
+            [
+                (
+                    first.b.name(),
+                    Ipv4Addr::new(198, 51, 100, 129),
+                    Ipv4Addr::new(198, 51, 100, 130)
+                ),
+                (
+                    second.b.name(),
+                    Ipv4Addr::new(198, 51, 100, 133),
+                    Ipv4Addr::new(198, 51, 100, 134)
+                ),
+            ]
+        );
+        // A listener on the service address in the hub, reached from each spoke, each
+        // connection coming from that spoke's own link address.
+        let listener = hub
+            .hub
+            .run_in(|| std::net::TcpListener::bind((HUB_SERVICE_V4, 0)))
+            .expect("enter hub")
+            .expect("bind in hub");
+        let port = listener.local_addr().expect("local addr").port();
+        for (spoke, link) in [&first.b, &second.b].into_iter().zip(&hub.links) {
+            let client = spoke
+                .run_in(move || {
+                    std::net::TcpStream::connect_timeout(
+                        &std::net::SocketAddr::from((HUB_SERVICE_V4, port)),
+                        std::time::Duration::from_secs(5),
+                    )
+                })
+                .expect("enter spoke")
+                .expect("connect from spoke");
+            let (_, peer) = listener.accept().expect("accept");
+            assert_eq!(peer.ip(), std::net::IpAddr::V4(link.spoke_v4));
+            drop(client);
+        }
+        // The pair's own link still works next to the hub's.
+        let ping = first
+            .b
+            .command("ping")
+            .args(["-c", "1", "-W", "2", &ADDR_V4_A.to_string()])
+            .output()
+            .expect("run ping");
+        assert!(ping.status.success(), "ping b->a failed: {ping:?}");
+        // The hub does not forward: one spoke does not reach the other.
+        let across = first
+            .b
+            .command("ping")
+            .args(["-c", "1", "-W", "1", &hub.links[1].spoke_v4.to_string()])
+            .output()
+            .expect("run ping");
+        assert!(!across.status.success(), "spoke reached spoke: {across:?}");
+
+        let if_spoke = hub.links[0].if_spoke.clone();
+        // A socket holds its namespace: close the listener first.
+        drop(listener);
+        drop(hub);
+        assert!(!PathBuf::from("/run/netns").join(&hub_name).exists());
+        // Deleting the hub deletes the spoke ends of its links (the kernel dismantles a
+        // namespace asynchronously: give it a moment).
+        let links = || {
+            let out = first
+                .b
+                .command("ip")
+                .args(["-o", "link", "show"])
+                .output()
+                .expect("ip link");
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while links().contains(&format!(" {if_spoke}@")) && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let left = links();
+        assert!(!left.contains(&format!(" {if_spoke}@")), "{left}");
     }
 }

@@ -72,6 +72,8 @@ pub struct UploadStats {
     pub uploaded: u64,
     /// Uploads that found their object already there (412).
     pub already_there: u64,
+    /// Spooled batches held by those objects.
+    pub uploaded_batches: u64,
     /// Attempts beyond the first.
     pub retries: u64,
     /// Transient failures.

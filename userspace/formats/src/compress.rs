@@ -1,6 +1,10 @@
 //! The gzip or zstd stream a text batch is written through. Rows are collected in a
 //! reused buffer and handed to the compressor in chunks, so the compressor sees few large
 //! writes instead of one per row.
+//!
+//! A CSV batch starts with its header line as a gzip member of its own
+//! ([`Compressed::gzip_after_member`]), so that batches can be combined into one object by
+//! dropping every later batch's first member (`crate::combine`).
 
 use std::io::Write as _;
 
@@ -10,6 +14,10 @@ use crate::FormatError;
 
 /// Bytes collected before they go to the compressor.
 const CHUNK: usize = 64 * 1024;
+
+/// The gzip level of a member written whole by [`gzip_member`]: fixed rather than the
+/// configured level, so that a CSV header member's bytes depend on the column names alone.
+const MEMBER_LEVEL: u32 = 6;
 
 /// A compressed byte stream kept in memory.
 pub(crate) struct Compressed {
@@ -37,6 +45,22 @@ impl Compressed {
     pub(crate) fn gzip(level: i32) -> Self {
         let level = flate2::Compression::new(level.clamp(0, 9) as u32);
         Self::with(Stream::Gzip(GzEncoder::new(Vec::new(), level)))
+    }
+
+    /// A gzip stream at `level` (0–9) that starts with `first` as a complete gzip member
+    /// of its own (see [`gzip_member`]); `first` counts as uncompressed bytes written.
+    ///
+    /// # Errors
+    /// [`FormatError::Compression`] (not expected: the member is written to memory).
+    pub(crate) fn gzip_after_member(first: &[u8], level: i32) -> Result<Self, FormatError> {
+        let member = gzip_member(first).map_err(|source| FormatError::Compression {
+            codec: "gzip",
+            source,
+        })?;
+        let level = flate2::Compression::new(level.clamp(0, 9) as u32);
+        let mut compressed = Self::with(Stream::Gzip(GzEncoder::new(member, level)));
+        compressed.written = first.len() as u64;
+        Ok(compressed)
     }
 
     /// A zstd stream at `level` (1–22).
@@ -105,4 +129,13 @@ impl Compressed {
         }
         .map_err(|source| FormatError::Compression { codec, source })
     }
+}
+
+/// `bytes` as one complete gzip member, byte for byte the same for the same input: level
+/// [`MEMBER_LEVEL`], and flate2's fixed header (no file name, modification time 0, OS byte
+/// 255 "unknown", extra flags 0 at this level).
+pub(crate) fn gzip_member(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut member = GzEncoder::new(Vec::new(), flate2::Compression::new(MEMBER_LEVEL));
+    member.write_all(bytes)?;
+    member.finish()
 }

@@ -55,6 +55,11 @@ impl Format {
         }
     }
 
+    /// True for the gzip formats (`ndjson_gzip`, `csv_gzip`).
+    pub fn is_gzip(self) -> bool {
+        matches!(self, Format::NdjsonGzip | Format::CsvGzip)
+    }
+
     /// The name used in the config (`ndjson_gzip`, ...).
     pub fn name(self) -> &'static str {
         match self {

@@ -20,9 +20,13 @@
 //! assert_eq!(&file[..4], b"PAR1");
 //! ```
 //!
+//! Batches of one stream combine into one larger file without being decoded again
+//! ([`combine`]: the uploader's objects).
+//!
 //! Operating notes and the type table: docs/formats.md.
 
 pub mod columns;
+pub mod combine;
 mod compress;
 pub mod config;
 pub mod ddl;
@@ -36,6 +40,7 @@ pub mod timestamp;
 use sluice_decode::{PacketContext, RecordSchema, RowSink, Value};
 
 pub use crate::{
+    combine::{BatchError, CombineError, CombineKind, CombineSummary, Combiner, compatibility_key},
     config::{Format, FormatConfig},
     ddl::{DdlOptions, bigquery_ddl},
     error::FormatError,

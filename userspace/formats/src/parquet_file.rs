@@ -34,6 +34,11 @@ use crate::{
     text::{push_ip, push_mac},
 };
 
+/// The `created_by` of the files this crate writes: `sluice <version>`.
+pub(crate) fn created_by() -> String {
+    format!("sluice {}", env!("CARGO_PKG_VERSION"))
+}
+
 /// Whether the Parquet column of output column `index` may hold nulls.
 pub fn is_optional(index: usize, column: &Column) -> bool {
     column.nullable || (index >= PROVENANCE_COLUMNS && column.ty == ColumnType::UInt64)
@@ -268,7 +273,7 @@ impl ParquetEncoder {
         })?;
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
-            .set_created_by(format!("sluice {}", env!("CARGO_PKG_VERSION")))
+            .set_created_by(created_by())
             .build();
         let writer =
             SerializedFileWriter::new(Vec::new(), build_schema(&columns)?, Arc::new(properties))?;

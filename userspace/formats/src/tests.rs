@@ -11,7 +11,7 @@ use sluice_decode::{BytesEncoding, Column, ColumnType, DecoderFactory as _, raw:
 
 use super::*;
 
-fn ctx(tunnel: bool) -> PacketContext {
+pub(crate) fn ctx(tunnel: bool) -> PacketContext {
     PacketContext {
         received_at: 1_795_328_725_123_456,
         tunnel_src: tunnel.then_some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
@@ -24,7 +24,7 @@ fn ctx(tunnel: bool) -> PacketContext {
     }
 }
 
-fn all_types() -> RecordSchema {
+pub(crate) fn all_types() -> RecordSchema {
     RecordSchema {
         decoder: "test".into(),
         columns: vec![
@@ -102,7 +102,8 @@ fn sample_rows() -> Vec<(PacketContext, Vec<Value<'static>>)> {
 
 fn gunzip(bytes: &[u8]) -> String {
     let mut text = String::new();
-    flate2::read::GzDecoder::new(bytes)
+    // A CSV batch is two gzip members (header line, rows): read them all, as gzip -d does.
+    flate2::read::MultiGzDecoder::new(bytes)
         .read_to_string(&mut text)
         .expect("gzip");
     text

@@ -4,8 +4,8 @@
 //! NDJSON lines are objects with the keys in column order (the layout of the daemon's
 //! directory sink: `{"received_at":"...Z","tunnel_src":null,...}`); each `,"name":` key is
 //! escaped once when the encoder is built. CSV files start with a header line of the
-//! column names; records end in CRLF (RFC 4180), a null is an empty field, an empty string
-//! is `""`.
+//! column names, in a gzip member of its own (see [`TextEncoder::csv_gzip`]); records end
+//! in CRLF (RFC 4180), a null is an empty field, an empty string is `""`.
 
 use sluice_decode::{ColumnType, PacketContext, RecordSchema, RowSink, Value};
 
@@ -39,7 +39,8 @@ impl TextEncoder {
     /// # Errors
     /// [`FormatError::DuplicateColumn`].
     pub fn ndjson_gzip(schema: &RecordSchema, level: i32) -> Result<Self, FormatError> {
-        Self::new(Dialect::Json, schema, Compressed::gzip(level))
+        let columns = OutputColumns::new(schema)?;
+        Ok(Self::new(Dialect::Json, &columns, Compressed::gzip(level)))
     }
 
     /// NDJSON, zstd at `level`.
@@ -48,23 +49,34 @@ impl TextEncoder {
     /// [`FormatError::DuplicateColumn`], or [`FormatError::Compression`] when zstd refuses
     /// the level.
     pub fn ndjson_zstd(schema: &RecordSchema, level: i32) -> Result<Self, FormatError> {
-        Self::new(Dialect::Json, schema, Compressed::zstd(level)?)
+        let columns = OutputColumns::new(schema)?;
+        Ok(Self::new(Dialect::Json, &columns, Compressed::zstd(level)?))
     }
 
-    /// CSV with a header line, gzip at `level`.
+    /// CSV with a header line, gzip at `level`. The header line is a gzip member of its
+    /// own, the same bytes for the same columns (whatever the level), followed by the
+    /// member holding the rows: one gzip file to readers of multi-member gzip, and
+    /// batches of the same columns combine by dropping each later batch's header member
+    /// ([`crate::combine::CombineKind::CsvGzip`]).
     ///
     /// # Errors
-    /// [`FormatError::DuplicateColumn`].
+    /// [`FormatError::DuplicateColumn`], or [`FormatError::Compression`] (not expected:
+    /// the header member is compressed into memory).
     pub fn csv_gzip(schema: &RecordSchema, level: i32) -> Result<Self, FormatError> {
-        Self::new(Dialect::Csv, schema, Compressed::gzip(level))
+        let columns = OutputColumns::new(schema)?;
+        let mut header = Vec::new();
+        for (i, c) in columns.columns().iter().enumerate() {
+            if i > 0 {
+                header.push(b',');
+            }
+            push_csv_field(&mut header, &c.name);
+        }
+        header.extend_from_slice(b"\r\n");
+        let out = Compressed::gzip_after_member(&header, level)?;
+        Ok(Self::new(Dialect::Csv, &columns, out))
     }
 
-    fn new(
-        dialect: Dialect,
-        schema: &RecordSchema,
-        mut out: Compressed,
-    ) -> Result<Self, FormatError> {
-        let columns = OutputColumns::new(schema)?;
+    fn new(dialect: Dialect, columns: &OutputColumns, out: Compressed) -> Self {
         let keys = match dialect {
             Dialect::Json => columns
                 .columns()
@@ -77,19 +89,9 @@ impl TextEncoder {
                     key
                 })
                 .collect(),
-            Dialect::Csv => {
-                let header = out.buffer();
-                for (i, c) in columns.columns().iter().enumerate() {
-                    if i > 0 {
-                        header.push(b',');
-                    }
-                    push_csv_field(header, &c.name);
-                }
-                header.extend_from_slice(b"\r\n");
-                Vec::new()
-            }
+            Dialect::Csv => Vec::new(),
         };
-        Ok(Self {
+        Self {
             dialect,
             keys,
             types: columns.columns().iter().map(|c| c.ty).collect(),
@@ -99,7 +101,7 @@ impl TextEncoder {
             records: 0,
             overflows: 0,
             error: None,
-        })
+        }
     }
 
     fn write_row(&mut self, ctx: &PacketContext, values: &[Value<'_>]) -> Result<(), FormatError> {

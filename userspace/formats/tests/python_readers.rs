@@ -14,16 +14,20 @@ use std::{
     process::Command,
 };
 
+use bytes::Bytes;
 use serde_json::{Value as Json, json};
 use sluice_decode::{
     BytesEncoding, Column, ColumnType, DecoderFactory as _, PacketContext, RecordSchema,
     RowSink as _, Value, netflow::NetflowFactory, raw::RawFactory,
 };
 use sluice_formats::{
-    BatchEncoder as _, DdlOptions, FileEncoder, Format, FormatConfig, bigquery_ddl,
-    columns::OutputColumns,
+    BatchEncoder as _, CombineKind, Combiner, DdlOptions, FileEncoder, Format, FormatConfig,
+    bigquery_ddl, columns::OutputColumns,
 };
-use sluice_testkit::privilege;
+use sluice_testkit::{
+    duckdb::{HiveSource, ObjectFormat, read_hive},
+    privilege,
+};
 
 const READER: &str = r#"
 import base64, csv, datetime, gzip, io, json, math, struct, sys
@@ -270,6 +274,70 @@ fn arrow_type_of(bigquery: &str) -> &'static str {
     }
 }
 
+/// One batch of `rows`: the complete file, after checking the encoder's counts.
+fn encode(
+    config: &FormatConfig,
+    schema: &RecordSchema,
+    rows: &[(PacketContext, Vec<Value<'static>>)],
+    label: &str,
+) -> Vec<u8> {
+    let mut encoder = FileEncoder::new(config, schema).expect("encoder");
+    for (ctx, values) in rows {
+        encoder.row(ctx, values);
+    }
+    assert_eq!(encoder.records(), rows.len() as u64, "{label}");
+    let overflows = rows
+        .iter()
+        .flat_map(|(_, values)| values)
+        .filter(|v| matches!(v, Value::U64(n) if *n > i64::MAX as u64))
+        .count();
+    assert_eq!(encoder.overflows(), overflows as u64, "{label}");
+    encoder.finish().expect("finish")
+}
+
+/// What the Python reader makes of the file at `path`.
+fn read_back(
+    python: &Path,
+    script: &Path,
+    path: &Path,
+    format: Format,
+    kinds_path: &Path,
+    label: &str,
+) -> Json {
+    let output = Command::new(python)
+        .arg(script)
+        .arg(path)
+        .arg(format.name())
+        .arg(kinds_path)
+        .output()
+        .expect("run python");
+    assert!(
+        output.status.success(),
+        "{label}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("reader output")
+}
+
+/// Every value the reader saw, compared with what was written.
+fn assert_rows(
+    read: &Json,
+    rows: &[(PacketContext, Vec<Value<'static>>)],
+    format: Format,
+    label: &str,
+) {
+    let read_rows = read["rows"].as_array().expect("rows");
+    assert_eq!(read_rows.len(), rows.len(), "{label}");
+    for (i, ((ctx, values), got)) in rows.iter().zip(read_rows).enumerate() {
+        let want: Vec<Json> = provenance(ctx)
+            .iter()
+            .chain(values)
+            .map(|v| expected(format, v))
+            .collect();
+        assert_eq!(got, &Json::Array(want), "{label} row {i}");
+    }
+}
+
 fn check_schema(python: &Path, dir: &Path, schema: &RecordSchema, seed: u64) {
     let columns = OutputColumns::new(schema).expect("columns");
     let kinds: Vec<(String, &str)> = columns
@@ -296,54 +364,31 @@ fn check_schema(python: &Path, dir: &Path, schema: &RecordSchema, seed: u64) {
         if format == Format::Parquet {
             config.row_group_rows = Some(128);
         }
-        let mut encoder = FileEncoder::new(&config, schema).expect("encoder");
-        for (ctx, values) in &rows {
-            encoder.row(ctx, values);
-        }
-        assert_eq!(encoder.records(), 300);
-        let overflows = rows
-            .iter()
-            .flat_map(|(_, values)| values)
-            .filter(|v| matches!(v, Value::U64(n) if *n > i64::MAX as u64))
-            .count();
-        assert_eq!(
-            encoder.overflows(),
-            overflows as u64,
-            "{} {format}",
-            schema.decoder
-        );
+        let label = format!("{} {format}", schema.decoder);
         let path = dir.join(format!("{}.{}", schema.decoder, format.extension()));
-        std::fs::write(&path, encoder.finish().expect("finish")).expect("write file");
+        std::fs::write(&path, encode(&config, schema, &rows, &label)).expect("write file");
+        let read = read_back(python, &script, &path, format, &kinds_path, &label);
+        assert_rows(&read, &rows, format, &label);
 
-        let output = Command::new(python)
-            .arg(&script)
-            .arg(&path)
-            .arg(format.name())
-            .arg(&kinds_path)
-            .output()
-            .expect("run python");
-        assert!(
-            output.status.success(),
-            "{} {format}: {}",
-            schema.decoder,
-            String::from_utf8_lossy(&output.stderr)
-        );
-        let read: Json = serde_json::from_slice(&output.stdout).expect("reader output");
-        let read_rows = read["rows"].as_array().expect("rows");
-        assert_eq!(read_rows.len(), rows.len(), "{} {format}", schema.decoder);
-        for (i, ((ctx, values), got)) in rows.iter().zip(read_rows).enumerate() {
-            let want: Vec<Json> = provenance(ctx)
-                .iter()
-                .chain(values)
-                .map(|v| expected(format, v))
-                .collect();
-            assert_eq!(
-                got,
-                &Json::Array(want),
-                "{} {format} row {i}",
-                schema.decoder
-            );
+        // The same rows as three batches (one of them empty) combined into one file.
+        let mut combiner = Combiner::new(CombineKind::for_format(format), Vec::new());
+        for part in [&rows[..120], &rows[120..120], &rows[120..]] {
+            let batch = encode(&config, schema, part, &label);
+            combiner.push(Bytes::from(batch)).expect("combine");
         }
+        let (combined, summary) = combiner.finish().expect("finish combining");
+        assert_eq!(summary.batches, 3);
+        let path = dir.join(format!(
+            "{}-combined.{}",
+            schema.decoder,
+            format.extension()
+        ));
+        std::fs::write(&path, combined).expect("write combined file");
+        let label = format!("{label} combined");
+        let read_combined = read_back(python, &script, &path, format, &kinds_path, &label);
+        assert_rows(&read_combined, &rows, format, &label);
+        assert_eq!(read_combined["schema"], read["schema"], "{label}");
+        assert_eq!(read_combined["codecs"], read["codecs"], "{label}");
 
         if format == Format::Parquet {
             assert_eq!(read["codecs"], json!(["ZSTD"]));
@@ -423,4 +468,88 @@ fn python_reads_every_format_back_exactly() {
         RawFactory::default().schema(),
         0x5eed_0003,
     );
+}
+
+/// The columns and BigQuery types `bigquery_ddl` declares for `schema` in `format`.
+fn ddl_columns(format: Format, schema: &RecordSchema) -> Vec<(String, String)> {
+    let ddl = bigquery_ddl(
+        "p.d.t",
+        "gs://bucket/prefix",
+        format,
+        schema,
+        DdlOptions::default(),
+    )
+    .expect("ddl");
+    ddl.lines()
+        .skip(2)
+        .take_while(|line| *line != ")")
+        .map(|line| {
+            let line = line.trim().trim_end_matches(',');
+            let (name, ty) = line.rsplit_once(' ').expect("name and type");
+            (name.trim_matches('`').to_owned(), ty.to_owned())
+        })
+        .collect()
+}
+
+/// DuckDB, the tests' stand-in for BigQuery, reads an object combined from batches of the
+/// `raw` stream as one file in each format BigQuery reads: every row once (the gzip
+/// members one stream, the CSV header once, the Parquet row groups all).
+#[test]
+fn duckdb_reads_combined_objects_as_one_file() {
+    let Some(python) = sluice_testkit::python::venv_python(&["duckdb"]) else {
+        privilege::require(
+            "duckdb_reads_combined_objects_as_one_file",
+            false,
+            "needs duckdb in $HOME/.local/share/sluice/venv (run `cargo xtask setup`)",
+        );
+        return;
+    };
+    let raw = RawFactory::default();
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Packet n: a payload of n % 50 bytes to port 5000 + n % 3.
+    let packet = |n: u32| {
+        let mut ctx = context(&mut Rng(u64::from(n) + 1));
+        ctx.dst_port = 5000 + (n % 3) as u16;
+        let payload = vec![b'x'; (n % 50) as usize];
+        (ctx, payload)
+    };
+    let batches: [std::ops::Range<u32>; 4] = [0..40, 40..40, 40..250, 250..251];
+    let payload_bytes: u64 = (0..251_u64).map(|n| n % 50).sum();
+    for format in [Format::Parquet, Format::NdjsonGzip, Format::CsvGzip] {
+        let mut combiner = Combiner::new(CombineKind::for_format(format), Vec::new());
+        for range in batches.clone() {
+            let mut encoder =
+                FileEncoder::new(&FormatConfig::new(format), raw.schema()).expect("encoder");
+            for n in range {
+                let (ctx, payload) = packet(n);
+                let values = [
+                    Value::U64(payload.len() as u64),
+                    Value::Bytes(Cow::Owned(payload)),
+                ];
+                encoder.row(&ctx, &values);
+            }
+            combiner
+                .push(Bytes::from(encoder.finish().expect("finish")))
+                .expect("combine");
+        }
+        let (combined, _) = combiner.finish().expect("finish combining");
+        let root = dir.path().join(format.name());
+        let folder = root.join("dt=2026-11-22/hour=06");
+        std::fs::create_dir_all(&folder).expect("mkdir");
+        std::fs::write(
+            folder.join(format!("combined.{}", format.extension())),
+            combined,
+        )
+        .expect("write combined file");
+        let columns = ddl_columns(format, raw.schema());
+        let source = HiveSource {
+            root: &root,
+            format: ObjectFormat::from_sink_format(format.name()).expect("BigQuery format"),
+            ddl_columns: &columns,
+        };
+        let table = read_hive(&python, &source).unwrap_or_else(|e| panic!("{format}: {e}"));
+        assert_eq!(table.rows, 251, "{format}");
+        assert_eq!(table.payload_bytes, payload_bytes, "{format}");
+        assert_eq!(table.dst_ports, [5000, 5001, 5002], "{format}");
+    }
 }

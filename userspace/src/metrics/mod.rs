@@ -73,6 +73,9 @@ pub struct Metrics {
     spool_refused: IntCounter,
     uploads: IntCounterVec,
     uploaded_bytes: IntCounter,
+    upload_objects: IntCounter,
+    upload_object_batches: IntCounter,
+    upload_objects_pending: IntGauge,
     upload_retries: IntCounter,
     upload_duration: std::sync::Arc<upload::SnapshotHistogram>,
 }
@@ -173,6 +176,21 @@ impl Metrics {
             "Bytes of objects that reached the bucket.",
         )?;
         registry.register(Box::new(uploaded_bytes.clone()))?;
+        let upload_objects = IntCounter::new(
+            "sluice_upload_objects_total",
+            "Objects that reached the bucket (each combines one or more spooled batches).",
+        )?;
+        registry.register(Box::new(upload_objects.clone()))?;
+        let upload_object_batches = IntCounter::new(
+            "sluice_upload_object_batches_total",
+            "Spooled batches held by the objects that reached the bucket.",
+        )?;
+        registry.register(Box::new(upload_object_batches.clone()))?;
+        let upload_objects_pending = IntGauge::new(
+            "sluice_upload_objects_pending",
+            "Objects whose batches are decided (manifest written) and not yet uploaded.",
+        )?;
+        registry.register(Box::new(upload_objects_pending.clone()))?;
         let upload_duration = std::sync::Arc::new(upload::SnapshotHistogram::upload_duration()?);
         registry.register(Box::new(SharedCollector(std::sync::Arc::clone(
             &upload_duration,
@@ -289,6 +307,9 @@ impl Metrics {
             spool_refused,
             uploads,
             uploaded_bytes,
+            upload_objects,
+            upload_object_batches,
+            upload_objects_pending,
             upload_retries,
             upload_duration,
         };
@@ -405,6 +426,10 @@ impl Metrics {
                 );
             }
             raise(&self.uploaded_bytes, u.uploaded_bytes);
+            raise(&self.upload_objects, u.objects);
+            raise(&self.upload_object_batches, u.object_batches);
+            self.upload_objects_pending
+                .set(gauge(u.spool.planned_objects));
             raise(&self.upload_retries, u.retries);
             self.upload_duration.set(&u.duration);
         }

@@ -83,6 +83,19 @@ pub struct UploadConfig {
     /// What an unreachable endpoint at start means: `require` (an error) or `warn`.
     #[serde(default)]
     pub startup_probe: StartupProbe,
+    /// Longest a spooled batch waits to be combined with later batches of its stream and
+    /// hour into one object, in seconds (0..=3600; 0 uploads what is spooled at once).
+    /// Batches are durable in the spool while they wait, so this does not widen what a
+    /// crash can lose; it bounds how late records appear in the bucket.
+    #[serde(default = "default_object_max_age_secs")]
+    pub object_max_age_secs: u64,
+    /// Size at which an object is closed without waiting for `object_max_age_secs`, in
+    /// bytes (1..=5 TiB; 1 makes every batch an object of its own); unset: 256 MiB, which
+    /// the daemon lowers to 64 MiB for the gzip formats (BigQuery reads one gzip file with
+    /// one worker). The spool's disk needs room for up to `concurrency` objects of this
+    /// size beyond `spool_byte_limit` while they are assembled.
+    #[serde(default)]
+    pub object_target_bytes: Option<u64>,
 }
 
 fn default_concurrency() -> usize {
@@ -103,6 +116,18 @@ fn default_spool_byte_limit() -> u64 {
 fn default_shutdown_grace_secs() -> u64 {
     30
 }
+fn default_object_max_age_secs() -> u64 {
+    300
+}
+/// `object_target_bytes` when unset.
+pub const DEFAULT_OBJECT_TARGET_BYTES: u64 = 256 << 20;
+
+/// Largest Cloud Storage object.
+const OBJECT_BYTES_MAX: u64 = 5 << 40;
+
+/// Upload throughput an attempt is allowed beyond its base bound (see
+/// [`UploadConfig::attempt_timeout_for`]).
+const ATTEMPT_BYTES_PER_SEC: u64 = 4 << 20;
 
 /// A setting that cannot work.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -138,6 +163,8 @@ impl UploadConfig {
             spool_byte_limit: default_spool_byte_limit(),
             shutdown_grace_secs: default_shutdown_grace_secs(),
             startup_probe: StartupProbe::default(),
+            object_max_age_secs: default_object_max_age_secs(),
+            object_target_bytes: None,
         }
     }
 
@@ -194,12 +221,48 @@ impl UploadConfig {
                 format!("is {}; must be at most 3600", self.shutdown_grace_secs),
             ));
         }
+        if self.object_max_age_secs > 3600 {
+            return Err(invalid(
+                "object_max_age_secs",
+                format!(
+                    "is {}; must be at most 3600 (an object never spans an hour partition)",
+                    self.object_max_age_secs
+                ),
+            ));
+        }
+        if !(1..=OBJECT_BYTES_MAX).contains(&self.object_target()) {
+            return Err(invalid(
+                "object_target_bytes",
+                format!(
+                    "is {}; must be 1..={OBJECT_BYTES_MAX} (5 TiB, Cloud Storage's largest object)",
+                    self.object_target()
+                ),
+            ));
+        }
         Ok(())
     }
 
-    /// The per-attempt bound.
+    /// The per-attempt bound (for the start-up probe and small objects).
     pub fn attempt_timeout(&self) -> Duration {
         Duration::from_secs(self.attempt_timeout_secs)
+    }
+
+    /// The bound on one attempt to upload an object of `bytes`: `attempt_timeout_secs`
+    /// plus one second per 4 MiB, so that a large combined object is not abandoned on a
+    /// link that is merely slow.
+    pub fn attempt_timeout_for(&self, bytes: u64) -> Duration {
+        self.attempt_timeout() + Duration::from_secs(bytes / ATTEMPT_BYTES_PER_SEC)
+    }
+
+    /// The size at which objects are closed (`object_target_bytes` or its default).
+    pub fn object_target(&self) -> u64 {
+        self.object_target_bytes
+            .unwrap_or(DEFAULT_OBJECT_TARGET_BYTES)
+    }
+
+    /// How long a batch may wait to be combined.
+    pub fn object_max_age(&self) -> Duration {
+        Duration::from_secs(self.object_max_age_secs)
     }
 
     /// The shutdown grace period.
@@ -338,6 +401,8 @@ mod tests {
         assert_eq!(c.spool_byte_limit, 10 << 30);
         assert_eq!(c.shutdown_grace_secs, 30);
         assert_eq!(c.startup_probe, StartupProbe::Require);
+        assert_eq!(c.object_max_age_secs, 300);
+        assert_eq!(c.object_target(), 256 << 20);
         let err =
             toml::from_str::<UploadConfig>("bucket = \"b-1\"\nspool_dir = \"/s\"\nbukket = 1\n")
                 .unwrap_err();
@@ -382,6 +447,14 @@ mod tests {
             (
                 "shutdown_grace_secs",
                 Box::new(|c| c.shutdown_grace_secs = 3601),
+            ),
+            (
+                "object_max_age_secs",
+                Box::new(|c| c.object_max_age_secs = 3601),
+            ),
+            (
+                "object_target_bytes",
+                Box::new(|c| c.object_target_bytes = Some(0)),
             ),
         ];
         for (field, change) in cases {

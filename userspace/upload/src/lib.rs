@@ -27,6 +27,7 @@ pub mod config;
 mod log_limit;
 pub mod metrics;
 pub mod naming;
+pub mod plan;
 pub mod spool;
 #[cfg(feature = "client")]
 pub mod uploader;
@@ -34,6 +35,7 @@ pub mod uploader;
 pub use config::{ConfigError, CredentialsSource, StartupProbe, UploadConfig};
 pub use metrics::{HistogramSnapshot, UploadMetrics, UploadOutcome, UploadSnapshot};
 pub use naming::{BootId, ObjectNamer, RunId};
-pub use spool::{Committed, FullCause, Spool, SpoolError, SpoolStats, SpooledBatch};
+pub use plan::ObjectPolicy;
+pub use spool::{Committed, FullCause, PlannedObject, Spool, SpoolError, SpoolStats, SpooledBatch};
 #[cfg(feature = "client")]
 pub use uploader::{ShutdownReport, UploadError, UploadWatch, Uploader};

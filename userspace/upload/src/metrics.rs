@@ -10,6 +10,9 @@
 //! | `sluice_upload_retries_total` | counter | attempts beyond the first of a batch |
 //! | `sluice_upload_duration_seconds` | histogram | one upload, first attempt to success |
 //! | `sluice_uploaded_bytes_total` | counter | bytes of objects that reached the bucket (`ok` + `exists`) |
+//! | `sluice_upload_objects_total` | counter | objects that reached the bucket |
+//! | `sluice_upload_object_batches_total` | counter | spooled batches those objects held |
+//! | `sluice_upload_objects_pending` | gauge | objects planned (batches decided) and not yet uploaded |
 //! | `sluice_spool_files`, `sluice_spool_bytes` | gauges | what the spool holds ([`crate::SpoolStats`]) |
 //! | `sluice_spool_quarantined_files_total` | counter | corrupt spool files moved aside |
 //! | `sluice_spool_refused_batches_total` | counter | commits refused as full (the daemon counts their packets as `spool_full` drops) |
@@ -75,6 +78,8 @@ pub struct UploadMetrics {
     outcomes: [AtomicU64; 4],
     retries: AtomicU64,
     uploaded_bytes: AtomicU64,
+    objects: AtomicU64,
+    object_batches: AtomicU64,
     buckets: [AtomicU64; DURATION_BUCKETS.len() + 1],
     duration_micros: AtomicU64,
 }
@@ -88,6 +93,12 @@ impl UploadMetrics {
     /// Counts one retry.
     pub fn count_retry(&self) {
         self.retries.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// An object of `batches` batches reached the bucket.
+    pub fn object_uploaded(&self, batches: u64) {
+        self.objects.fetch_add(1, Ordering::Relaxed);
+        self.object_batches.fetch_add(batches, Ordering::Relaxed);
     }
 
     /// Records one finished upload of `bytes` that took `took` from its first attempt.
@@ -119,6 +130,8 @@ impl UploadMetrics {
             permanent_error: load(&self.outcomes[3]),
             retries: load(&self.retries),
             uploaded_bytes: load(&self.uploaded_bytes),
+            objects: load(&self.objects),
+            object_batches: load(&self.object_batches),
             duration: HistogramSnapshot {
                 bounds: DURATION_BUCKETS.to_vec(),
                 cumulative_counts: counts,
@@ -162,6 +175,10 @@ pub struct UploadSnapshot {
     pub retries: u64,
     /// `sluice_uploaded_bytes_total`.
     pub uploaded_bytes: u64,
+    /// `sluice_upload_objects_total`.
+    pub objects: u64,
+    /// `sluice_upload_object_batches_total`.
+    pub object_batches: u64,
     /// `sluice_upload_duration_seconds`.
     pub duration: HistogramSnapshot,
     /// `sluice_spool_*`.

@@ -124,13 +124,20 @@ fn happy_path_uploads_every_batch_once_and_empties_the_spool() {
         (0, 0, 0)
     );
     assert_bucket_holds(&emulator, "happy", TEST, &expected);
-    // Nothing but the lock and the (empty) quarantine is left in the spool directory.
+    // Nothing but the lock and the (empty) quarantine and manifest directories is left.
     let mut left: Vec<String> = std::fs::read_dir(&config.spool_dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     left.sort();
-    assert_eq!(left, [".lock", "quarantine"]);
+    assert_eq!(left, [".lock", "objects", "quarantine"]);
+    assert_eq!(
+        std::fs::read_dir(config.spool_dir.join("objects"))
+            .unwrap()
+            .count(),
+        0,
+        "no manifest is left"
+    );
     assert_eq!(
         std::fs::read_dir(spool.quarantine_dir()).unwrap().count(),
         0
@@ -366,6 +373,11 @@ fn a_full_spool_refuses_new_batches_keeps_the_accepted_and_recovers() {
         (10, 10_320, 5)
     );
     assert_eq!(down.delivered(), 0);
+    // The uploader has tried (objects are planned up to a second after commits).
+    assert!(wait_until(Duration::from_secs(10), || uploader
+        .metrics()
+        .retryable_error
+        > 0));
 
     let emulator = Emulator::start(&binary, "127.0.83.4", &dir.path().join("gcs"), &["full"]);
     assert!(wait_until(Duration::from_secs(30), || spool.is_empty()));

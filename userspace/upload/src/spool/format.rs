@@ -69,6 +69,12 @@ pub enum Corruption {
         /// CRC32C of the bytes read.
         actual: u32,
     },
+    /// An object manifest that does not read back (see `spool::manifest`).
+    #[error("not a valid object manifest: {reason}")]
+    BadManifest {
+        /// What is wrong with it.
+        reason: String,
+    },
 }
 
 impl Trailer {

@@ -22,7 +22,9 @@
 mod error;
 pub mod format;
 mod fsio;
+pub mod manifest;
 pub mod name;
+mod objects;
 mod recover;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -33,13 +35,16 @@ use std::os::unix::io::AsRawFd as _;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use self::error::io_err;
 pub use self::error::{FullCause, SpoolError};
 use self::format::{TRAILER_LEN, Trailer};
 use self::fsio::{WriteFailure, c_name, rename_noreplace};
+pub use self::objects::PlannedObject;
 use crate::log_limit::LogLimiter;
+
+pub use self::manifest::OBJECTS_DIR;
 
 /// Name of the quarantine directory inside the spool.
 pub const QUARANTINE_DIR: &str = "quarantine";
@@ -61,6 +66,8 @@ pub struct SpooledBatch {
     pub file_bytes: u64,
     /// CRC32C of the payload (the object's `crc32c`).
     pub crc32c: u32,
+    /// When it was committed (after a restart: the file's modification time).
+    pub committed_at: SystemTime,
 }
 
 impl SpooledBatch {
@@ -96,13 +103,23 @@ pub struct SpoolStats {
     pub refused: u64,
     /// Temporaries of interrupted commits deleted at open.
     pub stale_temporaries: u64,
+    /// Objects planned (batches decided) and not yet uploaded
+    /// (`sluice_upload_objects_pending`).
+    pub planned_objects: u64,
 }
 
 #[derive(Debug, Default)]
 struct State {
     by_sequence: BTreeMap<u64, SpooledBatch>,
-    /// Batches not handed to an upload task yet.
+    /// Batches in no object yet (see [`Spool::plan_objects`]).
     unclaimed: BTreeSet<u64>,
+    /// Objects planned (manifest written) and not yet uploaded, by id.
+    objects: BTreeMap<u64, PlannedObject>,
+    /// Planned objects no upload task holds.
+    unclaimed_objects: BTreeSet<u64>,
+    /// Batches their format would not join to others: objects of their own.
+    alone: HashSet<u64>,
+    next_object: u64,
     by_name: HashMap<String, u64>,
     committing: HashSet<String>,
     bytes: u64,
@@ -115,6 +132,8 @@ struct State {
 pub struct Spool {
     dir: PathBuf,
     quarantine: PathBuf,
+    objects_dir: PathBuf,
+    objects_handle: File,
     limit: u64,
     dir_handle: File,
     _lock: File,
@@ -165,9 +184,14 @@ impl Spool {
         fs::remove_file(&probe).map_err(unwritable)?;
         let quarantine = dir.join(QUARANTINE_DIR);
         fs::create_dir_all(&quarantine).map_err(unwritable)?;
+        let objects_dir = dir.join(OBJECTS_DIR);
+        fs::create_dir_all(&objects_dir).map_err(unwritable)?;
+        let objects_handle = File::open(&objects_dir).map_err(unwritable)?;
 
         let mut spool = Self {
             quarantine,
+            objects_dir,
+            objects_handle,
             limit: byte_limit,
             dir_handle,
             _lock: lock,
@@ -180,6 +204,7 @@ impl Spool {
             dir,
         };
         spool.recover()?;
+        spool.recover_objects()?;
         Ok(spool)
     }
 
@@ -261,6 +286,7 @@ impl Spool {
             sequence,
             file_bytes,
             crc32c,
+            committed_at: SystemTime::now(),
         };
         state.bytes += file_bytes;
         state.by_name.insert(object_name.to_owned(), sequence);
@@ -359,45 +385,6 @@ impl Spool {
             .collect()
     }
 
-    #[cfg(feature = "client")]
-    /// Hands out up to `max` batches no upload task has yet, oldest first. Each stays
-    /// claimed until it is removed, found corrupt, or [released](Self::release).
-    pub(crate) fn claim(&self, max: usize) -> Vec<SpooledBatch> {
-        let mut state = self.lock();
-        let mut claimed = Vec::with_capacity(max.min(state.unclaimed.len()));
-        while claimed.len() < max {
-            let Some(sequence) = state.unclaimed.pop_first() else {
-                break;
-            };
-            if let Some(batch) = state.by_sequence.get(&sequence) {
-                claimed.push(batch.clone());
-            }
-        }
-        claimed
-    }
-
-    #[cfg(feature = "client")]
-    /// Gives a claimed batch back (its task ended without uploading it).
-    pub(crate) fn release(&self, sequence: u64) {
-        let mut state = self.lock();
-        if state.by_sequence.contains_key(&sequence) {
-            state.unclaimed.insert(sequence);
-        }
-    }
-
-    #[cfg(feature = "client")]
-    /// Gives every batch back (a new uploader starts).
-    pub(crate) fn release_all(&self) {
-        let mut state = self.lock();
-        state.unclaimed = state.by_sequence.keys().copied().collect();
-    }
-
-    #[cfg(feature = "client")]
-    /// True when some spooled batch has not been handed to an upload task.
-    pub(crate) fn has_unclaimed(&self) -> bool {
-        !self.lock().unclaimed.is_empty()
-    }
-
     /// True when nothing is spooled.
     pub fn is_empty(&self) -> bool {
         self.lock().by_sequence.is_empty()
@@ -434,10 +421,11 @@ impl Spool {
         }
     }
 
-    fn forget(&self, batch: &SpooledBatch) {
+    pub(super) fn forget(&self, batch: &SpooledBatch) {
         let mut state = self.lock();
         if state.by_sequence.remove(&batch.sequence).is_some() {
             state.unclaimed.remove(&batch.sequence);
+            state.alone.remove(&batch.sequence);
             state.bytes -= batch.file_bytes;
             state.by_name.remove(&batch.object_name);
         }
@@ -483,6 +471,7 @@ impl Spool {
             quarantined: self.quarantined.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
             stale_temporaries: self.stale_temporaries,
+            planned_objects: state.objects.len() as u64,
         }
     }
 

@@ -14,7 +14,9 @@ use std::sync::atomic::Ordering;
 use super::error::io_err;
 use super::format::{Corruption, TRAILER_LEN, Trailer};
 use super::fsio::{c_name, rename_noreplace};
-use super::{LOCK_FILE, QUARANTINE_DIR, Spool, SpoolError, SpooledBatch, TEMP_PREFIX, name};
+use super::{
+    LOCK_FILE, OBJECTS_DIR, QUARANTINE_DIR, Spool, SpoolError, SpooledBatch, TEMP_PREFIX, name,
+};
 
 impl Spool {
     /// Indexes the files of an earlier run.
@@ -27,7 +29,7 @@ impl Spool {
                 tracing::warn!(dir = %self.dir.display(), file = ?entry.file_name(), "ignoring a file that is not a batch");
                 continue;
             };
-            if file_name == LOCK_FILE || file_name == QUARANTINE_DIR {
+            if file_name == LOCK_FILE || file_name == QUARANTINE_DIR || file_name == OBJECTS_DIR {
                 continue;
             }
             let path = entry.path();
@@ -93,7 +95,11 @@ impl Spool {
             return Ok(Err(Corruption::BadName));
         };
         let mut file = File::open(path).map_err(io_err(path))?;
-        let len = file.metadata().map_err(io_err(path))?.len();
+        let metadata = file.metadata().map_err(io_err(path))?;
+        let len = metadata.len();
+        let committed_at = metadata
+            .modified()
+            .unwrap_or_else(|_| std::time::SystemTime::now());
         if len < TRAILER_LEN as u64 {
             return Ok(Err(Corruption::TooShort { len }));
         }
@@ -107,16 +113,28 @@ impl Spool {
             sequence: trailer.sequence,
             file_bytes: len,
             crc32c: trailer.crc32c,
+            committed_at,
         }))
     }
 
-    /// Moves a file into the quarantine (under a free name) and counts it.
+    /// Moves a batch file into the quarantine (under a free name) and counts it.
     pub(super) fn quarantine_file(
         &self,
         file_name: &str,
         problem: &Corruption,
     ) -> Result<PathBuf, SpoolError> {
-        let from = self.dir.join(file_name);
+        self.quarantine_from(&self.dir_handle, &self.dir, file_name, problem)
+    }
+
+    /// Moves `file_name` of directory `dir` (open as `dir_handle`) into the quarantine.
+    pub(super) fn quarantine_from(
+        &self,
+        dir_handle: &File,
+        dir: &Path,
+        file_name: &str,
+        problem: &Corruption,
+    ) -> Result<PathBuf, SpoolError> {
+        let from = dir.join(file_name);
         let quarantine = File::open(&self.quarantine).map_err(io_err(&self.quarantine))?;
         let from_c = c_name(file_name).map_err(io_err(&from))?;
         for attempt in 0..1000u32 {
@@ -127,10 +145,10 @@ impl Spool {
             };
             let to = self.quarantine.join(&target);
             let to_c = c_name(&target).map_err(io_err(&to))?;
-            match rename_noreplace(&self.dir_handle, &from_c, &quarantine, &to_c) {
+            match rename_noreplace(dir_handle, &from_c, &quarantine, &to_c) {
                 Ok(()) => {
                     quarantine.sync_all().map_err(io_err(&self.quarantine))?;
-                    self.sync_dir()?;
+                    dir_handle.sync_all().map_err(io_err(dir))?;
                     self.quarantined.fetch_add(1, Ordering::Relaxed);
                     tracing::error!(
                         file = %from.display(),

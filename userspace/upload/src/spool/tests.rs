@@ -42,7 +42,10 @@ fn commit_makes_a_complete_file_under_the_encoded_name() {
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
     files.sort();
-    assert_eq!(files, [".lock", &c.batch.file_name, "quarantine"]);
+    assert_eq!(
+        files,
+        [".lock", "objects", &c.batch.file_name, "quarantine"]
+    );
 }
 
 #[test]
@@ -260,24 +263,156 @@ fn a_directory_under_a_file_is_unwritable_with_its_path() {
     }
 }
 
+fn batch_name(worker: u32, seq: u64) -> String {
+    format!("p/raw/dt=2027-01-15/hour=03/h-3f2a9c1e-00c0ffee-{worker}-{seq:08}.ndjson.gz")
+}
+
+const NOW_POLICY: crate::ObjectPolicy = crate::ObjectPolicy {
+    max_age: std::time::Duration::ZERO,
+    target_bytes: 1 << 20,
+};
+
+fn manifests(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.join(super::OBJECTS_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
 #[test]
-fn claims_hand_out_each_batch_once_until_released() {
+fn planned_objects_are_claimed_once_and_finishing_removes_their_batches() {
     let dir = scratch();
     let spool = Spool::open(dir.path(), 1 << 20).unwrap();
-    for name in ["a", "b", "c"] {
-        spool.commit(name, b"x").unwrap();
+    for seq in 0..3 {
+        spool
+            .commit(&batch_name(seq as u32 % 2, seq), b"x")
+            .unwrap();
     }
-    let seqs = |v: Vec<SpooledBatch>| v.into_iter().map(|b| b.sequence).collect::<Vec<_>>();
-    assert_eq!(seqs(spool.claim(2)), [0, 1]);
-    assert_eq!(seqs(spool.claim(2)), [2]);
-    assert_eq!(seqs(spool.claim(2)), Vec::<u64>::new());
-    assert!(!spool.has_unclaimed());
-    spool.release(1);
-    spool.remove("a").unwrap();
-    spool.release(0); // removed: nothing to give back
-    assert_eq!(seqs(spool.claim(5)), [1]);
-    spool.commit("d", b"x").unwrap();
-    assert_eq!(seqs(spool.claim(5)), [3]);
-    spool.release_all();
-    assert_eq!(seqs(spool.claim(5)), [1, 2, 3]);
+    spool.commit("foreign/name", b"y").unwrap();
+    let planned = spool
+        .plan_objects(NOW_POLICY, std::time::SystemTime::now(), false)
+        .unwrap();
+    assert_eq!(planned.objects, 2);
+    assert!(!spool.has_unassigned());
+    assert_eq!(spool.stats().planned_objects, 2);
+    assert_eq!(manifests(dir.path()).len(), 2);
+    let objects = spool.claim_objects(5);
+    assert_eq!(spool.claim_objects(5), vec![]);
+    let combined = objects.iter().find(|o| o.batches.len() == 3).unwrap();
+    assert_eq!(
+        combined.object_name,
+        "p/raw/dt=2027-01-15/hour=03/h-3f2a9c1e-00c0ffee-0-00000000-x3.ndjson.gz"
+    );
+    assert_eq!(combined.payload_bytes(), 3);
+    spool.release_object(combined.id);
+    assert!(spool.has_unclaimed_objects());
+    let again = spool.claim_objects(5);
+    assert_eq!(again, vec![combined.clone()]);
+    spool.finish_object(combined).unwrap();
+    // Finishing twice (a retry after an error) is harmless.
+    spool.finish_object(combined).unwrap();
+    assert_eq!(names(&spool), ["foreign/name"]);
+    assert_eq!(manifests(dir.path()).len(), 1);
+    assert_eq!(spool.stats().planned_objects, 1);
+}
+
+#[test]
+fn a_restart_rebuilds_the_same_objects_and_retires_uploaded_ones() {
+    let dir = scratch();
+    let (first, second) = {
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        for seq in 0..4 {
+            spool.commit(&batch_name(0, seq), b"x").unwrap();
+        }
+        let policy = crate::ObjectPolicy {
+            max_age: std::time::Duration::ZERO,
+            target_bytes: 2,
+        };
+        spool
+            .plan_objects(policy, std::time::SystemTime::now(), false)
+            .unwrap();
+        let objects = spool.claim_objects(5);
+        assert_eq!(objects.len(), 2);
+        (objects[0].clone(), objects[1].clone())
+        // Dropped without finishing: a crash before the uploads.
+    };
+    // The first object was uploaded and its manifest marked, then the process died
+    // before the batches were removed.
+    let objects = dir.path().join(super::OBJECTS_DIR);
+    let stem = first.manifest.strip_suffix(".object").unwrap();
+    std::fs::rename(
+        objects.join(&first.manifest),
+        objects.join(format!("{stem}.uploaded")),
+    )
+    .unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    assert!(!spool.has_unassigned(), "nothing is planned twice");
+    let rebuilt = spool.claim_objects(5);
+    assert_eq!(rebuilt.len(), 1);
+    assert_eq!(rebuilt[0].object_name, second.object_name);
+    let names_of = |o: &crate::PlannedObject| {
+        o.batches
+            .iter()
+            .map(|b| b.object_name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(names_of(&rebuilt[0]), names_of(&second));
+    assert_eq!(names(&spool), names_of(&second));
+    assert_eq!(
+        manifests(dir.path()),
+        std::slice::from_ref(&second.manifest)
+    );
+}
+
+#[test]
+fn a_quarantined_batch_leaves_its_object_and_a_damaged_manifest_is_quarantined() {
+    let dir = scratch();
+    let object = {
+        let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+        for seq in 0..3 {
+            spool.commit(&batch_name(0, seq), b"x").unwrap();
+        }
+        spool
+            .plan_objects(NOW_POLICY, std::time::SystemTime::now(), false)
+            .unwrap();
+        let object = spool.claim_objects(1).remove(0);
+        let middle = object.batches[1].clone();
+        // Its payload is damaged after the commit: reading it quarantines it.
+        let path = dir.path().join(&middle.file_name);
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[0] ^= 1;
+        std::fs::write(&path, bytes).unwrap();
+        assert!(matches!(
+            spool.read(&middle),
+            Err(SpoolError::Corrupt { .. })
+        ));
+        let rest = spool
+            .drop_from_object(object.id, middle.sequence)
+            .unwrap()
+            .unwrap();
+        assert_eq!(rest.batches.len(), 2);
+        assert_eq!(rest.object_name, object.object_name);
+        rest
+    };
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    let back = spool.claim_objects(5);
+    assert_eq!(back.len(), 1);
+    assert_eq!(back[0].batches.len(), 2);
+    assert_eq!(back[0].object_name, object.object_name);
+    assert_eq!(
+        spool.stats().quarantined,
+        0,
+        "counted in the run that moved it"
+    );
+    drop(spool);
+    // Damage the manifest: it is moved aside and its batches are planned afresh.
+    let path = dir.path().join(super::OBJECTS_DIR).join(&object.manifest);
+    std::fs::write(&path, b"sluice-object 1\nobject x\n").unwrap();
+    let spool = Spool::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!(spool.stats().quarantined, 1);
+    assert!(spool.claim_objects(5).is_empty());
+    assert!(spool.has_unassigned());
+    assert!(manifests(dir.path()).is_empty());
 }

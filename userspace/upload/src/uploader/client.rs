@@ -8,6 +8,7 @@
 //! batch rather than for the client's 300 s.
 
 use std::error::Error as _;
+use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -85,6 +86,40 @@ impl Destination {
             .set_if_generation_match(0)
             .with_known_crc32c(crc32c)
             .send_buffered();
+        Self::attempt(timeout, write).await
+    }
+
+    /// One create-only upload of the file at `path` (read from its start, streamed),
+    /// whose CRC32C is known, as `object`, bounded by `timeout`.
+    pub(crate) async fn upload_file(
+        &self,
+        object: &str,
+        path: &Path,
+        crc32c: u32,
+        timeout: Duration,
+    ) -> AttemptResult {
+        let file = match tokio::fs::File::open(path).await {
+            Ok(file) => file,
+            Err(e) => {
+                return AttemptResult {
+                    outcome: UploadOutcome::RetryableError,
+                    detail: format!("cannot open {}: {e}", path.display()),
+                };
+            }
+        };
+        let write = self
+            .client
+            .write_object(&self.bucket_path, object, file)
+            .set_if_generation_match(0)
+            .with_known_crc32c(crc32c)
+            .send_buffered();
+        Self::attempt(timeout, write).await
+    }
+
+    async fn attempt<T>(
+        timeout: Duration,
+        write: impl Future<Output = Result<T, google_cloud_storage::Error>>,
+    ) -> AttemptResult {
         match tokio::time::timeout(timeout, write).await {
             Ok(Ok(_)) => AttemptResult {
                 outcome: UploadOutcome::Ok,

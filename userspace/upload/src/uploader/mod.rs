@@ -1,13 +1,17 @@
 //! The uploader: a tokio runtime on threads of its own (`sluice-upload`,
-//! `sluice-upload-rt`) that uploads what the spool holds, oldest first, `concurrency`
-//! batches at a time, until it is shut down.
+//! `sluice-upload-rt`) that combines spooled batches into objects and uploads them,
+//! oldest first, `concurrency` objects at a time, until it is shut down.
 //!
 //! [`Uploader::start`] validates the config, builds the client and probes the bucket, so
 //! a wrong bucket, endpoint or credentials is one error at start; then it starts the
-//! dispatcher, which first takes whatever an earlier run left in the spool, then every
-//! new commit (the spool wakes it). [`Uploader::shutdown`] keeps uploading for up to
-//! `shutdown_grace_secs`, then cancels what is still in flight; all of that stays
-//! spooled for the next start. Dropping an `Uploader` cancels at once (no grace).
+//! dispatcher. The dispatcher plans objects ([`Spool::plan_objects`]: which batches,
+//! decided and made durable before any upload) when a group of batches is due by age or
+//! size — on a timer for the next due batch, and at most once a second after commits —
+//! and hands planned objects to upload tasks: first whatever an earlier run left, then
+//! the new ones. [`Uploader::shutdown`] plans everything that is spooled and keeps
+//! uploading for up to `shutdown_grace_secs`, then cancels what is still in flight; all
+//! of that stays spooled, with its manifests, for the next start. Dropping an `Uploader`
+//! cancels at once (no grace).
 
 mod client;
 mod task;
@@ -15,7 +19,7 @@ mod task;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -24,7 +28,9 @@ use self::client::Destination;
 use self::task::Shared;
 use crate::backoff::Backoff;
 use crate::config::{ConfigError, UploadConfig};
+use crate::log_limit::LogLimiter;
 use crate::metrics::{UploadMetrics, UploadSnapshot};
+use crate::plan::ObjectPolicy;
 use crate::spool::Spool;
 
 pub use self::client::PROBE_NAME;
@@ -186,20 +192,27 @@ impl Uploader {
                 Duration::from_millis(config.backoff_min_ms),
                 Duration::from_millis(config.backoff_max_ms),
             ),
-            config.attempt_timeout(),
+            config.clone(),
         ));
         let (command, commands) = watch::channel(Command::Run);
         let dispatcher = Dispatcher {
             shared,
             concurrency: config.concurrency,
             grace: config.shutdown_grace(),
+            policy: ObjectPolicy {
+                max_age: config.object_max_age(),
+                target_bytes: config.object_target(),
+            },
         };
         let stats = spool.stats();
         tracing::info!(
             bucket = %config.bucket,
             endpoint = %config.endpoint_or_default(),
             concurrency = config.concurrency,
+            object_max_age_secs = config.object_max_age_secs,
+            object_target_bytes = config.object_target(),
             spooled_files = stats.files,
+            planned_objects = stats.planned_objects,
             spooled_bytes = stats.bytes,
             "uploader started"
         );
@@ -270,29 +283,49 @@ impl Drop for Uploader {
     }
 }
 
-/// Hands spooled batches to upload tasks, oldest first.
+/// Plans objects and hands them to upload tasks, oldest first.
 struct Dispatcher {
     shared: Arc<Shared>,
     concurrency: usize,
     grace: Duration,
+    policy: ObjectPolicy,
 }
+
+/// Least time between two plannings triggered by commits (the timer for due batches and
+/// shutdown plan at once).
+const PLAN_INTERVAL: Duration = Duration::from_secs(1);
 
 impl Dispatcher {
     /// Runs until told to stop; returns whether the spool was empty at the end.
     async fn run(self, mut commands: watch::Receiver<Command>) -> bool {
         let spool = Arc::clone(&self.shared.spool);
         let mut tasks = JoinSet::new();
-        // Which batch each running task holds, to give it back if the task ends early.
+        // Which object each running task holds, to give it back if the task ends early.
         let mut in_flight: HashMap<tokio::task::Id, u64> = HashMap::new();
         let mut deadline: Option<tokio::time::Instant> = None;
+        let plan_log = LogLimiter::new(Duration::from_secs(10));
+        // Plan at once: an earlier run may have left batches that are due.
+        let mut plan_at = Some(tokio::time::Instant::now());
+        let mut plan_failures: u32 = 0;
+        let mut last_plan = tokio::time::Instant::now();
         loop {
-            let free = self.concurrency.saturating_sub(tasks.len());
-            for batch in spool.claim(free) {
-                let sequence = batch.sequence;
-                let handle = tasks.spawn(task::upload_batch(Arc::clone(&self.shared), batch));
-                in_flight.insert(handle.id(), sequence);
+            if plan_at.is_some_and(|at| at <= tokio::time::Instant::now()) {
+                last_plan = tokio::time::Instant::now();
+                plan_at = self
+                    .plan(deadline.is_some(), &plan_log, &mut plan_failures)
+                    .await;
             }
-            if deadline.is_some() && tasks.is_empty() && !spool.has_unclaimed() {
+            let free = self.concurrency.saturating_sub(tasks.len());
+            for object in spool.claim_objects(free) {
+                let id = object.id;
+                let handle = tasks.spawn(task::upload_object(Arc::clone(&self.shared), object));
+                in_flight.insert(handle.id(), id);
+            }
+            if deadline.is_some()
+                && tasks.is_empty()
+                && !spool.has_unclaimed_objects()
+                && !spool.has_unassigned()
+            {
                 break;
             }
             let command = *commands.borrow_and_update();
@@ -300,30 +333,39 @@ impl Dispatcher {
                 Command::Abort => break,
                 Command::Drain if deadline.is_none() => {
                     deadline = Some(tokio::time::Instant::now() + self.grace);
+                    // Everything spooled becomes objects now.
+                    plan_at = Some(tokio::time::Instant::now());
                     continue;
                 }
                 Command::Run | Command::Drain => {}
             }
-            let sleep_until = deadline.unwrap_or_else(far_future);
+            let grace_over = deadline.unwrap_or_else(far_future);
+            let next_plan = plan_at.unwrap_or_else(far_future);
             tokio::select! {
                 Some(joined) = tasks.join_next_with_id(), if !tasks.is_empty() => {
                     match joined {
                         Ok((id, ())) => { in_flight.remove(&id); }
                         Err(e) => {
-                            tracing::error!(error = %e, "an upload task failed; its batch stays spooled");
-                            if let Some(sequence) = in_flight.remove(&e.id()) {
-                                spool.release(sequence);
+                            tracing::error!(error = %e, "an upload task failed; its object stays spooled");
+                            if let Some(object) = in_flight.remove(&e.id()) {
+                                spool.release_object(object);
                             }
                         }
                     }
                 }
-                () = spool.changed().notified(), if tasks.len() < self.concurrency => {}
+                () = spool.changed().notified() => {
+                    // A commit: a group may have reached the target size. Plan now, or a
+                    // second after the last planning when commits come in quick succession.
+                    let soon = tokio::time::Instant::now().max(last_plan + PLAN_INTERVAL);
+                    plan_at = Some(plan_at.map_or(soon, |at| at.min(soon)));
+                }
                 changed = commands.changed() => {
                     if changed.is_err() {
                         break;
                     }
                 }
-                () = tokio::time::sleep_until(sleep_until), if deadline.is_some() => {
+                () = tokio::time::sleep_until(next_plan), if plan_at.is_some() => {}
+                () = tokio::time::sleep_until(grace_over), if deadline.is_some() => {
                     let left = spool.stats();
                     tracing::warn!(
                         files = left.files,
@@ -337,11 +379,48 @@ impl Dispatcher {
         }
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
-        // Cancelled uploads stay spooled, unclaimed for the next uploader.
-        for sequence in in_flight.into_values() {
-            spool.release(sequence);
+        // Cancelled uploads stay spooled (with their manifests), unclaimed for the next
+        // uploader.
+        for object in in_flight.into_values() {
+            spool.release_object(object);
         }
         spool.is_empty()
+    }
+
+    /// Plans the objects that are due (all of them when `flush`); returns when to plan
+    /// next: when the oldest waiting batch is due, or after a backoff when the manifests
+    /// could not be written.
+    async fn plan(
+        &self,
+        flush: bool,
+        log: &LogLimiter,
+        failures: &mut u32,
+    ) -> Option<tokio::time::Instant> {
+        let spool = Arc::clone(&self.shared.spool);
+        let policy = self.policy;
+        let planned = tokio::task::spawn_blocking(move || {
+            spool.plan_objects(policy, SystemTime::now(), flush)
+        })
+        .await;
+        let error = match planned {
+            Ok(Ok(planned)) => {
+                *failures = 0;
+                return planned.next_due.map(|due| {
+                    let wait = due
+                        .duration_since(SystemTime::now())
+                        .unwrap_or(Duration::ZERO);
+                    tokio::time::Instant::now() + wait
+                });
+            }
+            Ok(Err(e)) => e.to_string(),
+            Err(join) => join.to_string(),
+        };
+        let delay = self.shared.backoff.delay(*failures);
+        *failures = failures.saturating_add(1);
+        if let Some(held_back) = log.allow() {
+            tracing::error!(%error, retry_in_ms = delay.as_millis(), similar_held_back = held_back, "cannot plan objects (writing their manifests failed); the batches stay spooled; retrying");
+        }
+        Some(tokio::time::Instant::now() + delay)
     }
 }
 

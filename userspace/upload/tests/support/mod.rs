@@ -77,6 +77,9 @@ pub fn config(address: &str, bucket: &str, spool_dir: &Path) -> UploadConfig {
     c.backoff_min_ms = 50;
     c.backoff_max_ms = 1000;
     c.shutdown_grace_secs = 5;
+    // One object per batch: these tests follow single batches through outages and
+    // crashes (`combine.rs` tests objects of many batches).
+    c.object_target_bytes = Some(1);
     c
 }
 
