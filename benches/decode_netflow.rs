@@ -8,6 +8,14 @@
 //! Beside them, the error path (`rejected_*`, one packet each): the v5 export with version
 //! 8 (`bad_version`) and cut inside its header (`truncated`). A flood of malformed packets
 //! must cost no more than good ones, and allocate nothing either.
+//!
+//! Then the cost of data that waits for its template (`netflow_hold`, per packet, issue
+//! 12): a worker's batch as the pipeline runs it — 64 template-less IPFIX packets from as
+//! many observation domains decoded (each held), then `release` and `expire` — with 1000,
+//! 10 000 or 100 000 packets already held (the hold time set so that as many expire per
+//! batch as are held: the held count stays put). Holding must cost the same whatever is
+//! held. And a template's arrival releasing the 16 packets that wait for it among 100 000
+//! others (`release_16_of_100000`, per released packet).
 
 use std::{
     hint::black_box,
@@ -215,7 +223,110 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench);
+/// A template-less IPFIX packet (100 bytes) whose observation domain is set per use.
+fn template_less() -> Vec<u8> {
+    let records = vec![vec![0u8; 80]];
+    MessageBuilder::ipfix(EXPORT_SECS, 1, 0)
+        .data_set(300, &records)
+        .finish()
+}
+
+fn set_domain(packet: &mut [u8], domain: u32) {
+    if let Some(field) = packet.get_mut(12..16) {
+        field.copy_from_slice(&domain.to_be_bytes());
+    }
+}
+
+/// Holding: see the module docs.
+fn bench_hold(c: &mut Criterion) {
+    const BATCH: u32 = 64;
+    let mut group = c.benchmark_group("netflow_hold");
+    group.throughput(Throughput::Elements(u64::from(BATCH)));
+    let mut packet = template_less();
+    for held in [1_000u32, 10_000, 100_000] {
+        // One packet per µs of receive time: held packets are those of the last `held` µs.
+        let config = NetflowConfig {
+            hold_ms: u64::from(held / 1000),
+            max_held_bytes: 4 << 30,
+            ..NetflowConfig::default()
+        };
+        let factory = NetflowFactory::new(&config).expect("factory");
+        let mut d = factory.build();
+        let mut sink = Discard(0);
+        let mut context = ctx();
+        let t0 = context.received_at;
+        let mut n: u32 = 0;
+        let mut batch = |d: &mut Box<dyn Decoder>, sink: &mut Discard| {
+            for _ in 0..BATCH {
+                n = n.wrapping_add(1);
+                set_domain(&mut packet, n);
+                context.received_at = t0 + i64::from(n);
+                let outcome = d.decode(&context, black_box(&packet), sink).expect("held");
+                debug_assert!(outcome.held);
+            }
+            d.release(sink);
+            d.expire(context.received_at, false);
+        };
+        while factory.held_packets() < held as usize {
+            batch(&mut d, &mut sink);
+        }
+        assert!(factory.held_packets() <= (held + BATCH) as usize);
+        group.bench_function(format!("batch_of_64_with_{held}_held"), |b| {
+            b.iter(|| batch(&mut d, &mut sink))
+        });
+        assert!(factory.held_packets() <= (held + BATCH) as usize);
+    }
+    // A known exporter's template releases its 16 held packets among 100 000 strangers'.
+    group.throughput(Throughput::Elements(16));
+    let factory = NetflowFactory::new(&NetflowConfig {
+        hold_ms: 60_000,
+        max_held_bytes: 4 << 30,
+        ..NetflowConfig::default()
+    })
+    .expect("factory");
+    let mut d = factory.build();
+    let mut sink = Discard(0);
+    let context = ctx();
+    for domain in 1..=100_000 {
+        set_domain(&mut packet, domain);
+        d.decode(&context, &packet, &mut sink).expect("held");
+    }
+    let template = MessageBuilder::ipfix(EXPORT_SECS, 1, 0)
+        .template_set(&[(300, &[FieldSpec::new(4, 1)])])
+        .finish();
+    let withdrawal = MessageBuilder::ipfix(EXPORT_SECS, 1, 0)
+        .withdrawal_set(false, &[300])
+        .finish();
+    let known = MessageBuilder::ipfix(EXPORT_SECS, 1, 0)
+        .template_set(&[(256, &[FieldSpec::new(4, 1)])])
+        .finish();
+    let data = MessageBuilder::ipfix(EXPORT_SECS, 1, 0)
+        .data_set(300, &[vec![6]])
+        .finish();
+    d.decode(&context, &known, &mut sink).expect("template 256");
+    group.bench_function("release_16_of_100000", |b| {
+        b.iter_custom(|iters| {
+            let mut measured = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                for _ in 0..16 {
+                    assert!(d.decode(&context, &data, &mut sink).expect("held").held);
+                }
+                let start = std::time::Instant::now();
+                d.decode(&context, black_box(&template), &mut sink)
+                    .expect("template");
+                let released = d.release(&mut sink);
+                measured += start.elapsed();
+                assert_eq!(released, 16);
+                d.decode(&context, &withdrawal, &mut sink)
+                    .expect("withdrawal");
+            }
+            measured
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench, bench_hold);
 
 fn main() {
     benches();

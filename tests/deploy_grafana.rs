@@ -85,7 +85,7 @@ fn every_expression_names_only_exported_metrics_and_shows_them_all() {
             .into_iter()
             .map(|s| ("$instance variable".to_owned(), s)),
     );
-    assert_eq!(expressions.len(), 40, "expressions: {expressions:#?}");
+    assert_eq!(expressions.len(), 53, "expressions: {expressions:#?}");
     let mut shown = BTreeSet::new();
     for (title, expr) in &expressions {
         let names = metric_names(expr).unwrap_or_else(|e| panic!("{title:?}: {e}: {expr}"));
@@ -113,7 +113,7 @@ fn layout_imports_cleanly() {
         .iter()
         .map(|p| p["id"].as_u64().expect("panel id"))
         .collect();
-    assert_eq!(ids, (1..=27).collect::<Vec<u64>>(), "panel ids");
+    assert_eq!(ids, (1..=33).collect::<Vec<u64>>(), "panel ids");
     let rows: Vec<&str> = panels
         .iter()
         .filter(|p| p["type"] == "row")
@@ -126,7 +126,9 @@ fn layout_imports_cleanly() {
             "Receive path",
             "Loss",
             "Records and files",
-            "Spool and uploads"
+            "Spool and uploads",
+            "Metrics endpoint",
+            "NetFlow decoder state"
         ]
     );
 

@@ -21,7 +21,7 @@ const RULES: &str = "deploy/prometheus/sluice-alerts.yml";
 const RULE_TESTS: &str = "deploy/prometheus/sluice-alerts.test.yml";
 
 /// The alerts, in file order.
-const ALERTS: [&str; 10] = [
+const ALERTS: [&str; 13] = [
     "SluiceDown",
     "SluiceNotReady",
     "SluicePacketLoss",
@@ -32,6 +32,9 @@ const ALERTS: [&str; 10] = [
     "SluiceClassifierMismatch",
     "SluiceXdpGenericFallback",
     "SluiceXskCopyFallback",
+    "SluiceNetflowTemplatesRefused",
+    "SluiceNetflowHoldFull",
+    "SluiceValuesWrittenAsNull",
 ];
 
 /// Runs `promtool ARGS` in `dir`: (success, stdout, stderr).
@@ -112,10 +115,10 @@ fn scrape_config_and_rules_are_valid() {
     let (ok, stdout, stderr) = promtool(&dir, &["check", "config", "prometheus.yml"]);
     assert!(ok, "promtool check config: {stdout}{stderr}");
     assert!(stdout.contains("SUCCESS: 1 rule files found"), "{stdout}");
-    assert!(stdout.contains("SUCCESS: 10 rules found"), "{stdout}");
+    assert!(stdout.contains("SUCCESS: 13 rules found"), "{stdout}");
     let (ok, stdout, stderr) = promtool(&dir, &["check", "rules", "sluice-alerts.yml"]);
     assert!(ok, "promtool check rules: {stdout}{stderr}");
-    assert!(stdout.contains("SUCCESS: 10 rules found"), "{stdout}");
+    assert!(stdout.contains("SUCCESS: 13 rules found"), "{stdout}");
 
     // The scrape target is the daemon's default listener (docs/metrics.md).
     let config = read_repo_file("deploy/prometheus/prometheus.yml");
@@ -208,6 +211,21 @@ fn unit_tests_catch_a_changed_threshold_or_duration() {
             "mode=\"copy\", requested=\"auto\"",
             "mode=\"copy\"",
         ),
+        (
+            "SluiceNetflowTemplatesRefused",
+            "refused_templates_total[10m])) > 0",
+            "refused_templates_total[10m])) > 5",
+        ),
+        (
+            "SluiceNetflowHoldFull",
+            "hold_refused_packets_total[5m])) > 1",
+            "hold_refused_packets_total[5m])) > 100",
+        ),
+        (
+            "SluiceValuesWrittenAsNull",
+            "sluice_null_overflow_values_total[1h])) > 0",
+            "sluice_null_overflow_values_total[1h])) > 5",
+        ),
     ];
     let dir = sluice_testkit::scratch::tempdir("alerts").expect("tempdir");
     std::fs::write(dir.path().join("sluice-alerts.test.yml"), &tests).expect("write tests");
@@ -260,6 +278,9 @@ fn alert_expressions_name_only_exported_metrics() {
         used,
         [
             "sluice_discarded_packets_total",
+            "sluice_netflow_hold_refused_packets_total",
+            "sluice_netflow_refused_templates_total",
+            "sluice_null_overflow_values_total",
             "sluice_ready",
             "sluice_seen_packets_total",
             "sluice_spool_bytes",

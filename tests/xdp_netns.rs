@@ -187,6 +187,26 @@ fn run_scenario(xdp_mode: &str) {
     );
     assert_eq!(stats.passed_total(), scenario.must_pass_count() + PINGS);
 
+    // The rare pass decisions also reach the daemon's log, from the program itself
+    // (aya-log, forwarded; at most one line per reason and CPU every 10 s).
+    let log = std::fs::read_to_string(&files.log).unwrap_or_default();
+    for rare in [Verdict::PassGreUnsupported, Verdict::PassMalformed] {
+        if expected.get(rare.name()).copied().unwrap_or(0) == 0 {
+            continue;
+        }
+        let line = format!("({}; at most one line per CPU every 10 s)", rare.name());
+        let lines = log
+            .lines()
+            .filter(|l| l.contains("sluice::xdp_program") && l.contains(&line))
+            .count();
+        assert!(
+            (1..=2).contains(&lines),
+            "{lines} program log lines for {}; log:\n{}",
+            rare.name(),
+            daemon::log_tail(&files.log, 40)
+        );
+    }
+
     // The same pcap through `sluice replay` gives the same records.
     let replay_out = dir.path().join("replay-records");
     let replay_files = RunFiles::in_dir(dir.path(), "replay");

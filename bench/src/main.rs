@@ -5,6 +5,12 @@
 //! prints the tables, writes its section of BENCHMARKS.md and the chart, and exits 1 when
 //! any sluice run's account did not balance (seen ≠ recorded + dropped) or a row could not
 //! be measured, so a broken benchmark never passes silently.
+//!
+//! With `--objects` it measures instead what the uploader makes of the traffic (issue 11,
+//! [`harness::objects`]): objects per hour, their size and the uploader's CPU, batches
+//! combined against one object per batch, into its own section of BENCHMARKS.md; it exits
+//! 1 as well when a run could not be measured, did not balance, or left anything not
+//! uploaded at exit.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,6 +19,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use sluice_bench::harness::{
     chart, cpu,
+    objects::{self, ObjectsPlan},
     plan::{self, Plan, Rate},
     report::{self, RunContext},
     runner,
@@ -70,6 +77,32 @@ struct Cli {
     /// How BENCHMARKS.md links the chart (relative to it).
     #[arg(long)]
     chart_link: Option<String>,
+    /// Measure the objects the uploader makes instead (issue 11): sluice raw → Parquet
+    /// uploading to a Cloud Storage emulator, batches combined (the defaults) and one
+    /// object per batch, at each of `--rates` (default 0.5,1).
+    #[arg(long)]
+    objects: bool,
+    /// Objects mode: seconds of traffic per rate with combined objects (default 600,
+    /// which holds four or more objects at 0.5 Mpps; --quick 20).
+    #[arg(long)]
+    objects_secs: Option<f64>,
+    /// Objects mode: seconds of traffic per rate with one object per batch (default 60,
+    /// --quick 10).
+    #[arg(long)]
+    per_batch_secs: Option<f64>,
+    /// Objects mode: `object_max_age_secs` of the combined runs (default: the daemon's,
+    /// 300). For trying the harness out; the published runs keep the default.
+    #[arg(long)]
+    object_max_age_secs: Option<u64>,
+    /// Objects mode: the fake-gcs-server binary (default: $SLUICE_FAKE_GCS_SERVER, or the
+    /// one `cargo xtask setup` installs).
+    #[arg(long)]
+    emulator: Option<PathBuf>,
+    /// Objects mode: parent directory of the emulator's objects; a disk, not tmpfs, so
+    /// that the bucket, which grows with the traffic, takes no memory. The spools go to
+    /// --records-dir.
+    #[arg(long, default_value = "/var/tmp")]
+    emulator_dir: PathBuf,
 }
 
 fn main() -> std::process::ExitCode {
@@ -83,36 +116,20 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-fn plan_from(cli: &Cli) -> anyhow::Result<Plan> {
-    let rates_text = cli.rates.clone().unwrap_or_else(|| {
-        if cli.quick {
-            plan::QUICK_RATES.to_owned()
-        } else {
-            plan::DEFAULT_RATES.to_owned()
-        }
-    });
-    let rates = rates_text
-        .split(',')
-        .map(Rate::parse)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(anyhow::Error::msg)?;
-    let rows = match &cli.rows {
-        Some(text) => text
-            .split(',')
-            .map(plan::parse_row)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(anyhow::Error::msg)?,
-        None => plan::ROW_NAMES
-            .iter()
-            .map(|name| plan::parse_row(name))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(anyhow::Error::msg)?,
-    };
-    let secs =
-        |value: Option<f64>, full: f64, quick: f64, what: &str| -> anyhow::Result<Duration> {
-            let value = value.unwrap_or(if cli.quick { quick } else { full });
-            Duration::try_from_secs_f64(value).with_context(|| format!("--{what} {value}"))
-        };
+/// `secs` from an option, its full-run default or its `--quick` one.
+fn duration(
+    cli: &Cli,
+    value: Option<f64>,
+    full: f64,
+    quick: f64,
+    what: &str,
+) -> anyhow::Result<Duration> {
+    let value = value.unwrap_or(if cli.quick { quick } else { full });
+    Duration::try_from_secs_f64(value).with_context(|| format!("--{what} {value}"))
+}
+
+/// The release `sluice` binary: `--sluice`, or next to this one.
+fn sluice_binary(cli: &Cli) -> anyhow::Result<PathBuf> {
     let sluice = match &cli.sluice {
         Some(path) => path.clone(),
         None => std::env::current_exe()?
@@ -126,11 +143,43 @@ fn plan_from(cli: &Cli) -> anyhow::Result<Plan> {
             sluice.display()
         );
     }
+    Ok(sluice)
+}
+
+fn parse_rates(text: &str) -> anyhow::Result<Vec<Rate>> {
+    text.split(',')
+        .map(Rate::parse)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)
+}
+
+fn plan_from(cli: &Cli) -> anyhow::Result<Plan> {
+    let rates_text = cli.rates.clone().unwrap_or_else(|| {
+        if cli.quick {
+            plan::QUICK_RATES.to_owned()
+        } else {
+            plan::DEFAULT_RATES.to_owned()
+        }
+    });
+    let rates = parse_rates(&rates_text)?;
+    let rows = match &cli.rows {
+        Some(text) => text
+            .split(',')
+            .map(plan::parse_row)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?,
+        None => plan::ROW_NAMES
+            .iter()
+            .map(|name| plan::parse_row(name))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(anyhow::Error::msg)?,
+    };
+    let sluice = sluice_binary(cli)?;
     Ok(Plan {
         rows,
         rates,
-        step: secs(cli.step_secs, 10.0, 2.0, "step-secs")?,
-        overload: secs(cli.overload_secs, 60.0, 5.0, "overload-secs")?,
+        step: duration(cli, cli.step_secs, 10.0, 2.0, "step-secs")?,
+        overload: duration(cli, cli.overload_secs, 60.0, 5.0, "overload-secs")?,
         generator_cpu: cli.generator_cpu,
         workers: cli.workers,
         queue_depth: cli.queue_depth,
@@ -181,8 +230,10 @@ fn shown_command(args: impl Iterator<Item = String>) -> String {
             continue;
         }
         match arg.as_str() {
-            "--sluice" | "--benchmarks-md" | "--chart" | "--chart-link" => skip_value = true,
-            "--quick" => shown.push(arg),
+            "--sluice" | "--benchmarks-md" | "--chart" | "--chart-link" | "--emulator" => {
+                skip_value = true;
+            }
+            "--quick" | "--objects" => shown.push(arg),
             _ => extra.push(arg),
         }
     }
@@ -199,25 +250,14 @@ fn run() -> anyhow::Result<bool> {
         bail!("sluice-bench creates network namespaces and attaches XDP: run it as root");
     }
     sluice_testkit::cleanup::install_signal_cleanup()?;
-    let plan = plan_from(&cli)?;
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if plan.generator_cpu >= cores {
-        bail!(
-            "--generator-cpu {} but this machine has {cores} CPUs",
-            plan.generator_cpu
-        );
+    if cli.objects {
+        return run_objects(&cli);
     }
-    let mut context = RunContext {
-        cpu_model: cpu_model(),
-        cores,
-        kernel: kernel_release(),
-        date: utc_now(),
-        step_secs: plan.step.as_secs_f64(),
-        generator_cpu: plan.generator_cpu as u32,
-        warnings: Vec::new(),
-        command: shown_command(std::env::args().skip(1)),
-        quick: plan.quick,
-        traffic: format!(
+    let plan = plan_from(&cli)?;
+    let mut context = run_context(
+        &cli,
+        plan.step.as_secs_f64(),
+        format!(
             "GRE (IPv4 outer, key {}) carrying IPv4 UDP, {}-byte raw payloads ({} bytes per frame) \
              or the 36-byte ACME-SENSOR v2 event for the schema rows, 256 inner source ports; \
              VXLAN (VNI {}) for the VXLAN row",
@@ -226,7 +266,7 @@ fn run() -> anyhow::Result<bool> {
             14 + 20 + 8 + 20 + 8 + plan.payload_len,
             plan::VXLAN_VNI
         ),
-    };
+    )?;
     println!(
         "sluice-bench: {} rows x {} rates, {:.0} s per step, overload {:.0} s; about {:.0} min",
         plan.rows.len(),
@@ -235,15 +275,7 @@ fn run() -> anyhow::Result<bool> {
         plan.overload.as_secs_f64(),
         plan.estimate().as_secs_f64() / 60.0
     );
-    let idle = cpu::measure(Duration::from_secs(1))?;
-    println!(
-        "machine before the run: busy % per core {}",
-        idle.per_core()
-    );
-    if let Some(warning) = cpu::quiet_warning(&idle) {
-        println!("WARNING: {warning}");
-        context.warnings.push(warning);
-    }
+    quiet_check(&mut context)?;
 
     let work = tempfile::Builder::new()
         .prefix("sluice-bench-")
@@ -306,4 +338,144 @@ fn run() -> anyhow::Result<bool> {
         eprintln!("{failures} step(s) could not be measured (see the table)");
     }
     Ok(violations.is_empty() && failures == 0)
+}
+
+/// The machine's description and the run's command line.
+fn run_context(cli: &Cli, step_secs: f64, traffic: String) -> anyhow::Result<RunContext> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cli.generator_cpu >= cores {
+        bail!(
+            "--generator-cpu {} but this machine has {cores} CPUs",
+            cli.generator_cpu
+        );
+    }
+    Ok(RunContext {
+        cpu_model: cpu_model(),
+        cores,
+        kernel: kernel_release(),
+        date: utc_now(),
+        step_secs,
+        generator_cpu: cli.generator_cpu as u32,
+        warnings: Vec::new(),
+        command: shown_command(std::env::args().skip(1)),
+        quick: cli.quick,
+        traffic,
+    })
+}
+
+/// One second of /proc/stat: a warning in `context` when the machine is not quiet.
+fn quiet_check(context: &mut RunContext) -> anyhow::Result<()> {
+    let idle = cpu::measure(Duration::from_secs(1))?;
+    println!(
+        "machine before the run: busy % per core {}",
+        idle.per_core()
+    );
+    if let Some(warning) = cpu::quiet_warning(&idle) {
+        println!("WARNING: {warning}");
+        context.warnings.push(warning);
+    }
+    Ok(())
+}
+
+/// `--objects`: the uploader's objects, combined and one per batch (issue 11).
+fn run_objects(cli: &Cli) -> anyhow::Result<bool> {
+    let rates = parse_rates(cli.rates.as_deref().unwrap_or(objects::DEFAULT_RATES))?;
+    let emulator = match &cli.emulator {
+        Some(path) => Some(path.clone()).filter(|p| p.is_file()),
+        None => sluice_testkit::gcs::emulator_binary(),
+    }
+    .context(
+        "no fake-gcs-server binary: run `cargo xtask setup`, or pass --emulator \
+         (or set SLUICE_FAKE_GCS_SERVER)",
+    )?;
+    let plan = ObjectsPlan {
+        rates,
+        combined_traffic: duration(cli, cli.objects_secs, 600.0, 20.0, "objects-secs")?,
+        per_batch_traffic: duration(cli, cli.per_batch_secs, 60.0, 10.0, "per-batch-secs")?,
+        object_max_age_secs: cli.object_max_age_secs,
+        generator_cpu: cli.generator_cpu,
+        workers: cli.workers,
+        queue_depth: cli.queue_depth,
+        busy_poll_usecs: cli.busy_poll_usecs,
+        payload_len: cli.payload_len,
+        sluice: sluice_binary(cli)?,
+        emulator,
+        spool_root: cli.records_dir.clone(),
+        emulator_root: cli.emulator_dir.clone(),
+        quick: cli.quick,
+    };
+    let mut context = run_context(
+        cli,
+        plan.combined_traffic.as_secs_f64(),
+        format!(
+            "GRE (IPv4 outer, key {}) carrying IPv4 UDP, {}-byte raw payloads ({} bytes per \
+             frame), 256 inner source ports",
+            plan::GRE_KEY,
+            plan.payload_len,
+            14 + 20 + 8 + 20 + 8 + plan.payload_len,
+        ),
+    )?;
+    println!(
+        "sluice-bench --objects: rates {}, {:.0} s combined and {:.0} s per batch each; about {:.0} min",
+        objects::runner::rates_label(&plan.rates),
+        plan.combined_traffic.as_secs_f64(),
+        plan.per_batch_traffic.as_secs_f64(),
+        plan.estimate().as_secs_f64() / 60.0
+    );
+    quiet_check(&mut context)?;
+    let work = tempfile::Builder::new()
+        .prefix("sluice-bench-objects-")
+        .tempdir()
+        .context("creating the work directory")?;
+    let spools = tempfile::Builder::new()
+        .prefix("sluice-bench-spools-")
+        .tempdir_in(&plan.spool_root)
+        .with_context(|| format!("creating a directory in {}", plan.spool_root.display()))?;
+    let buckets = tempfile::Builder::new()
+        .prefix("sluice-bench-buckets-")
+        .tempdir_in(&plan.emulator_root)
+        .with_context(|| format!("creating a directory in {}", plan.emulator_root.display()))?;
+    let settings = objects::report::ObjectsSettings {
+        combined_secs: plan.combined_traffic.as_secs_f64(),
+        per_batch_secs: plan.per_batch_traffic.as_secs_f64(),
+        spool_root: plan.spool_root.display().to_string(),
+        emulator_root: plan.emulator_root.display().to_string(),
+        object_max_age_secs: plan.object_max_age_secs,
+    };
+    let plan = ObjectsPlan {
+        spool_root: spools.path().to_owned(),
+        emulator_root: buckets.path().to_owned(),
+        ..plan
+    };
+    let runs = objects::runner::run(&plan, work.path());
+    let section = objects::report::section(&context, &settings, &runs);
+    println!("\n{section}");
+    if let Some(path) = &cli.benchmarks_md {
+        report::update_file_between(
+            path,
+            &section,
+            objects::report::BEGIN_MARKER,
+            objects::report::END_MARKER,
+        )?;
+        println!("wrote the objects section of {}", path.display());
+    }
+    let mut ok = true;
+    for run in &runs {
+        let what = format!("{} {}", run.rate.label(), run.mode.short());
+        if let Some(error) = &run.error {
+            eprintln!("{what}: could not be measured: {error}");
+            ok = false;
+            continue;
+        }
+        if !run.balanced() {
+            eprintln!("ACCOUNTING VIOLATION: {what}: {:?}", run.accounting);
+            ok = false;
+        }
+        let problems = run.upload_problems();
+        if !problems.is_empty() {
+            eprintln!("NOT ALL UPLOADED: {what}: {}", problems.join("; "));
+            ok = false;
+        }
+    }
+    Ok(ok)
 }

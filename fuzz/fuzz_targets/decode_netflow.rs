@@ -1,8 +1,9 @@
 //! Fuzzes the `netflow` decoder: arbitrary bytes, cut into packets of one exporter and
 //! decoded alternately by two decoders of one factory — after seed templates when the first
 //! byte says so, so data sets, options and variable-length fields are reached — with
-//! releases and expiries in between. It must never panic, and every packet must be counted
-//! once: decoded, an error, or held and then released or expired.
+//! releases and expiries in between, under small state limits. It must never panic, every
+//! packet must be counted once (decoded, an error, or held and then released or expired),
+//! and nothing may stay charged once everything is released or expired.
 //!
 //! Input: a flags byte (bit 0: seed templates), then packets, each a selector byte (which
 //! version to force: none, 5, 9, or 10 with its length fixed up), a 2-byte length, bytes.
@@ -73,10 +74,16 @@ fuzz_target!(|data: &[u8]| {
     let Some((&flags, mut rest)) = data.split_first() else {
         return;
     };
+    // Small limits, so that every refusal is reached: two exporters, three templates, a
+    // few held packets.
     let config = NetflowConfig {
         template_timeout_secs: 10,
         hold_ms: 1000,
         max_held_packets: 4,
+        max_held_bytes: 4096,
+        max_exporters: 2,
+        max_templates: 3,
+        ..NetflowConfig::default()
     };
     let Ok(factory) = NetflowFactory::new(&config) else {
         return;
@@ -133,6 +140,8 @@ fuzz_target!(|data: &[u8]| {
         completed += d.expire(i64::MAX, true);
     }
     assert_eq!(factory.held_packets(), 0);
+    assert_eq!(factory.state().held_bytes, 0);
+    assert!(factory.state().exporters <= 2 && factory.state().templates <= 3);
     assert_eq!(
         held, completed,
         "every held packet is released or expired once"

@@ -21,7 +21,7 @@ use crate::{
     config::{Config, ConfigError, SourceKind},
     decap::PortFilter,
     detail::DetailSet,
-    metrics::{LinkModes, Metrics, MetricsServer, ServerError, Snapshot},
+    metrics::{LinkModes, Metrics, MetricsServer, NetflowSnapshot, ServerError, Snapshot},
     notify::Notifier,
     pipeline::{CounterSet, Pipeline, PipelineError},
     source::{
@@ -221,6 +221,7 @@ fn start_metrics(
     let metrics = Metrics::new(&streams, queues)?;
     Ok(Some(MetricsServer::start(
         config.metrics.listen,
+        config.metrics.max_connections,
         metrics,
         snapshot,
     )?))
@@ -245,7 +246,9 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
         .collect();
     let modes = Arc::new(std::sync::OnceLock::<LinkModes>::new());
     let details = DetailSet::new(config.metrics.max_tunnels as usize);
-    let (pipeline, upload) = start_pipeline(config, filter, &config.streams()?, &details)?;
+    let streams = config.streams()?;
+    let (pipeline, upload) = start_pipeline(config, filter, &streams, &details)?;
+    let netflow = streams.netflow();
     let ready = Arc::new(AtomicBool::new(false));
     let queues: Vec<String> = config.source.queues.iter().map(u32::to_string).collect();
     let snapshot = {
@@ -271,6 +274,7 @@ fn run_xdp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
                 ready: ready.load(Ordering::Relaxed),
                 upload: uploads.as_ref().map(|watch| watch()),
                 modes: modes.get().cloned().unwrap_or_default(),
+                netflow: NetflowSnapshot::read(&netflow),
             }
         })
     };
@@ -374,12 +378,10 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
         .map(|addr| UdpListener::bind(*addr, config.source.udp_recv_buffer_bytes))
         .collect::<Result<Vec<_>, _>>()?;
     let details = DetailSet::new(config.metrics.max_tunnels as usize);
-    let (pipeline, upload) = start_pipeline(
-        config,
-        PortFilter::new(&config.filter),
-        &config.streams()?,
-        &details,
-    )?;
+    let streams = config.streams()?;
+    let (pipeline, upload) =
+        start_pipeline(config, PortFilter::new(&config.filter), &streams, &details)?;
+    let netflow = streams.netflow();
     let ready = Arc::new(AtomicBool::new(false));
     let snapshot = {
         let (counters, details, ready, uploads): (CounterSet, DetailSet, _, _) = (
@@ -398,6 +400,7 @@ fn run_udp(config: &Config, options: &RunOptions) -> Result<Report, AppError> {
                 ready: ready.load(Ordering::Relaxed),
                 upload: uploads.as_ref().map(|watch| watch()),
                 modes: LinkModes::default(),
+                netflow: NetflowSnapshot::read(&netflow),
             }
         })
     };

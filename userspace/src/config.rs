@@ -301,6 +301,9 @@ pub struct MetricsConfig {
     pub listen: SocketAddr,
     /// Tunnel sources counted one by one in `sluice_tunnel_packets_total`; the rest are `other`.
     pub max_tunnels: u32,
+    /// Connections the endpoint serves at once (1..=10000); one beyond is closed at once and
+    /// counted in `sluice_metrics_refused_connections_total`.
+    pub max_connections: u32,
 }
 
 impl Default for MetricsConfig {
@@ -309,6 +312,7 @@ impl Default for MetricsConfig {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             max_tunnels: 64,
+            max_connections: 256,
         }
     }
 }
@@ -442,6 +446,12 @@ impl Config {
             return invalid(
                 "metrics.max_tunnels",
                 "must be at most 10000 (it bounds a label set)",
+            );
+        }
+        if !(1..=10_000).contains(&self.metrics.max_connections) {
+            return invalid(
+                "metrics.max_connections",
+                "must be between 1 and 10000 (each is a file descriptor)",
             );
         }
         self.streams()?;
@@ -594,6 +604,18 @@ mod tests {
         assert_eq!(
             field_of("[source]\ninterface=\"e\"\nbusy_poll_usecs=20000"),
             "source.busy_poll_usecs"
+        );
+        for n in [0, 10_001] {
+            assert_eq!(
+                field_of(&format!(
+                    "[source]\ninterface=\"e\"\n[metrics]\nmax_connections={n}"
+                )),
+                "metrics.max_connections"
+            );
+        }
+        assert_eq!(
+            field_of("[source]\ninterface=\"e\"\n[metrics]\nmax_connections=1"),
+            "ok"
         );
     }
 

@@ -24,6 +24,8 @@ pub struct StreamTotals {
     pub uncompressed_bytes: u64,
     /// Bytes after compression (written).
     pub compressed_bytes: u64,
+    /// `UInt64` values above `i64::MAX` written as null.
+    pub null_overflows: u64,
 }
 
 /// Per-queue receive totals and the socket's kernel statistics.
@@ -131,6 +133,7 @@ impl DetailCounters {
             e.batches += t.batches;
             e.uncompressed_bytes += t.uncompressed_bytes;
             e.compressed_bytes += t.compressed_bytes;
+            e.null_overflows += t.null_overflows;
         }
         for (key, n) in &other.decode_errors {
             *self.decode_errors.entry(key.clone()).or_default() += n;

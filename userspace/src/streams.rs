@@ -101,6 +101,9 @@ pub struct Stream {
     pub name: String,
     /// Builds one decoder per worker.
     pub factory: Arc<dyn DecoderFactory>,
+    /// The same factory when the decoder is `netflow`: its shared state's counters and
+    /// sizes are exported (`sluice_netflow_*`).
+    pub netflow: Option<Arc<NetflowFactory>>,
 }
 
 impl std::fmt::Debug for Stream {
@@ -163,6 +166,7 @@ impl Streams {
         let mut streams = vec![Stream {
             name: RAW_STREAM.to_owned(),
             factory: Arc::new(RawFactory::default()),
+            netflow: None,
         }];
         let mut claims: BTreeMap<u16, Vec<Route>> = BTreeMap::new();
         for (i, d) in decoders.iter().enumerate() {
@@ -218,7 +222,7 @@ impl Streams {
                     stream: streams.len(),
                 });
             }
-            let factory =
+            let (factory, netflow) =
                 build_factory(kind, &name, options, base_dir).map_err(|(f, reason)| {
                     invalid(
                         format!(
@@ -228,7 +232,11 @@ impl Streams {
                         reason,
                     )
                 })?;
-            streams.push(Stream { name, factory });
+            streams.push(Stream {
+                name,
+                factory,
+                netflow,
+            });
         }
         let mut by_port = vec![0u16; 65536];
         let mut routes = Vec::with_capacity(claims.len());
@@ -244,6 +252,14 @@ impl Streams {
         })
     }
 
+    /// The `netflow` streams' factories, by stream name.
+    pub fn netflow(&self) -> Vec<(String, Arc<NetflowFactory>)> {
+        self.streams
+            .iter()
+            .filter_map(|s| Some((s.name.clone(), Arc::clone(s.netflow.as_ref()?))))
+            .collect()
+    }
+
     /// The schema of every stream, by name.
     pub fn schemas(&self) -> Vec<(&str, &RecordSchema)> {
         self.streams
@@ -253,20 +269,23 @@ impl Streams {
     }
 }
 
+/// A built factory, and the same one typed when it is a `netflow` factory.
+type BuiltFactory = (Arc<dyn DecoderFactory>, Option<Arc<NetflowFactory>>);
+
 /// The factory for one decoder kind; errors carry (field within the options, reason).
 fn build_factory(
     kind: &str,
     name: &str,
     options: &toml::Table,
     base_dir: &Path,
-) -> Result<Arc<dyn DecoderFactory>, (String, String)> {
+) -> Result<BuiltFactory, (String, String)> {
     let field_err = |e: sluice_decode::ConfigFieldError| (e.field, e.reason);
     match kind {
         "raw" => {
             if let Some(key) = options.keys().next() {
                 return Err((key.clone(), "the raw decoder has no options".into()));
             }
-            Ok(Arc::new(RawFactory::default()))
+            Ok((Arc::new(RawFactory::default()), None))
         }
         "schema" => {
             let layout: LayoutConfig = parse_options(options)?;
@@ -278,17 +297,25 @@ fn build_factory(
                         .map_err(|e| e.to_string().trim_end().to_owned())
                 })
                 .map_err(field_err)?;
-            Ok(Arc::new(
-                LayoutFactory::new(name, &layout).map_err(field_err)?,
+            Ok((
+                Arc::new(LayoutFactory::new(name, &layout).map_err(field_err)?),
+                None,
             ))
         }
         "netflow" => {
             let config: NetflowConfig = parse_options(options)?;
-            Ok(Arc::new(NetflowFactory::new(&config).map_err(field_err)?))
+            let netflow = Arc::new(NetflowFactory::for_stream(name, &config).map_err(field_err)?);
+            Ok((
+                Arc::clone(&netflow) as Arc<dyn DecoderFactory>,
+                Some(netflow),
+            ))
         }
         "syslog" => {
             let config: SyslogConfig = parse_options(options)?;
-            Ok(Arc::new(SyslogFactory::new(&config).map_err(field_err)?))
+            Ok((
+                Arc::new(SyslogFactory::new(&config).map_err(field_err)?),
+                None,
+            ))
         }
         other => Err((String::new(), format!("unknown decoder {other}"))),
     }

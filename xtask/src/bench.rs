@@ -6,6 +6,11 @@
 //! smoke run (a few seconds per row) prints its tables but writes neither file unless
 //! `--write` is given, so smoke figures never replace a real measurement by accident.
 //! Everything after `--` goes to `sluice-bench` unchanged (`cargo xtask bench -- --help`).
+//!
+//! `cargo xtask bench --objects` runs the objects benchmark instead (issue 11: what the
+//! uploader makes of the traffic, against a Cloud Storage emulator, about 23 minutes);
+//! it writes only its own section of BENCHMARKS.md, and with `--quick` (about 2 minutes)
+//! nothing unless `--write` is given.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -24,6 +29,10 @@ pub struct BenchArgs {
     /// Write BENCHMARKS.md and the chart even with `--quick`.
     #[arg(long)]
     pub write: bool,
+    /// Measure the objects the uploader makes (raw → Parquet to a Cloud Storage emulator,
+    /// combined against one object per batch) instead of the packet rate.
+    #[arg(long)]
+    pub objects: bool,
     /// Skip `cargo xtask setup`.
     #[arg(long)]
     pub no_setup: bool,
@@ -55,7 +64,14 @@ pub fn harness_command(workspace: &Workspace, args: &BenchArgs) -> Command {
     if args.quick {
         command.arg("--quick");
     }
-    if !args.quick || args.write {
+    if args.objects {
+        command.arg("--objects");
+        if !args.quick || args.write {
+            command
+                .arg("--benchmarks-md")
+                .arg(workspace.root.join("BENCHMARKS.md"));
+        }
+    } else if !args.quick || args.write {
         command
             .arg("--benchmarks-md")
             .arg(workspace.root.join("BENCHMARKS.md"))
@@ -147,6 +163,22 @@ mod tests {
         let cli = Cli::try_parse_from(["bench", "--quick", "--write"]).expect("parse");
         assert!(
             cmd::display(&harness_command(&workspace(), &cli.bench)).contains("--benchmarks-md")
+        );
+    }
+
+    #[test]
+    fn the_objects_run_writes_only_benchmarks_md_and_only_when_full() {
+        let cli = Cli::try_parse_from(["bench", "--objects", "--", "--objects-secs", "600"])
+            .expect("parse");
+        assert_eq!(
+            cmd::display(&harness_command(&workspace(), &cli.bench)),
+            "/t/release/sluice-bench --sluice /t/release/sluice --objects --benchmarks-md \
+             /repo/BENCHMARKS.md --objects-secs 600"
+        );
+        let cli = Cli::try_parse_from(["bench", "--objects", "--quick"]).expect("parse");
+        assert_eq!(
+            cmd::display(&harness_command(&workspace(), &cli.bench)),
+            "/t/release/sluice-bench --sluice /t/release/sluice --quick --objects"
         );
     }
 }

@@ -8,7 +8,8 @@
 //!   machine or into a staging root (`--dry-run` prints the plan).
 //! - `package`: the Debian package (`--check`: lintian, install/upgrade/purge in a chroot).
 //! - `run -- ARGS`: the freshly built release binary with ARGS, for bare-metal use.
-//! - `bench`: the end-to-end packet-rate benchmark; writes BENCHMARKS.md and its chart.
+//! - `bench`: the end-to-end packet-rate benchmark; writes BENCHMARKS.md and its chart
+//!   (`--objects`: the uploader's objects against a Cloud Storage emulator).
 //! - `vm-test`: the package in Debian 12 VMs under qemu (kernels 6.1, 6.12, 5.10; virtio-net
 //!   and e1000), with a power cut; see docs/operations.md.
 //!
@@ -55,7 +56,8 @@ enum Task {
     /// Build the release binary and run it with the arguments after `--`.
     Run(run::RunArgs),
     /// Run the end-to-end packet-rate benchmark (root; `-- --help` for the harness's
-    /// options) and write its section of BENCHMARKS.md and docs/bench/packet-rate.png.
+    /// options) and write its section of BENCHMARKS.md and docs/bench/packet-rate.png;
+    /// `--objects`: the objects the uploader makes, in a section of its own.
     Bench(bench::BenchArgs),
     /// Boot Debian 12 VMs under qemu and test the package in them (root; issue 10).
     VmTest(vm::VmTestArgs),

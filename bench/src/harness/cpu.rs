@@ -83,7 +83,7 @@ impl CpuUsage {
 }
 
 /// Clock ticks per second (`USER_HZ`), which `/proc/stat` counts in.
-fn ticks_per_second() -> f64 {
+pub fn ticks_per_second() -> f64 {
     // SAFETY: sysconf(3) has no preconditions.
     let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
     if hz > 0 { hz as f64 } else { 100.0 }

@@ -1,7 +1,8 @@
 //! The `sluice run` configuration of each benchmark row, written as a file the daemon reads
 //! like any operator's: XDP source on the receiver's veth, or the UDP socket source behind
 //! the kernel path; the `raw` stream or the `schema` decoder; NDJSON+zstd or Parquet to a
-//! directory on tmpfs.
+//! directory on tmpfs, or (the `--objects` mode) spooled and uploaded to a Cloud Storage
+//! emulator ([`SinkChoice::Gcs`]).
 //!
 //! The schema layout is the ACME-SENSOR v2 example of docs/decoders.md, taken from that
 //! file at build time, because the generator's schema payload is that document's example
@@ -10,7 +11,7 @@
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use sluice_testkit::daemon::toml_string;
 
@@ -53,6 +54,35 @@ pub enum SourceChoice {
     },
 }
 
+/// Where records go.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SinkChoice {
+    /// `kind = "directory"` at the path the run is given (tmpfs).
+    #[default]
+    Directory,
+    /// `kind = "gcs"`: spooled, combined into objects and uploaded.
+    Gcs(GcsSink),
+}
+
+/// `[sink.gcs]` of a run against an emulator; every field not named here keeps the
+/// daemon's default (as in production), the object policy included unless set.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GcsSink {
+    /// `endpoint`, e.g. `http://127.0.0.1` (the emulator, anonymous credentials).
+    pub endpoint: String,
+    /// `bucket`.
+    pub bucket: String,
+    /// `prefix`.
+    pub prefix: String,
+    /// `spool_dir`.
+    pub spool_dir: PathBuf,
+    /// `object_max_age_secs`; `None` leaves the default (300).
+    pub object_max_age_secs: Option<u64>,
+    /// `object_target_bytes`; `None` leaves the default (256 MiB for Parquet), `Some(1)`
+    /// makes every batch an object of its own.
+    pub object_target_bytes: Option<u64>,
+}
+
 /// Everything that varies between the daemon's runs.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DaemonConfig {
@@ -71,6 +101,8 @@ pub struct DaemonConfig {
     pub queue_depth: u32,
     /// `source.busy_poll_usecs` (XDP source only; 0 leaves the default).
     pub busy_poll_usecs: u32,
+    /// `[sink] kind` and, for `gcs`, its section.
+    pub sink: SinkChoice,
 }
 
 fn list<T: ToString>(items: &[T], quoted: bool) -> String {
@@ -88,7 +120,8 @@ fn list<T: ToString>(items: &[T], quoted: bool) -> String {
 }
 
 impl DaemonConfig {
-    /// The config text, writing records under `sink_path`.
+    /// The config text, writing records under `sink_path` (the directory sink; the gcs
+    /// sink spools to its `spool_dir` and ignores it).
     pub fn to_toml(&self, sink_path: &Path) -> String {
         let mut out = String::from("[source]\n");
         match &self.source {
@@ -118,12 +151,37 @@ impl DaemonConfig {
             "\n[filter]\nports = [{}]\nplain_udp = true",
             list(&self.ports, false)
         );
-        let _ = writeln!(
-            out,
-            "\n[sink]\nkind = \"directory\"\npath = {}\nhost = \"bench\"\nformat = \"{}\"",
-            toml_string(&sink_path.to_string_lossy()),
-            self.pipeline.format.config_value()
-        );
+        match &self.sink {
+            SinkChoice::Directory => {
+                let _ = writeln!(
+                    out,
+                    "\n[sink]\nkind = \"directory\"\npath = {}\nhost = \"bench\"\nformat = \"{}\"",
+                    toml_string(&sink_path.to_string_lossy()),
+                    self.pipeline.format.config_value()
+                );
+            }
+            SinkChoice::Gcs(gcs) => {
+                let _ = writeln!(
+                    out,
+                    "\n[sink]\nkind = \"gcs\"\nhost = \"bench\"\nformat = \"{}\"",
+                    self.pipeline.format.config_value()
+                );
+                let _ = writeln!(
+                    out,
+                    "\n[sink.gcs]\nbucket = {}\nprefix = {}\nendpoint = {}\ncredentials = \"anonymous\"\nspool_dir = {}",
+                    toml_string(&gcs.bucket),
+                    toml_string(&gcs.prefix),
+                    toml_string(&gcs.endpoint),
+                    toml_string(&gcs.spool_dir.to_string_lossy())
+                );
+                if let Some(secs) = gcs.object_max_age_secs {
+                    let _ = writeln!(out, "object_max_age_secs = {secs}");
+                }
+                if let Some(bytes) = gcs.object_target_bytes {
+                    let _ = writeln!(out, "object_target_bytes = {bytes}");
+                }
+            }
+        }
         let _ = writeln!(
             out,
             "\n[pipeline]\nworkers = {}\nqueue_depth = {}\nstats_interval_secs = 0",
@@ -198,6 +256,7 @@ mod tests {
             workers: 2,
             queue_depth: 256,
             busy_poll_usecs: 0,
+            sink: SinkChoice::Directory,
         };
         let text = config.to_toml(Path::new("/dev/shm/x"));
         assert!(text.starts_with(
@@ -225,5 +284,45 @@ mod tests {
         ));
         assert!(text.contains("format = \"ndjson_zstd\""));
         assert!(!text.contains("[[decoder]]"));
+    }
+
+    #[test]
+    fn the_gcs_sink_renders_its_section_and_only_the_policy_it_sets() {
+        let config = DaemonConfig {
+            source: SourceChoice::Xdp {
+                interface: "slab-0b".into(),
+            },
+            pipeline: Pipeline {
+                decoder: DecoderChoice::Raw,
+                format: FormatChoice::Parquet,
+            },
+            ports: vec![9000],
+            schema_ports: vec![],
+            workers: 0,
+            queue_depth: 256,
+            busy_poll_usecs: 0,
+            sink: SinkChoice::Gcs(GcsSink {
+                endpoint: "http://127.0.0.1".into(),
+                bucket: "bench".into(),
+                prefix: "objects".into(),
+                spool_dir: "/dev/shm/spool".into(),
+                object_max_age_secs: None,
+                object_target_bytes: Some(1),
+            }),
+        };
+        let text = config.to_toml(Path::new("/unused"));
+        assert!(text.contains(
+            "\n[sink]\nkind = \"gcs\"\nhost = \"bench\"\nformat = \"parquet\"\n\n[sink.gcs]\n\
+             bucket = \"bench\"\nprefix = \"objects\"\nendpoint = \"http://127.0.0.1\"\n\
+             credentials = \"anonymous\"\nspool_dir = \"/dev/shm/spool\"\nobject_target_bytes = 1\n\n[pipeline]\n"
+        ));
+        assert!(!text.contains("/unused"));
+        assert!(!text.contains("object_max_age_secs"));
+        let parsed: sluice::config::Config =
+            sluice::config::Config::parse_in(&text, Path::new("/")).expect("the daemon reads it");
+        assert_eq!(
+            parsed.sink.gcs.and_then(|gcs| gcs.object_target_bytes),
+            Some(1)
+        );
     }
 }

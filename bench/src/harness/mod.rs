@@ -9,6 +9,8 @@
 //! - [`runner`]: labs, generator, one [`measurement::Measurement`] per step, overload.
 //! - [`cpu`]: /proc/stat per core, process CPU, peak RSS, the quiet-machine check.
 //! - [`report`] and [`chart`]: the Markdown section and the PNG.
+//! - [`objects`]: the `--objects` mode (issue 11), what the uploader makes of the traffic
+//!   (objects per hour, their size, the uploader's CPU) against a Cloud Storage emulator.
 
 pub mod afxdp_count;
 pub mod chart;
@@ -16,6 +18,7 @@ pub mod cpu;
 pub mod daemon_config;
 pub mod daemon_run;
 pub mod measurement;
+pub mod objects;
 pub mod plan;
 pub mod report;
 pub mod runner;

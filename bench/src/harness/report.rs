@@ -25,10 +25,14 @@ pub enum ReportError {
         source: std::io::Error,
     },
     /// Only one marker, or the end before the beginning.
-    #[error("{path}: the {BEGIN_MARKER} / {END_MARKER} markers are unbalanced")]
+    #[error("{path}: the {begin} / {end} markers are unbalanced")]
     Markers {
         /// The file.
         path: PathBuf,
+        /// The opening marker.
+        begin: &'static str,
+        /// The closing marker.
+        end: &'static str,
     },
 }
 
@@ -385,11 +389,18 @@ pub fn section(
 
 /// `text` with the marked section replaced by `section` (appended when there are no markers).
 pub fn splice(text: &str, section: &str) -> Option<String> {
-    match (text.find(BEGIN_MARKER), text.find(END_MARKER)) {
-        (Some(begin), Some(end)) if end > begin => {
-            let mut after = &text[end + END_MARKER.len()..];
+    splice_between(text, section, BEGIN_MARKER, END_MARKER)
+}
+
+/// `text` with the section between `begin` and `end` replaced by `section` (which
+/// carries the markers itself), or `section` appended when neither marker is there;
+/// `None` when only one is, or they are out of order.
+pub fn splice_between(text: &str, section: &str, begin: &str, end: &str) -> Option<String> {
+    match (text.find(begin), text.find(end)) {
+        (Some(b), Some(e)) if e > b => {
+            let mut after = &text[e + end.len()..];
             after = after.strip_prefix('\n').unwrap_or(after);
-            Some(format!("{}{section}{after}", &text[..begin]))
+            Some(format!("{}{section}{after}", &text[..b]))
         }
         (None, None) => {
             let sep = if text.ends_with("\n\n") {
@@ -405,19 +416,35 @@ pub fn splice(text: &str, section: &str) -> Option<String> {
     }
 }
 
-/// Writes `section` into `path` between the markers.
+/// Writes `section` into `path` between the packet-rate markers.
 ///
 /// # Errors
 /// [`ReportError`].
 pub fn update_file(path: &Path, section: &str) -> Result<(), ReportError> {
+    update_file_between(path, section, BEGIN_MARKER, END_MARKER)
+}
+
+/// Writes `section` into `path` between `begin` and `end` (see [`splice_between`]).
+///
+/// # Errors
+/// [`ReportError`].
+pub fn update_file_between(
+    path: &Path,
+    section: &str,
+    begin: &'static str,
+    end: &'static str,
+) -> Result<(), ReportError> {
     let io = |source| ReportError::Io {
         path: path.to_owned(),
         source,
     };
     let text = std::fs::read_to_string(path).map_err(io)?;
-    let updated = splice(&text, section).ok_or_else(|| ReportError::Markers {
-        path: path.to_owned(),
-    })?;
+    let updated =
+        splice_between(&text, section, begin, end).ok_or_else(|| ReportError::Markers {
+            path: path.to_owned(),
+            begin,
+            end,
+        })?;
     std::fs::write(path, updated).map_err(io)
 }
 

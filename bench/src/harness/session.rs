@@ -15,7 +15,7 @@ use crate::kernel_path::{TcDecapPath, VxlanPath};
 use crate::lab::BenchLab;
 
 use super::afxdp_count::AfXdpCounter;
-use super::daemon_config::{DaemonConfig, SourceChoice};
+use super::daemon_config::{DaemonConfig, SinkChoice, SourceChoice};
 use super::daemon_run::DaemonRun;
 use super::measurement::{DecoderChoice, Measurement, Pipeline, Receiver};
 use super::plan::{GRE_KEY, Plan, RAW_PORT, SCHEMA_PORT, VXLAN_VNI};
@@ -98,6 +98,7 @@ fn daemon_config(plan: &Plan, pipeline: Pipeline, source: SourceChoice) -> Daemo
         workers: plan.workers,
         queue_depth: plan.queue_depth,
         busy_poll_usecs: plan.busy_poll_usecs,
+        sink: SinkChoice::Directory,
     }
 }
 

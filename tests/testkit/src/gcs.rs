@@ -7,7 +7,8 @@
 //! `SLUICE_FAKE_GCS_SERVER` overrides the path. It must listen on port 80 (the client
 //! drops the port from the Host header, and the emulator builds upload URLs from it), so
 //! its tests need root; each uses its own address in 127.0.0.0/8 so that they run in
-//! parallel without meeting each other. A harness failure panics: it is a failed test.
+//! parallel without meeting each other. A harness failure panics: it is a failed test (the
+//! `try_` variants return it instead, for the benchmark's `--objects` mode).
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
@@ -84,9 +85,26 @@ impl Emulator {
         root: &Path,
         buckets: &[&str],
     ) -> Self {
+        Self::try_start_in(netns, binary, address, root, buckets).expect("emulator harness")
+    }
+
+    /// Like [`Emulator::start_in`], returning an error instead of panicking (for the
+    /// benchmark, where a failed start is a row that could not be measured, not a failed
+    /// test).
+    ///
+    /// # Errors
+    /// The seed or log cannot be written, the address is taken, the process cannot be
+    /// spawned or does not become healthy within 15 s (the error holds its log).
+    pub fn try_start_in(
+        netns: Option<&str>,
+        binary: &Path,
+        address: &str,
+        root: &Path,
+        buckets: &[&str],
+    ) -> std::io::Result<Self> {
         let seed = root.join("seed");
         for bucket in buckets {
-            std::fs::create_dir_all(seed.join(bucket)).expect("emulator harness");
+            std::fs::create_dir_all(seed.join(bucket))?;
         }
         let mut emulator = Self {
             netns: netns.map(str::to_owned),
@@ -96,22 +114,24 @@ impl Emulator {
             log: root.join("emulator.log"),
             process: None,
         };
-        emulator.launch(Some(&seed));
-        emulator
+        emulator.try_launch(Some(&seed))?;
+        Ok(emulator)
     }
 
-    fn launch(&mut self, seed: Option<&Path>) {
-        assert!(self.process.is_none(), "emulator already running");
-        assert!(
-            self.connect().is_err(),
-            "{}:80 is already taken",
-            self.address
-        );
+    fn try_launch(&mut self, seed: Option<&Path>) -> std::io::Result<()> {
+        if self.process.is_some() {
+            return Err(std::io::Error::other("emulator already running"));
+        }
+        if self.connect().is_ok() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::AddrInUse,
+                format!("{}:80 is already taken", self.address),
+            ));
+        }
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(&self.log)
-            .expect("emulator harness");
+            .open(&self.log)?;
         let mut command = match &self.netns {
             Some(name) => {
                 let mut command = Command::new("ip");
@@ -126,12 +146,12 @@ impl Emulator {
             .arg(&self.root)
             .args(["-log-level", "warn"])
             .stdin(Stdio::null())
-            .stdout(log.try_clone().expect("emulator harness"))
+            .stdout(log.try_clone()?)
             .stderr(log);
         if let Some(seed) = seed {
             command.arg("-data").arg(seed);
         }
-        let child = command.spawn().expect("emulator harness");
+        let child = command.spawn()?;
         self.process = Some(ProcessGuard::new("fake-gcs-server", child));
         let healthy = wait_until(Duration::from_secs(15), || {
             matches!(
@@ -139,12 +159,32 @@ impl Emulator {
                 Ok((200, _))
             )
         });
-        assert!(
-            healthy,
-            "fake-gcs-server on {} did not become healthy: {}",
-            self.address,
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        );
+        if !healthy {
+            if let Some(mut process) = self.process.take() {
+                let _ = process.terminate(Duration::from_secs(5));
+            }
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "fake-gcs-server on {} did not become healthy: {}",
+                    self.address,
+                    std::fs::read_to_string(&self.log).unwrap_or_default()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn launch(&mut self, seed: Option<&Path>) {
+        if let Err(e) = self.try_launch(seed) {
+            panic!("emulator harness: {e}");
+        }
+    }
+
+    /// The emulator's PID while it runs (`ip netns exec` execs it, so it is the
+    /// emulator's own), for reading its CPU time and memory.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(ProcessGuard::pid)
     }
 
     /// Stops it (SIGTERM, then SIGKILL after 5 s), by PID.
@@ -171,6 +211,15 @@ impl Emulator {
 
     /// Every object under `prefix`: (name, size), sorted by name, all pages.
     pub fn list(&self, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+        self.try_list(bucket, prefix).expect("emulator harness")
+    }
+
+    /// Like [`Emulator::list`], returning an error instead of panicking.
+    ///
+    /// # Errors
+    /// A request fails, the emulator answers other than 200, or the listing is not the
+    /// JSON API's.
+    pub fn try_list(&self, bucket: &str, prefix: &str) -> std::io::Result<Vec<(String, u64)>> {
         let mut objects = Vec::new();
         let mut page_token: Option<String> = None;
         for _ in 0..10_000 {
@@ -181,19 +230,25 @@ impl Emulator {
             if let Some(token) = &page_token {
                 path.push_str(&format!("&pageToken={}", url_encode(token)));
             }
-            let (status, body) = self
-                .request("GET", &path, &[], b"")
-                .expect("emulator harness");
-            assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-            let page: serde_json::Value = serde_json::from_slice(&body).expect("emulator harness");
+            let (status, body) = self.request("GET", &path, &[], b"")?;
+            if status != 200 {
+                return Err(std::io::Error::other(format!(
+                    "listing {bucket}/{prefix}: HTTP {status}: {}",
+                    String::from_utf8_lossy(&body)
+                )));
+            }
+            let page: serde_json::Value =
+                serde_json::from_slice(&body).map_err(|_| invalid("listing is not JSON"))?;
             if let Some(items) = page["items"].as_array() {
                 for item in items {
-                    let name = item["name"].as_str().expect("emulator harness").to_owned();
+                    let name = item["name"]
+                        .as_str()
+                        .ok_or_else(|| invalid("object without a name"))?
+                        .to_owned();
                     let size = item["size"]
                         .as_str()
-                        .expect("emulator harness")
-                        .parse()
-                        .expect("emulator harness");
+                        .and_then(|size| size.parse().ok())
+                        .ok_or_else(|| invalid("object without a size"))?;
                     objects.push((name, size));
                 }
             }
@@ -203,7 +258,7 @@ impl Emulator {
             }
         }
         objects.sort();
-        objects
+        Ok(objects)
     }
 
     /// The bytes of one object.

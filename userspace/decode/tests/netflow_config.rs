@@ -16,6 +16,10 @@ fn missing_fields_take_their_defaults() {
             template_timeout_secs: 1800,
             hold_ms: 500,
             max_held_packets: 1024,
+            max_held_bytes: 16 << 20,
+            max_exporters: 4096,
+            max_templates: 16_384,
+            max_template_bytes: 32 << 20,
         }
     );
 }
@@ -23,7 +27,7 @@ fn missing_fields_take_their_defaults() {
 #[test]
 fn unknown_fields_are_refused() {
     let err = serde_json::from_str::<NetflowConfig>(r#"{"hold_secs": 5}"#).expect_err("unknown");
-    assert!(err.to_string().starts_with("unknown field `hold_secs`, expected one of `template_timeout_secs`, `hold_ms`, `max_held_packets`"), "{err}");
+    assert!(err.to_string().starts_with("unknown field `hold_secs`, expected one of `template_timeout_secs`, `hold_ms`, `max_held_packets`, `max_held_bytes`, `max_exporters`, `max_templates`, `max_template_bytes`"), "{err}");
 }
 
 #[test]

@@ -36,6 +36,7 @@ fn factory(hold_ms: u64, max_held_packets: usize) -> NetflowFactory {
         template_timeout_secs: 1800,
         hold_ms,
         max_held_packets,
+        ..NetflowConfig::default()
     })
     .expect("factory")
 }

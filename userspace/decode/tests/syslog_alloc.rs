@@ -225,6 +225,43 @@ fn rejected_netflow_payloads_allocate_nothing() {
     assert_eq!(measure_rejections(decoder.as_mut(), payloads, 1000), 0);
 }
 
+/// An IPFIX packet of observation domain `domain` with one data set of template 256,
+/// which nobody defined.
+fn template_less_ipfix(domain: u8) -> Vec<u8> {
+    let mut p = vec![0, 10, 0, 28, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, domain];
+    p.extend_from_slice(&[1, 0, 0, 12, 1, 2, 3, 4, 5, 6, 7, 8]);
+    p
+}
+
+/// A packet refused by a hold limit (`max_held_bytes`, `max_held_packets`) is a
+/// `no_template` error that copies nothing: a flood of template-less data costs no
+/// allocation once the limits are reached.
+#[test]
+fn netflow_packets_refused_by_a_hold_limit_allocate_nothing() {
+    let full = NetflowFactory::new(&NetflowConfig {
+        max_held_bytes: 1,
+        ..NetflowConfig::default()
+    })
+    .expect("valid");
+    let mut decoder = full.build();
+    let (a, b) = (template_less_ipfix(1), template_less_ipfix(2));
+    let payloads: &[(&[u8], &str)] = &[(&a, "no_template"), (&b, "no_template")];
+    assert_eq!(measure_rejections(decoder.as_mut(), payloads, 1000), 0);
+    assert_eq!(full.stats().hold_refused_bytes, 2002);
+
+    let one_each = NetflowFactory::new(&NetflowConfig {
+        max_held_packets: 1,
+        ..NetflowConfig::default()
+    })
+    .expect("valid");
+    let mut decoder = one_each.build();
+    let held = decoder.decode(&ctx(), &a, &mut CountingSink::default());
+    assert!(matches!(held, Ok(outcome) if outcome.held), "{held:?}");
+    let payloads: &[(&[u8], &str)] = &[(&a, "no_template")];
+    assert_eq!(measure_rejections(decoder.as_mut(), payloads, 1000), 0);
+    assert_eq!(one_each.stats().hold_overflows, 1001);
+}
+
 #[test]
 fn rejected_syslog_payloads_allocate_nothing() {
     let reject = SyslogConfig {

@@ -6,6 +6,7 @@
 //! (`accounting`, `detail`), and a scrape reads the published copies.
 
 mod modes;
+mod netflow;
 mod server;
 mod upload;
 
@@ -15,6 +16,7 @@ use prometheus::{
 use sluice_common::Verdict;
 
 pub use modes::LinkModes;
+pub use netflow::NetflowSnapshot;
 pub use server::{MetricsServer, ServerError};
 
 use crate::{
@@ -39,6 +41,8 @@ pub struct Snapshot {
     pub upload: Option<sluice_upload::UploadSnapshot>,
     /// XDP attach and AF_XDP bind modes in effect.
     pub modes: LinkModes,
+    /// The `netflow` streams' shared state.
+    pub netflow: Vec<NetflowSnapshot>,
 }
 
 /// The registry and every metric in it.
@@ -64,6 +68,7 @@ pub struct Metrics {
     batch_uncompressed: IntCounterVec,
     batch_compressed: IntCounterVec,
     files: IntCounterVec,
+    null_overflows: IntCounterVec,
     /// The upload stage's families (spool depth, uploads by outcome, retries, latency).
     /// Registered always, so dashboards and alerts see them; they stay at zero while the
     /// sink is the local directory (nothing is spooled or uploaded).
@@ -78,6 +83,10 @@ pub struct Metrics {
     upload_objects_pending: IntGauge,
     upload_retries: IntCounter,
     upload_duration: std::sync::Arc<upload::SnapshotHistogram>,
+    /// The `netflow` decoders' state families.
+    netflow: netflow::NetflowMetrics,
+    /// The HTTP endpoint's own connections (`server`).
+    connections: server::ConnectionCounters,
 }
 
 /// Outcomes of an upload (`sluice_uploads_total{outcome}`).
@@ -205,6 +214,8 @@ impl Metrics {
             uploads.with_label_values(&[outcome]);
         }
         let m = Self {
+            netflow: netflow::NetflowMetrics::register(&registry)?,
+            connections: server::ConnectionCounters::register(&registry)?,
             modes,
             verdicts: counter_vec(
                 &registry,
@@ -296,6 +307,12 @@ impl Metrics {
                 "Files written by the sink.",
                 &["stream"],
             )?,
+            null_overflows: counter_vec(
+                &registry,
+                "sluice_null_overflow_values_total",
+                "UInt64 values above INT64's range written as null (BigQuery has no unsigned 64-bit type).",
+                &["stream"],
+            )?,
             registry,
             ready,
             seen,
@@ -323,6 +340,7 @@ impl Metrics {
                 &m.batch_uncompressed,
                 &m.batch_compressed,
                 &m.files,
+                &m.null_overflows,
             ] {
                 vec.with_label_values(&[stream.as_str()]);
             }
@@ -401,6 +419,10 @@ impl Metrics {
                 &self.batch_compressed.with_label_values(&label),
                 t.compressed_bytes,
             );
+            raise(
+                &self.null_overflows.with_label_values(&label),
+                t.null_overflows,
+            );
         }
         for ((stream, kind), n) in &s.detail.decode_errors {
             raise(
@@ -410,6 +432,7 @@ impl Metrics {
                 *n,
             );
         }
+        self.netflow.update(&s.netflow);
         for (tunnel, n) in s.detail.tunnels.labelled() {
             raise(&self.tunnels.with_label_values(&[tunnel.as_str()]), n);
         }
@@ -480,6 +503,7 @@ mod tests {
                 batches: 1,
                 uncompressed_bytes: 9000,
                 compressed_bytes: 900,
+                null_overflows: 2,
             },
         );
         s.detail
@@ -530,13 +554,18 @@ mod tests {
             &[("raw".into(), vec![]), ("flows".into(), vec!["truncated"])],
             &["0".into()],
         )?;
-        // The mode families have a series only once the source has attached.
+        // The mode families have a series only once the source has attached, the
+        // `netflow` ones once a snapshot lists a `netflow` stream.
         m.update(&Snapshot {
             modes: LinkModes {
                 interface: "eth0".into(),
                 xdp: Some(("native", "auto")),
                 queues: vec![(0, "copy", "auto")],
             },
+            netflow: vec![NetflowSnapshot {
+                stream: "flows".into(),
+                ..NetflowSnapshot::default()
+            }],
             ..Snapshot::default()
         });
         let text = String::from_utf8_lossy(&m.render()).into_owned();

@@ -29,6 +29,9 @@ pub struct SealedBatch {
     pub first_received_at: UnixMicros,
     /// Size before compression (Parquet: an estimate of the values' size).
     pub uncompressed_bytes: usize,
+    /// `UInt64` values above `i64::MAX` written as null (BigQuery's INT64 cannot hold
+    /// them).
+    pub null_overflows: u64,
     /// File name extension of the format, without the dot (`ndjson.zst`, `parquet`).
     pub extension: &'static str,
     /// The complete file.
@@ -175,6 +178,7 @@ impl BatchBuilder {
             (None, None) => return Ok(None),
         };
         let uncompressed_bytes = usize::try_from(encoder.uncompressed_len()).unwrap_or(usize::MAX);
+        let null_overflows = encoder.overflows();
         match encoder.finish() {
             Ok(bytes) => Ok(Some(SealedBatch {
                 stream: self.stream,
@@ -183,6 +187,7 @@ impl BatchBuilder {
                 packets,
                 first_received_at,
                 uncompressed_bytes,
+                null_overflows,
                 extension: self.format.format.extension(),
                 bytes,
             })),

@@ -257,10 +257,11 @@ impl Worker {
                 now_micros()
             };
             let expired = stream.decoder.expire(now, shutting_down);
+            // Counted here; the decoder logs them (at a bounded rate, with the counts), as
+            // a flood of template-less data may expire thousands per batch.
             if expired > 0 {
                 local.drop_n(DropReason::DecodeError, expired);
                 stream.count_decode_errors("no_template", expired);
-                tracing::warn!(stream = %stream.name, packets = expired, "held packets expired without their template");
             }
             if self.streams[i].builder.is_full() {
                 self.seal(i, local);

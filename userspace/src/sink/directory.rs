@@ -207,6 +207,7 @@ mod tests {
             packets: 1,
             first_received_at: at,
             uncompressed_bytes: bytes.len(),
+            null_overflows: 0,
             extension: "ndjson.zst",
             bytes: bytes.to_vec(),
         }

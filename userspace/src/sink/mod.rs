@@ -100,6 +100,7 @@ pub fn run_sink(
                 totals.batches += 1;
                 totals.uncompressed_bytes += batch.uncompressed_bytes as u64;
                 totals.compressed_bytes += batch.bytes.len() as u64;
+                totals.null_overflows += batch.null_overflows;
                 local.files_written += 1;
                 local.bytes_written += batch.bytes.len() as u64;
             }

@@ -106,7 +106,10 @@ fn gcs_config() -> String {
             "bucket = \"{BUCKET}\"\nprefix = \"{PREFIX}\"\nendpoint = \"http://{HOST_ADDR}\"\n\
              credentials = \"anonymous\"\nspool_dir = \"/var/lib/sluice/spool\"\nconcurrency = 2\n\
              attempt_timeout_secs = 10\nbackoff_min_ms = 200\nbackoff_max_ms = 2000\n\
-             shutdown_grace_secs = 20"
+             shutdown_grace_secs = 20\n\
+             # Objects within seconds, so that uploads (and their manifests) are in flight\n\
+             # at the cut, and the restart's uploads land within the test's wait.\n\
+             object_max_age_secs = 2"
         ));
     })
 }

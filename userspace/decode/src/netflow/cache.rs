@@ -1,26 +1,38 @@
-//! The state every worker's `netflow` decoder shares, held by the factory: templates and
-//! held packets per exporter, and the decoder's counters.
+//! The state every worker's `netflow` decoder shares, held by the factory: templates per
+//! exporter, the held packets ([`HoldQueue`]), the limits on both, and the counters.
 //!
 //! One exporter's packets are spread over all workers, so a template learned by one worker
 //! must be seen by all, and a data packet that overtook its template packet is parked
 //! where any worker can finish it. The read path (a packet whose templates are known)
 //! takes two uncontended read locks (the exporter map, the exporter's templates) and
 //! touches no counter; writes happen when templates change, and on the rare paths
-//! (holding, releasing, expiry).
+//! (holding, releasing, expiry, refusals).
 //!
-//! Lock order: exporter map, then an exporter's templates, then its pending queue. An
-//! exporter whose templates all expired and that holds nothing is *retired* (removed from
-//! the map, flag set while both of its locks are held); a writer that finds its exporter
-//! retired after writing starts over with a fresh one, so nothing is written into an
-//! orphan.
+//! **Bounds.** Exporters with templates are at most `max_exporters` (a new exporter's
+//! templates are refused beyond), templates at most `max_templates` and
+//! `max_template_bytes` over all exporters ([`template_cost`] estimates each one's memory),
+//! held packets at most `max_held_bytes` ([`HoldQueue`]). Held packets do not make an
+//! exporter: a flood of template-less data from any number of observation domains adds
+//! no exporter state. Whatever a limit refuses is counted by limit and logged at a bounded
+//! rate ([`LimitLog`]).
+//!
+//! **Locks.** Exporter map, then an exporter's templates; the hold queue's lock is taken
+//! with neither held, and may itself read the exporter map. An exporter whose templates
+//! all expired is *retired* (removed from the map, flag set while its templates are
+//! write-locked); a writer that finds its exporter retired under that lock starts over
+//! with a fresh one, so nothing is written into an orphan. Generations are unique over
+//! all exporters, so a retired and a fresh exporter of one key never share one.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard};
 
 use super::config::NetflowConfig;
-use super::template::{Template, TemplateChange};
+use super::hold::{HeldPacket, HoldQueue, HoldRequest};
+use super::limit::{Limit, LimitLog};
+use super::stats::{Counters, NetflowState, NetflowStats};
+use super::template::{FieldPlan, Template, TemplateChange};
 use crate::{PacketContext, RecordSchema};
 
 /// Whose templates these are: template ids are scoped by exporter and observation domain
@@ -51,39 +63,86 @@ struct TemplateEntry {
     template: Arc<Template>,
     /// Receive time (µs) of the latest packet that carried this template.
     last_seen_us: AtomicI64,
+    /// What it is charged against `max_template_bytes`.
+    cost: usize,
 }
 
-/// A packet whose data sets wait for a template.
+/// Estimated memory of a kept template: its map slot (maps are at most 7/8 full and
+/// double as they grow), the shared allocation, the decoding plan and the definition,
+/// with their allocation headers.
+pub fn template_cost(t: &Template) -> usize {
+    2 * (size_of::<(u16, TemplateEntry)>() + 1) * 8 / 7
+        + 2 * size_of::<usize>()
+        + size_of::<Template>()
+        + t.fields.len() * size_of::<FieldPlan>()
+        + t.definition.len()
+        + 3 * 16
+}
+
+/// Templates kept over all exporters, against `max_templates` and `max_template_bytes`.
 #[derive(Debug)]
-pub struct HeldPacket {
-    /// Where it came from (its exporter key, its receive time).
-    pub ctx: PacketContext,
-    /// A copy of the payload.
-    pub payload: Box<[u8]>,
-    /// The exporter's template generation when its templates were looked up: only a
-    /// newer generation can complete it.
-    pub generation: u64,
+struct TemplateBudget {
+    count: AtomicUsize,
+    bytes: AtomicUsize,
+    max_count: usize,
+    max_bytes: usize,
 }
 
-/// One exporter's templates, options state and held packets.
-#[derive(Debug, Default)]
+impl TemplateBudget {
+    /// Charges a new template of `cost` bytes.
+    fn reserve(&self, cost: usize) -> Result<(), Limit> {
+        if self.count.fetch_add(1, Ordering::AcqRel) >= self.max_count {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(Limit::MaxTemplates);
+        }
+        if self.grow(cost).is_err() {
+            self.count.fetch_sub(1, Ordering::AcqRel);
+            return Err(Limit::MaxTemplateBytes);
+        }
+        Ok(())
+    }
+
+    fn grow(&self, by: usize) -> Result<(), Limit> {
+        if self
+            .bytes
+            .fetch_add(by, Ordering::AcqRel)
+            .saturating_add(by)
+            > self.max_bytes
+        {
+            self.bytes.fetch_sub(by, Ordering::AcqRel);
+            return Err(Limit::MaxTemplateBytes);
+        }
+        Ok(())
+    }
+
+    /// Charges a redefinition: `new` bytes instead of `old`.
+    fn resize(&self, old: usize, new: usize) -> Result<(), Limit> {
+        if new <= old {
+            self.bytes.fetch_sub(old - new, Ordering::AcqRel);
+            return Ok(());
+        }
+        self.grow(new - old)
+    }
+
+    /// Uncharges a template of `cost` bytes.
+    fn release(&self, cost: usize) {
+        self.count.fetch_sub(1, Ordering::AcqRel);
+        self.bytes.fetch_sub(cost, Ordering::AcqRel);
+    }
+}
+
+/// One exporter's templates and options state.
+#[derive(Debug)]
 pub struct Exporter {
     templates: RwLock<HashMap<u16, TemplateEntry>>,
-    /// Bumped whenever a template becomes usable (new, redefined, or refreshed after
-    /// expiring).
+    /// Set to a fresh, factory-wide unique value whenever a template becomes usable
+    /// (new, redefined, or refreshed after expiring).
     generation: AtomicU64,
     /// systemInitTimeMilliseconds from options data, 0 if unknown.
     system_init_ms: AtomicU64,
     /// Sampling interval from options data, 0 if unknown.
     sampling: AtomicU64,
-    pending: Mutex<VecDeque<HeldPacket>>,
-    pending_len: AtomicUsize,
     retired: AtomicBool,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Every critical section leaves consistent data (plain inserts and removes).
-    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// The templates of an exporter, read-locked for the lookups of one packet.
@@ -103,7 +162,30 @@ impl TemplateView<'_> {
     }
 }
 
+/// What applying a packet's template changes did.
+#[derive(Clone, Copy, Debug, Default)]
+struct Applied {
+    /// Templates inserted (new or redefined).
+    learned: u64,
+    /// Templates withdrawn.
+    withdrawn: u64,
+    /// Templates refused by `max_templates`.
+    refused_count: u64,
+    /// Templates refused by `max_template_bytes`.
+    refused_bytes: u64,
+}
+
 impl Exporter {
+    fn new(generation: u64) -> Self {
+        Self {
+            templates: RwLock::default(),
+            generation: AtomicU64::new(generation),
+            system_init_ms: AtomicU64::new(0),
+            sampling: AtomicU64::new(0),
+            retired: AtomicBool::new(false),
+        }
+    }
+
     /// The template generation (read before looking templates up).
     pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
@@ -140,8 +222,17 @@ impl Exporter {
         }
     }
 
-    /// Applies a packet's template changes.
-    fn apply(&self, changes: &[TemplateChange], now_us: i64, timeout_us: i64) -> Applied {
+    /// Applies a packet's template changes within `shared`'s limits, pushing the ids of
+    /// templates that became usable into `usable`. `None` if the exporter was retired
+    /// meanwhile (nothing changed: start over).
+    fn apply(
+        &self,
+        changes: &[TemplateChange],
+        now_us: i64,
+        shared: &Shared,
+        usable: &mut Vec<u16>,
+    ) -> Option<Applied> {
+        let timeout_us = shared.timeout_us();
         let expired_at = |last: i64| last.saturating_add(timeout_us) < now_us;
         let same = |entry: &TemplateEntry, new: &Template| {
             entry.template.kind == new.kind && entry.template.definition == new.definition
@@ -152,6 +243,9 @@ impl Exporter {
                 .templates
                 .read()
                 .unwrap_or_else(PoisonError::into_inner);
+            if self.retired.load(Ordering::Acquire) {
+                return None;
+            }
             let all_known = changes.iter().all(|change| match change {
                 TemplateChange::Define(new) => {
                     templates.get(&new.id).is_some_and(|entry| same(entry, new))
@@ -159,128 +253,99 @@ impl Exporter {
                 _ => false,
             });
             if all_known {
-                let mut revived = false;
                 for change in changes {
                     if let TemplateChange::Define(new) = change
                         && let Some(entry) = templates.get(&new.id)
+                        && expired_at(entry.last_seen_us.fetch_max(now_us, Ordering::Relaxed))
                     {
-                        revived |=
-                            expired_at(entry.last_seen_us.fetch_max(now_us, Ordering::Relaxed));
+                        usable.push(new.id);
                     }
                 }
-                if revived {
-                    self.generation.fetch_add(1, Ordering::AcqRel);
+                if !usable.is_empty() {
+                    self.generation
+                        .store(shared.next_generation(), Ordering::Release);
                 }
-                return Applied {
-                    usable: revived,
-                    ..Applied::default()
-                };
+                return Some(Applied::default());
             }
         }
         let mut templates = self
             .templates
             .write()
             .unwrap_or_else(PoisonError::into_inner);
-        let (mut learned, mut withdrawn, mut usable) = (0, 0, false);
+        if self.retired.load(Ordering::Acquire) {
+            return None;
+        }
+        let budget = &shared.budget;
+        let mut applied = Applied::default();
+        let refuse = |applied: &mut Applied, limit| match limit {
+            Limit::MaxTemplates => applied.refused_count += 1,
+            _ => applied.refused_bytes += 1,
+        };
         for change in changes {
             match change {
-                TemplateChange::Define(new) => match templates.get(&new.id) {
-                    Some(entry) if same(entry, new) => {
-                        usable |=
-                            expired_at(entry.last_seen_us.fetch_max(now_us, Ordering::Relaxed));
+                TemplateChange::Define(new) => {
+                    let cost = template_cost(new);
+                    let entry = || TemplateEntry {
+                        template: Arc::clone(new),
+                        last_seen_us: AtomicI64::new(now_us),
+                        cost,
+                    };
+                    match templates.get(&new.id) {
+                        Some(old) if same(old, new) => {
+                            if expired_at(old.last_seen_us.fetch_max(now_us, Ordering::Relaxed)) {
+                                usable.push(new.id);
+                            }
+                        }
+                        Some(old) => match budget.resize(old.cost, cost) {
+                            Ok(()) => {
+                                templates.insert(new.id, entry());
+                                applied.learned += 1;
+                                usable.push(new.id);
+                            }
+                            Err(limit) => {
+                                // The old definition is stale: forget it too.
+                                if let Some(old) = templates.remove(&new.id) {
+                                    budget.release(old.cost);
+                                }
+                                refuse(&mut applied, limit);
+                            }
+                        },
+                        None => match budget.reserve(cost) {
+                            Ok(()) => {
+                                templates.insert(new.id, entry());
+                                applied.learned += 1;
+                                usable.push(new.id);
+                            }
+                            Err(limit) => refuse(&mut applied, limit),
+                        },
                     }
-                    _ => {
-                        templates.insert(
-                            new.id,
-                            TemplateEntry {
-                                template: Arc::clone(new),
-                                last_seen_us: AtomicI64::new(now_us),
-                            },
-                        );
-                        learned += 1;
-                        usable = true;
-                    }
-                },
+                }
                 TemplateChange::Withdraw(id) => {
-                    withdrawn += u64::from(templates.remove(id).is_some());
+                    if let Some(old) = templates.remove(id) {
+                        budget.release(old.cost);
+                        applied.withdrawn += 1;
+                    }
                 }
-                TemplateChange::WithdrawAll(kind) => {
-                    let before = templates.len();
-                    templates.retain(|_, entry| entry.template.kind != *kind);
-                    withdrawn += (before - templates.len()) as u64;
-                }
+                TemplateChange::WithdrawAll(kind) => templates.retain(|_, entry| {
+                    let keep = entry.template.kind != *kind;
+                    if !keep {
+                        budget.release(entry.cost);
+                        applied.withdrawn += 1;
+                    }
+                    keep
+                }),
             }
         }
-        if usable {
-            self.generation.fetch_add(1, Ordering::AcqRel);
+        if !usable.is_empty() {
+            self.generation
+                .store(shared.next_generation(), Ordering::Release);
         }
-        Applied {
-            learned,
-            withdrawn,
-            usable,
-        }
+        Some(applied)
     }
-}
-
-/// What applying a packet's template changes did.
-#[derive(Clone, Copy, Debug, Default)]
-struct Applied {
-    /// Templates inserted (new or redefined).
-    learned: u64,
-    /// Templates withdrawn.
-    withdrawn: u64,
-    /// Some template became usable (learned, or refreshed after it had expired): held
-    /// packets may now complete.
-    usable: bool,
-}
-
-/// Counters of the shared state, updated on the rare paths only.
-#[derive(Debug, Default)]
-struct Counters {
-    templates_learned: AtomicU64,
-    templates_withdrawn: AtomicU64,
-    templates_expired: AtomicU64,
-    options_records: AtomicU64,
-    packets_held: AtomicU64,
-    packets_released: AtomicU64,
-    packets_expired: AtomicU64,
-    release_failures: AtomicU64,
-    hold_overflows: AtomicU64,
-}
-
-/// A snapshot of the `netflow` decoders' counters (all workers of one factory).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NetflowStats {
-    /// Templates and options templates learned (new or redefined).
-    pub templates_learned: u64,
-    /// Templates removed by an IPFIX withdrawal.
-    pub templates_withdrawn: u64,
-    /// Templates forgotten after `template_timeout_secs` without a refresh.
-    pub templates_expired: u64,
-    /// Options data records read (they are exporter metadata, not flows: no row).
-    pub options_records: u64,
-    /// Packets held because a data set's template was unknown.
-    pub packets_held: u64,
-    /// Held packets decoded by `release`.
-    pub packets_released: u64,
-    /// Held packets dropped by `expire` (hold time over, or shutdown).
-    pub packets_expired: u64,
-    /// Held packets whose template came but that failed to decode (dropped, reported by
-    /// the next `expire`).
-    pub release_failures: u64,
-    /// Packets refused because their exporter already held `max_held_packets`.
-    pub hold_overflows: u64,
 }
 
 /// How often (in receive-time µs) expired templates are swept out.
 const SWEEP_INTERVAL_US: i64 = 1_000_000;
-
-/// Why a packet could not be held.
-#[derive(Debug)]
-pub enum HoldRefused {
-    /// The exporter's queue is full.
-    Full,
-}
 
 /// Everything the decoders of one factory share.
 #[derive(Debug)]
@@ -290,26 +355,39 @@ pub struct Shared {
     /// The rows' schema.
     pub schema: RecordSchema,
     exporters: RwLock<HashMap<ExporterKey, Arc<Exporter>>>,
-    /// Bumped on every template change that can complete a held packet and on every
-    /// hold: a decoder's `release` rescans only after it moved.
-    change_gen: AtomicU64,
-    pending_total: AtomicUsize,
+    /// Source of exporter generations (unique, never 0: 0 means "no exporter").
+    generations: AtomicU64,
+    budget: TemplateBudget,
+    /// The held packets.
+    pub hold: HoldQueue,
     next_sweep_us: AtomicI64,
     counters: Counters,
+    log: LimitLog,
 }
 
 impl Shared {
-    /// Shared state for a validated `config`.
-    pub fn new(config: NetflowConfig, schema: RecordSchema) -> Self {
+    /// Shared state for a validated `config`, logging as `stream`.
+    pub fn new(config: NetflowConfig, schema: RecordSchema, stream: &str) -> Self {
         Self {
+            budget: TemplateBudget {
+                count: AtomicUsize::new(0),
+                bytes: AtomicUsize::new(0),
+                max_count: config.max_templates,
+                max_bytes: config.template_bytes_limit(),
+            },
+            hold: HoldQueue::new(config.held_bytes_limit(), config.max_held_packets),
             config,
             schema,
             exporters: RwLock::default(),
-            change_gen: AtomicU64::new(0),
-            pending_total: AtomicUsize::new(0),
+            generations: AtomicU64::new(1),
             next_sweep_us: AtomicI64::new(i64::MIN),
             counters: Counters::default(),
+            log: LimitLog::new(stream),
         }
+    }
+
+    fn next_generation(&self) -> u64 {
+        self.generations.fetch_add(1, Ordering::AcqRel) + 1
     }
 
     /// Template timeout in microseconds.
@@ -328,172 +406,139 @@ impl Shared {
             .cloned()
     }
 
-    fn exporter_or_insert(&self, key: &ExporterKey) -> Arc<Exporter> {
+    /// The exporter, created if there is room for one more.
+    fn exporter_or_insert(&self, key: &ExporterKey) -> Option<Arc<Exporter>> {
         if let Some(exporter) = self.exporter(key) {
-            return exporter;
+            return Some(exporter);
         }
-        Arc::clone(
-            self.exporters
-                .write()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(*key)
-                .or_default(),
-        )
+        let mut map = self
+            .exporters
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(exporter) = map.get(key) {
+            return Some(Arc::clone(exporter));
+        }
+        if map.len() >= self.config.max_exporters {
+            return None;
+        }
+        let exporter = Arc::new(Exporter::new(self.next_generation()));
+        map.insert(*key, Arc::clone(&exporter));
+        Some(exporter)
     }
 
-    /// Applies a packet's template changes to its exporter, and returns the exporter.
+    fn refuse(&self, limit: Limit, n: u64) {
+        if n > 0 {
+            let total = self.counters.refuse(limit, n);
+            self.log.refused(limit, n, total);
+        }
+    }
+
+    /// Applies a packet's template changes to its exporter and wakes the held packets
+    /// they complete; returns the exporter, or `None` if it has no state (its templates
+    /// refused by `max_exporters`, or nothing to keep). `usable` is scratch space.
     pub fn apply(
         &self,
         key: &ExporterKey,
         changes: &[TemplateChange],
         now_us: i64,
-    ) -> Arc<Exporter> {
+        usable: &mut Vec<u16>,
+    ) -> Option<Arc<Exporter>> {
+        let defines = changes
+            .iter()
+            .filter(|c| matches!(c, TemplateChange::Define(_)))
+            .count() as u64;
         loop {
-            let exporter = self.exporter_or_insert(key);
-            let applied = exporter.apply(changes, now_us, self.timeout_us());
-            if exporter.retired.load(Ordering::Acquire) {
+            let exporter = if defines == 0 {
+                // Withdrawals only: nothing to create an exporter for.
+                self.exporter(key)?
+            } else if let Some(exporter) = self.exporter_or_insert(key) {
+                exporter
+            } else {
+                self.refuse(Limit::MaxExporters, defines);
+                return None;
+            };
+            usable.clear();
+            let Some(applied) = exporter.apply(changes, now_us, self, usable) else {
                 continue;
-            }
-            if applied.usable {
-                self.change_gen.fetch_add(1, Ordering::AcqRel);
-            }
+            };
             if applied.learned > 0 {
-                self.counters
-                    .templates_learned
-                    .fetch_add(applied.learned, Ordering::Relaxed);
+                Counters::add(&self.counters.templates_learned, applied.learned);
             }
             if applied.withdrawn > 0 {
-                self.counters
-                    .templates_withdrawn
-                    .fetch_add(applied.withdrawn, Ordering::Relaxed);
+                Counters::add(&self.counters.templates_withdrawn, applied.withdrawn);
             }
-            return exporter;
+            self.refuse(Limit::MaxTemplates, applied.refused_count);
+            self.refuse(Limit::MaxTemplateBytes, applied.refused_bytes);
+            self.hold.wake(*key, usable);
+            return Some(exporter);
         }
     }
 
-    /// Parks `held` in its exporter's queue (at most `max_held_packets`).
+    fn generation_now(&self, key: &ExporterKey) -> Option<u64> {
+        self.exporter(key).map(|e| e.generation())
+    }
+
+    /// Holds a copy of `payload` for `request`'s template.
     ///
     /// # Errors
-    /// [`HoldRefused::Full`] when the queue is full.
-    pub fn hold(&self, key: &ExporterKey, mut held: HeldPacket) -> Result<(), HoldRefused> {
-        loop {
-            let exporter = self.exporter_or_insert(key);
-            let mut queue = lock(&exporter.pending);
-            if exporter.retired.load(Ordering::Acquire) {
-                // Its generation belongs to the retired state: retry at the first release.
-                held.generation = u64::MAX;
-                continue;
+    /// The [`Limit`] that refused it (counted and logged here).
+    pub fn hold(&self, request: HoldRequest<'_>, payload: &[u8]) -> Result<(), Limit> {
+        let key = request.key;
+        match self
+            .hold
+            .hold(request, payload, || self.generation_now(&key))
+        {
+            Ok(()) => {
+                Counters::add(&self.counters.packets_held, 1);
+                Ok(())
             }
-            if queue.len() >= self.config.max_held_packets {
-                self.counters.hold_overflows.fetch_add(1, Ordering::Relaxed);
-                return Err(HoldRefused::Full);
-            }
-            queue.push_back(held);
-            exporter.pending_len.fetch_add(1, Ordering::AcqRel);
-            self.pending_total.fetch_add(1, Ordering::AcqRel);
-            self.counters.packets_held.fetch_add(1, Ordering::Relaxed);
-            self.change_gen.fetch_add(1, Ordering::AcqRel);
-            return Ok(());
-        }
-    }
-
-    /// Whether any packet is held, and the change generation (see `change_gen`).
-    pub fn pending_and_generation(&self) -> (bool, u64) {
-        (
-            self.pending_total.load(Ordering::Acquire) > 0,
-            self.change_gen.load(Ordering::Acquire),
-        )
-    }
-
-    /// Exporters holding packets, into `out`.
-    pub fn exporters_with_pending(&self, out: &mut Vec<Arc<Exporter>>) {
-        out.clear();
-        out.extend(
-            self.exporters
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .values()
-                .filter(|e| e.pending_len.load(Ordering::Acquire) > 0)
-                .cloned(),
-        );
-    }
-
-    /// Takes out of `exporter`'s queue the packets a template change may complete: each is
-    /// then owned by the caller, which completes, drops or requeues it.
-    pub fn take_ready(&self, exporter: &Exporter, out: &mut Vec<HeldPacket>) {
-        let generation = exporter.generation();
-        let mut queue = lock(&exporter.pending);
-        let before = queue.len();
-        let mut kept = VecDeque::with_capacity(before);
-        for held in queue.drain(..) {
-            if held.generation == generation {
-                kept.push_back(held);
-            } else {
-                out.push(held);
+            Err(limit) => {
+                self.refuse(limit, 1);
+                Err(limit)
             }
         }
-        *queue = kept;
-        let taken = before - queue.len();
-        exporter.pending_len.fetch_sub(taken, Ordering::AcqRel);
-        self.pending_total.fetch_sub(taken, Ordering::AcqRel);
     }
 
-    /// Puts back a packet taken by [`Shared::take_ready`] that still lacks a template
-    /// (no bound: it was already counted in the queue).
-    pub fn requeue(&self, key: &ExporterKey, mut held: HeldPacket) {
-        loop {
-            let exporter = self.exporter_or_insert(key);
-            let mut queue = lock(&exporter.pending);
-            if exporter.retired.load(Ordering::Acquire) {
-                held.generation = u64::MAX;
-                continue;
-            }
-            queue.push_back(held);
-            exporter.pending_len.fetch_add(1, Ordering::AcqRel);
-            self.pending_total.fetch_add(1, Ordering::AcqRel);
-            return;
+    /// Parks again a released packet that still lacks a template.
+    pub fn requeue(&self, request: HoldRequest<'_>, packet: HeldPacket) {
+        let key = request.key;
+        self.hold
+            .requeue(request, packet, || self.generation_now(&key));
+    }
+
+    /// Forgets expired templates (at most once a second) and drops the held packets older
+    /// than `hold_ms` (all of them when `all`); returns how many packets.
+    pub fn expire(&self, now_us: i64, all: bool) -> u64 {
+        self.sweep(now_us);
+        let hold_us = i64::try_from(self.config.hold_ms)
+            .unwrap_or(i64::MAX)
+            .saturating_mul(1000);
+        let dropped = self.hold.expire(now_us, hold_us, all);
+        if dropped > 0 {
+            let total = Counters::add(&self.counters.packets_expired, dropped);
+            self.log.expired(dropped, total);
         }
-    }
-
-    /// Drops `exporter`'s held packets received more than `hold_us` before `now_us` (all
-    /// of them when `all`); returns how many.
-    pub fn drop_expired(&self, exporter: &Exporter, now_us: i64, hold_us: i64, all: bool) -> u64 {
-        let mut queue = lock(&exporter.pending);
-        let before = queue.len();
-        queue.retain(|held| !all && now_us.saturating_sub(held.ctx.received_at) <= hold_us);
-        let dropped = before - queue.len();
-        exporter.pending_len.fetch_sub(dropped, Ordering::AcqRel);
-        self.pending_total.fetch_sub(dropped, Ordering::AcqRel);
-        self.counters
-            .packets_expired
-            .fetch_add(dropped as u64, Ordering::Relaxed);
-        dropped as u64
+        dropped
     }
 
     /// Counts options records read.
     pub fn count_options_records(&self, n: u64) {
-        self.counters
-            .options_records
-            .fetch_add(n, Ordering::Relaxed);
+        Counters::add(&self.counters.options_records, n);
     }
 
     /// Counts held packets completed by `release`.
     pub fn count_released(&self, n: u64) {
-        self.counters
-            .packets_released
-            .fetch_add(n, Ordering::Relaxed);
+        Counters::add(&self.counters.packets_released, n);
     }
 
     /// Counts held packets that failed to decode once released.
-    pub fn count_release_failure(&self) {
-        self.counters
-            .release_failures
-            .fetch_add(1, Ordering::Relaxed);
+    pub fn count_release_failures(&self, n: u64) {
+        Counters::add(&self.counters.release_failures, n);
     }
 
     /// At most once a second of `now_us`: forgets expired templates and retires exporters
-    /// left with neither templates nor held packets.
-    pub fn sweep(&self, now_us: i64) {
+    /// left without any.
+    fn sweep(&self, now_us: i64) {
         let due = self.next_sweep_us.load(Ordering::Relaxed);
         if now_us < due
             || self
@@ -517,25 +562,30 @@ impl Shared {
             .map(|(k, e)| (*k, Arc::clone(e)))
             .collect();
         let mut idle = Vec::new();
+        let mut expired = 0u64;
         for (key, exporter) in exporters {
             let mut templates = exporter
                 .templates
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            let before = templates.len();
             templates.retain(|_, entry| {
-                entry
+                let keep = entry
                     .last_seen_us
                     .load(Ordering::Relaxed)
                     .saturating_add(timeout_us)
-                    >= now_us
+                    >= now_us;
+                if !keep {
+                    self.budget.release(entry.cost);
+                    expired += 1;
+                }
+                keep
             });
-            self.counters
-                .templates_expired
-                .fetch_add((before - templates.len()) as u64, Ordering::Relaxed);
-            if templates.is_empty() && exporter.pending_len.load(Ordering::Acquire) == 0 {
+            if templates.is_empty() {
                 idle.push(key);
             }
+        }
+        if expired > 0 {
+            Counters::add(&self.counters.templates_expired, expired);
         }
         if idle.is_empty() {
             return;
@@ -552,8 +602,7 @@ impl Shared {
                 .templates
                 .write()
                 .unwrap_or_else(PoisonError::into_inner);
-            let queue = lock(&exporter.pending);
-            if templates.is_empty() && queue.is_empty() {
+            if templates.is_empty() {
                 exporter.retired.store(true, Ordering::Release);
                 map.remove(&key);
             }
@@ -562,31 +611,57 @@ impl Shared {
 
     /// A snapshot of the counters.
     pub fn stats(&self) -> NetflowStats {
-        let c = &self.counters;
-        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        NetflowStats {
-            templates_learned: get(&c.templates_learned),
-            templates_withdrawn: get(&c.templates_withdrawn),
-            templates_expired: get(&c.templates_expired),
-            options_records: get(&c.options_records),
-            packets_held: get(&c.packets_held),
-            packets_released: get(&c.packets_released),
-            packets_expired: get(&c.packets_expired),
-            release_failures: get(&c.release_failures),
-            hold_overflows: get(&c.hold_overflows),
+        self.counters.snapshot()
+    }
+
+    /// The current size of the state.
+    pub fn state(&self) -> NetflowState {
+        NetflowState {
+            exporters: self.exporter_count(),
+            templates: self.budget.count.load(Ordering::Acquire),
+            template_bytes: self.budget.bytes.load(Ordering::Acquire),
+            held_packets: self.hold.parked(),
+            held_bytes: self.hold.bytes(),
         }
     }
 
-    /// Number of exporters with state (for tests).
+    /// Number of exporters with templates.
     pub fn exporter_count(&self) -> usize {
         self.exporters
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
+}
 
-    /// Number of held packets (for tests).
-    pub fn held_count(&self) -> usize {
-        self.pending_total.load(Ordering::Acquire)
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::netflow::template::{Dialect, parse_template_set};
+
+    /// The template of `fields` one-byte IANA fields, parsed as from the wire.
+    fn template(fields: u16) -> Arc<Template> {
+        let mut record = vec![1, 0];
+        record.extend_from_slice(&fields.to_be_bytes());
+        for _ in 0..fields {
+            record.extend_from_slice(&[0, 4, 0, 1]);
+        }
+        let mut changes = Vec::new();
+        parse_template_set(&record, 0, record.len(), Dialect::Ipfix, &mut changes)
+            .expect("template");
+        match changes.pop() {
+            Some(TemplateChange::Define(t)) => t,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// What docs/decoders.md says a template costs.
+    #[test]
+    fn a_template_costs_its_plan_definition_and_bookkeeping() {
+        let twenty = template_cost(&template(20));
+        assert!((600..1024).contains(&twenty), "{twenty}");
+        // The largest template a 64 KiB packet can carry.
+        let largest = template_cost(&template(16_375));
+        assert!((300 << 10..500 << 10).contains(&largest), "{largest}");
     }
 }

@@ -260,6 +260,8 @@ pub struct MessageDecoder {
     sets: Vec<SetRef>,
     changes: Vec<TemplateChange>,
     resolved: Vec<Arc<Template>>,
+    /// Ids of the templates the last packet made usable.
+    usable: Vec<u16>,
     /// Flows of the last decoded packet (the first `records` of a `Decoded` outcome).
     pub records: Vec<FlowRecord>,
     options: FlowRecord,
@@ -302,8 +304,12 @@ impl MessageDecoder {
                 }
             }
         }
-        if mode == Mode::Fresh && !self.changes.is_empty() {
-            exporter = Some(shared.apply(&key, &self.changes, ctx.received_at));
+        if mode == Mode::Fresh
+            && !self.changes.is_empty()
+            && let Some(applied) =
+                shared.apply(&key, &self.changes, ctx.received_at, &mut self.usable)
+        {
+            exporter = Some(applied);
         }
         if let Some((template_id, offset)) = missing {
             return Ok(MessageOutcome::Missing(Missing {

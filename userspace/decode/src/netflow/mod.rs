@@ -9,11 +9,17 @@
 //!
 //! Packets of one exporter are spread over all workers, so a data packet can be decoded
 //! before the template packet that precedes it on the wire. Such a packet is *held*
-//! whole: no row, its own templates applied, a copy parked in its exporter's bounded
-//! queue (`hold_ms`, `max_held_packets`), [`DecodeOutcome::held`] set. Every worker's
-//! [`Decoder::release`] decodes the held packets whose templates have since arrived (each
-//! exactly once) and [`Decoder::expire`] drops the ones that waited too long, so each
-//! packet is counted once: recorded, or dropped.
+//! whole: no row, its own templates applied, a copy parked until the template it lacks
+//! arrives (`hold_ms`), [`DecodeOutcome::held`] set. Every worker's [`Decoder::release`]
+//! decodes the held packets whose template has since arrived (each exactly once) and
+//! [`Decoder::expire`] drops the ones that waited too long, so each packet is counted
+//! once: recorded, or dropped. Holding, releasing and expiring cost the same per packet
+//! however much is held (`hold.rs`).
+//!
+//! All state is bounded across exporters (`max_exporters`, `max_templates`,
+//! `max_template_bytes`, `max_held_bytes`, `max_held_packets`): what a limit refuses is
+//! counted by limit ([`NetflowStats`]) and logged once per 10 s at most (`limit.rs`),
+//! never kept. A refused packet is a `no_template` error, as one that is not held.
 //!
 //! Options data records (exporter metadata) give no row; their systemInitTimeMilliseconds
 //! anchors IPFIX's relative flow times and their sampling interval fills
@@ -23,20 +29,29 @@
 mod cache;
 mod config;
 pub mod encode;
+mod hold;
+mod limit;
 mod message;
 mod record;
+mod stats;
 mod template;
 mod v5;
 mod wire;
 
 use std::sync::Arc;
 
-pub use cache::NetflowStats;
-pub use config::{MAX_HELD_PACKETS, MAX_HOLD_MS, MAX_TEMPLATE_TIMEOUT_SECS, NetflowConfig};
+pub use config::{
+    MAX_HELD_PACKETS, MAX_HOLD_MS, MAX_STATE_BYTES, MAX_STATE_ENTRIES, MAX_TEMPLATE_TIMEOUT_SECS,
+    MIN_TEMPLATE_BYTES, NetflowConfig,
+};
+pub use hold::PARKED_OVERHEAD;
+pub use limit::{LOG_INTERVAL, Limit};
 pub use record::COLUMNS;
+pub use stats::{NetflowState, NetflowStats};
 pub use wire::{BAD_LENGTH, BAD_TEMPLATE, BAD_VALUE, BAD_VERSION, NO_TEMPLATE, TRUNCATED};
 
-use cache::{Exporter, HeldPacket, HoldRefused, Shared};
+use cache::Shared;
+use hold::{HeldPacket, HoldRequest};
 use message::{MessageDecoder, MessageOutcome, Missing, Mode};
 use record::{FlowRecord, PacketInfo};
 
@@ -57,9 +72,17 @@ impl NetflowFactory {
     /// # Errors
     /// [`ConfigFieldError`] naming the first option out of range.
     pub fn new(config: &NetflowConfig) -> Result<Self, ConfigFieldError> {
+        Self::for_stream("netflow", config)
+    }
+
+    /// A factory for a checked `config` whose warnings name `stream`.
+    ///
+    /// # Errors
+    /// [`ConfigFieldError`] naming the first option out of range.
+    pub fn for_stream(stream: &str, config: &NetflowConfig) -> Result<Self, ConfigFieldError> {
         config.validate()?;
         Ok(Self {
-            shared: Arc::new(Shared::new(config.clone(), record::schema())),
+            shared: Arc::new(Shared::new(config.clone(), record::schema(), stream)),
         })
     }
 
@@ -69,9 +92,7 @@ impl NetflowFactory {
         NetflowDecoder {
             shared: Arc::clone(&self.shared),
             message: MessageDecoder::default(),
-            last_release_generation: None,
             release_failures: 0,
-            exporters: Vec::new(),
             ready: Vec::new(),
         }
     }
@@ -81,12 +102,17 @@ impl NetflowFactory {
         self.shared.stats()
     }
 
-    /// How many packets are held, over all exporters.
-    pub fn held_packets(&self) -> usize {
-        self.shared.held_count()
+    /// The size of the shared state now.
+    pub fn state(&self) -> NetflowState {
+        self.shared.state()
     }
 
-    /// How many exporters have templates or held packets.
+    /// How many packets are held, over all exporters (not those being released).
+    pub fn held_packets(&self) -> usize {
+        self.shared.hold.parked()
+    }
+
+    /// How many exporters have templates.
     pub fn exporters(&self) -> usize {
         self.shared.exporter_count()
     }
@@ -118,11 +144,9 @@ impl DecoderFactory for NetflowFactory {
 pub struct NetflowDecoder {
     shared: Arc<Shared>,
     message: MessageDecoder,
-    /// The shared change generation of this decoder's last release scan.
-    last_release_generation: Option<u64>,
     /// Held packets that failed to decode once released, reported by the next `expire`.
     release_failures: u64,
-    exporters: Vec<Arc<Exporter>>,
+    /// Scratch space for the packets one `release` takes.
     ready: Vec<HeldPacket>,
 }
 
@@ -213,72 +237,73 @@ impl Decoder for NetflowDecoder {
         if !self.shared.config.holds() {
             return Err(no_template("template {} is unknown"));
         }
-        let held = HeldPacket {
-            ctx: *ctx,
-            payload: payload.into(),
+        let request = HoldRequest {
+            key,
+            template_id,
             generation,
+            ctx,
         };
-        match self.shared.hold(&key, held) {
+        match self.shared.hold(request, payload) {
             Ok(()) => Ok(DecodeOutcome {
                 rows: 0,
                 held: true,
             }),
-            Err(HoldRefused::Full) => Err(no_template(
+            Err(Limit::MaxHeldPackets) => Err(no_template(
                 "template {} is unknown and the exporter already holds max_held_packets packets",
+            )),
+            Err(_) => Err(no_template(
+                "template {} is unknown and max_held_bytes are held",
             )),
         }
     }
 
     fn release(&mut self, sink: &mut dyn RowSink) -> u64 {
-        let (pending, generation) = self.shared.pending_and_generation();
-        if !pending || self.last_release_generation == Some(generation) {
+        if !self.shared.hold.has_ready() {
             return 0;
         }
-        self.last_release_generation = Some(generation);
-        let mut exporters = std::mem::take(&mut self.exporters);
         let mut ready = std::mem::take(&mut self.ready);
-        self.shared.exporters_with_pending(&mut exporters);
-        for exporter in &exporters {
-            self.shared.take_ready(exporter, &mut ready);
-        }
-        exporters.clear();
-        let mut completed = 0;
+        self.shared.hold.take_ready(&mut ready);
+        let (mut completed, mut failed, mut finished_bytes) = (0, 0, 0);
         for held in ready.drain(..) {
             match self.decode_packet(&held.ctx, &held.payload, Mode::Release, sink) {
-                Ok(Step::Rows(_)) => completed += 1,
+                Ok(Step::Rows(_)) => {
+                    completed += 1;
+                    finished_bytes += held.cost();
+                }
                 Ok(Step::Missing(Missing {
-                    key, generation, ..
-                })) => self.shared.requeue(&key, HeldPacket { generation, ..held }),
+                    key,
+                    generation,
+                    template_id,
+                    ..
+                })) => {
+                    let ctx = held.ctx;
+                    let request = HoldRequest {
+                        key,
+                        template_id,
+                        generation,
+                        ctx: &ctx,
+                    };
+                    self.shared.requeue(request, held);
+                }
                 Err(_) => {
-                    self.release_failures += 1;
-                    self.shared.count_release_failure();
+                    failed += 1;
+                    finished_bytes += held.cost();
                 }
             }
         }
-        self.exporters = exporters;
         self.ready = ready;
+        self.shared.hold.finish(finished_bytes);
         if completed > 0 {
             self.shared.count_released(completed);
+        }
+        if failed > 0 {
+            self.release_failures += failed;
+            self.shared.count_release_failures(failed);
         }
         completed
     }
 
     fn expire(&mut self, now_micros: i64, all: bool) -> u64 {
-        let mut dropped = std::mem::take(&mut self.release_failures);
-        self.shared.sweep(now_micros);
-        if !self.shared.pending_and_generation().0 {
-            return dropped;
-        }
-        let hold_us = i64::try_from(self.shared.config.hold_ms)
-            .unwrap_or(i64::MAX)
-            .saturating_mul(1000);
-        let mut exporters = std::mem::take(&mut self.exporters);
-        self.shared.exporters_with_pending(&mut exporters);
-        for exporter in &exporters {
-            dropped += self.shared.drop_expired(exporter, now_micros, hold_us, all);
-        }
-        exporters.clear();
-        self.exporters = exporters;
-        dropped
+        std::mem::take(&mut self.release_failures) + self.shared.expire(now_micros, all)
     }
 }

@@ -8,6 +8,7 @@
 //! ours ever meets a missing socket and no start ends in an appliance that records
 //! nothing. Stop order too: detach first, then drain the rings, then read the counters.
 
+mod bpf_log;
 pub mod capabilities;
 pub mod missed;
 pub mod receive;
@@ -137,6 +138,8 @@ impl VerdictCounters {
 /// The loaded (and, once [`XdpProgram::attach`] ran, attached) program and its maps.
 pub struct XdpProgram {
     ebpf: Ebpf,
+    /// Forwards the program's rare-event lines; `None` when they cannot be read.
+    _program_log: Option<bpf_log::ProgramLog>,
     interface: String,
     link: Option<XdpLinkId>,
     mode: &'static str,
@@ -222,8 +225,10 @@ impl XdpProgram {
             .ok_or_else(|| program_err("map")(names::VERDICT_COUNTERS.into()))?;
         let counters =
             PerCpuArray::try_from(map).map_err(|e| program_err("verdict map")(e.to_string()))?;
+        let program_log = bpf_log::ProgramLog::start(&mut ebpf);
         Ok(Self {
             ebpf,
+            _program_log: program_log,
             interface: source.interface.clone(),
             link: None,
             mode: "none",
