@@ -107,12 +107,15 @@ impl Destination {
                 };
             }
         };
+        // Streamed from the file, not collected in memory first (`send_buffered` would
+        // hold a whole single-shot object); the known CRC32C goes in the request's
+        // metadata, so the client adds no trailing checksum part.
         let write = self
             .client
             .write_object(&self.bucket_path, object, file)
             .set_if_generation_match(0)
             .with_known_crc32c(crc32c)
-            .send_buffered();
+            .send_unbuffered();
         Self::attempt(timeout, write).await
     }
 

@@ -168,6 +168,9 @@ impl Uploader {
         spool.release_all();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.concurrency.clamp(1, 4))
+            // Spool reads, manifests and object assembly: one blocking thread per upload
+            // at most (each thread's allocator arena keeps what it once used).
+            .max_blocking_threads(config.concurrency.clamp(1, 8))
             .thread_name("sluice-upload-rt")
             .enable_all()
             .build()
