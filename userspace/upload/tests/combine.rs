@@ -17,16 +17,16 @@ use std::borrow::Cow;
 use std::io::Read as _;
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Duration;
 
 use parquet::file::reader::{FileReader as _, SerializedFileReader};
 use sluice_decode::{DecoderFactory as _, PacketContext, RowSink as _, Value, raw::RawFactory};
 use sluice_formats::{BatchEncoder as _, FileEncoder, Format, FormatConfig};
-use sluice_testkit::cleanup::ProcessGuard;
 use sluice_upload::{Spool, UploadConfig, Uploader};
-use support::{Emulator, config, open_spool, prerequisites, scratch, wait_until};
+use support::{
+    CrashChild, Emulator, config, open_spool, prerequisites, scratch, settled_listing, wait_until,
+};
 
 /// One committed batch: its object name and the records it holds, as text.
 struct Committed {
@@ -311,46 +311,22 @@ fn sigkill_while_combining_loses_nothing_spooled_and_writes_nothing_twice() {
             });
         }
     }
-    let child_log = dir.path().join("child.log");
-    let log = std::fs::File::create(&child_log).unwrap();
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "combine_crash_child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(
-            "SLUICE_COMBINE_CRASH_CHILD",
-            format!("127.0.83.10|crash|{target}|{}", spool_dir.display()),
-        )
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    let mut guard = ProcessGuard::new("combine crash child", child);
+    let child = CrashChild::spawn(
+        dir.path(),
+        "combine_crash_child_process",
+        "SLUICE_COMBINE_CRASH_CHILD",
+        format!("127.0.83.10|crash|{target}|{}", spool_dir.display()),
+    );
     assert!(
         wait_until(Duration::from_secs(60), || emulator
             .list("crash", &format!("sluice/{TEST}/"))
             .len()
             >= 8),
         "the child uploaded less than 8 objects in 60 s: {}",
-        std::fs::read_to_string(&child_log).unwrap_or_default()
+        child.log()
     );
-    // SAFETY: kill(2) on our own child, not yet reaped (the guard owns it).
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    let (status, _) = guard.wait_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGKILL)
-    );
-    let mut listed = emulator.list("crash", &format!("sluice/{TEST}/"));
-    assert!(wait_until(Duration::from_secs(10), || {
-        std::thread::sleep(Duration::from_millis(300));
-        let again = emulator.list("crash", &format!("sluice/{TEST}/"));
-        std::mem::replace(&mut listed, again) == listed
-    }));
+    child.kill();
+    let listed = settled_listing(&emulator, "crash", &format!("sluice/{TEST}/"));
     let before: std::collections::BTreeSet<String> =
         listed.into_iter().map(|(name, _)| name).collect();
     let in_progress = std::fs::read_dir(&spool_dir)

@@ -14,16 +14,15 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sluice_testkit::cleanup::ProcessGuard;
 use sluice_upload::{
     FullCause, Spool, SpoolError, StartupProbe, UploadError, UploadSnapshot, Uploader,
 };
 use support::{
-    Emulator, batch_bytes, batch_name, config, open_spool, prerequisites, scratch, wait_until,
+    CrashChild, Emulator, batch_bytes, batch_name, config, open_spool, prerequisites, scratch,
+    settled_listing, wait_until,
 };
 
 /// Commits batch `i` of `test` and records what the bucket must end up holding.
@@ -259,44 +258,19 @@ fn sigkill_during_uploads_loses_nothing_and_writes_nothing_twice() {
             })
             .count()
     };
-    let child_log = dir.path().join("child.log");
-    let log = std::fs::File::create(&child_log).unwrap();
-    let child = Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "crash_child_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(
-            "SLUICE_UPLOAD_CRASH_CHILD",
-            format!("127.0.83.3|crash|{}", spool_dir.display()),
-        )
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let pid = libc::pid_t::try_from(child.id()).unwrap();
-    let mut guard = ProcessGuard::new("crash child", child);
+    let child = CrashChild::spawn(
+        dir.path(),
+        "crash_child_process",
+        "SLUICE_UPLOAD_CRASH_CHILD",
+        format!("127.0.83.3|crash|{}", spool_dir.display()),
+    );
     assert!(
         wait_until(Duration::from_secs(60), || spooled_files() <= 200),
         "the child uploaded less than 100 batches in 60 s: {}",
-        std::fs::read_to_string(&child_log).unwrap_or_default()
+        child.log()
     );
-    // SAFETY: kill(2) on our own child, not yet reaped (the guard owns it).
-    assert_eq!(unsafe { libc::kill(pid, libc::SIGKILL) }, 0);
-    let (status, _) = guard.wait_timeout(Duration::from_secs(10)).unwrap();
-    assert_eq!(
-        std::os::unix::process::ExitStatusExt::signal(&status),
-        Some(libc::SIGKILL)
-    );
-    // Let the emulator finish requests whose client is gone: the listing must stand still.
-    let mut listed = emulator.list("crash", "sluice/crash/");
-    assert!(wait_until(Duration::from_secs(10), || {
-        std::thread::sleep(Duration::from_millis(300));
-        let again = emulator.list("crash", "sluice/crash/");
-        std::mem::replace(&mut listed, again) == listed
-    }));
+    child.kill();
+    let listed = settled_listing(&emulator, "crash", "sluice/crash/");
 
     let spool = open_spool(&config);
     let left: Vec<String> = spool.pending().into_iter().map(|b| b.object_name).collect();

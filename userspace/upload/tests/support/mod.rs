@@ -21,6 +21,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 #[allow(
     unused_imports,
@@ -104,4 +105,61 @@ pub fn batch_bytes(i: usize, len: usize) -> Vec<u8> {
 /// Object name of batch `i` of a test.
 pub fn batch_name(test: &str, i: usize) -> String {
     format!("sluice/{test}/dt=2026-11-22/hour=03/host-0a1b2c3d-00c0ffee-0-{i:08}.ndjson.zst")
+}
+
+/// A child process re-running this test binary with only `test` (which does its work
+/// when `env` is set to `spec`), its output in `log`; for the SIGKILL tests.
+pub struct CrashChild {
+    pid: libc::pid_t,
+    guard: sluice_testkit::cleanup::ProcessGuard,
+    log: PathBuf,
+}
+
+impl CrashChild {
+    /// Starts it, logging to `dir/child.log`.
+    pub fn spawn(dir: &Path, test: &str, env: &str, spec: String) -> Self {
+        let log_path = dir.join("child.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(env, spec)
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        Self {
+            pid,
+            guard: sluice_testkit::cleanup::ProcessGuard::new(test, child),
+            log: log_path,
+        }
+    }
+
+    /// What it has printed so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// SIGKILLs it and checks that SIGKILL is what ended it.
+    pub fn kill(mut self) {
+        // SAFETY: kill(2) on our own child, not yet reaped (the guard owns it).
+        assert_eq!(unsafe { libc::kill(self.pid, libc::SIGKILL) }, 0);
+        let (status, _) = self.guard.wait_timeout(Duration::from_secs(10)).unwrap();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(libc::SIGKILL)
+        );
+    }
+}
+
+/// The listing of `bucket` under `prefix` once it stands still (the emulator finishes
+/// requests whose client is gone).
+pub fn settled_listing(emulator: &Emulator, bucket: &str, prefix: &str) -> Vec<(String, u64)> {
+    let mut listed = emulator.list(bucket, prefix);
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::thread::sleep(Duration::from_millis(300));
+        let again = emulator.list(bucket, prefix);
+        std::mem::replace(&mut listed, again) == listed
+    }));
+    listed
 }
