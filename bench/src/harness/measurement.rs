@@ -219,17 +219,7 @@ impl Measurement {
 
     /// `ring_full 12, worker_queue_full 3`, or `none`.
     pub fn drop_reasons(&self) -> String {
-        let parts: Vec<String> = self
-            .dropped
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(reason, n)| format!("{reason} {n}"))
-            .collect();
-        if parts.is_empty() {
-            "none".into()
-        } else {
-            parts.join(", ")
-        }
+        drop_reasons(&self.dropped)
     }
 
     /// Where every lost packet went, in words (for the console and the table).
@@ -295,6 +285,20 @@ impl RowResults {
             .filter(|m| m.zero_loss())
             .max_by(|a, b| a.offered_pps().total_cmp(&b.offered_pps()))
             .and_then(Measurement::cpu_seconds_per_mpkt)
+    }
+}
+
+/// Nonzero drop counters as `ring_full 12, worker_queue_full 3`, or `none`.
+pub fn drop_reasons(dropped: &BTreeMap<String, u64>) -> String {
+    let parts: Vec<String> = dropped
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
     }
 }
 

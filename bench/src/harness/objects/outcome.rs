@@ -217,17 +217,7 @@ impl ObjectsRun {
 
     /// `ring_full 12, worker_queue_full 3`, or `none`.
     pub fn drop_reasons(&self) -> String {
-        let parts: Vec<String> = self
-            .dropped
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(reason, n)| format!("{reason} {n}"))
-            .collect();
-        if parts.is_empty() {
-            "none".into()
-        } else {
-            parts.join(", ")
-        }
+        crate::harness::measurement::drop_reasons(&self.dropped)
     }
 
     /// Why not everything was uploaded at exit; empty when it was: a clean exit, nothing
