@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use common::bucket_checks::{
     RunWindow, assert_lossless_upload, assert_object_names, assert_raw_details, assert_raw_table,
-    map_diff, utc_partition,
+    file_columns_of, map_diff, utc_partition,
 };
 use common::gcs_lab::{
     BUCKET, Lab, ddl_tables, download_tree_from, duckdb_columns, gcs_section_at, mixed_specs, send,
@@ -276,11 +276,7 @@ fn netflow_in_the_bucket_sums_per_five_tuple_as_nfdump_reads_the_exports() {
         duckdb_columns(&flow_columns),
         "the flows table's columns and types in DuckDB (left) vs the DDL (right)"
     );
-    let ddl_names: Vec<&str> = flow_columns
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .filter(|n| *n != "dt" && *n != "hour")
-        .collect();
+    let ddl_names = file_columns_of(&flow_columns);
     assert_eq!(
         out.file_columns, ddl_names,
         "column names in the Parquet files (left) vs the DDL (right)"

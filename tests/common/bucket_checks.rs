@@ -45,6 +45,16 @@ pub fn map_diff<K: Ord + std::fmt::Debug + Clone, V: PartialEq + std::fmt::Debug
         .collect()
 }
 
+/// The DDL's column names that are in the files: all but the partition columns `dt` and
+/// `hour`, which come from the object names.
+pub fn file_columns_of(ddl_columns: &[(String, String)]) -> Vec<&str> {
+    ddl_columns
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .filter(|n| *n != "dt" && *n != "hour")
+        .collect()
+}
+
 /// `tunnel_src|gre_key|hour` → count, summed over the hours: `tunnel_src|gre_key`.
 pub fn without_hour(groups: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
     let mut out = BTreeMap::new();
@@ -129,12 +139,7 @@ pub fn assert_raw_details(python: &Path, source: &HiveSource<'_>, window: &RunWi
         ],
     )
     .unwrap_or_else(|e| panic!("{what}: {e}"));
-    let ddl_names: Vec<&str> = source
-        .ddl_columns
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .filter(|n| *n != "dt" && *n != "hour")
-        .collect();
+    let ddl_names = file_columns_of(source.ddl_columns);
     assert_eq!(
         out.file_columns, ddl_names,
         "{what}: column names in the files (left) vs the DDL (right)"
