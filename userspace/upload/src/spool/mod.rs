@@ -112,7 +112,7 @@ pub struct SpoolStats {
 struct State {
     by_sequence: BTreeMap<u64, SpooledBatch>,
     /// Batches in no object yet (see [`Spool::plan_objects`]).
-    unclaimed: BTreeSet<u64>,
+    unassigned: BTreeSet<u64>,
     /// Objects planned (manifest written) and not yet uploaded, by id.
     objects: BTreeMap<u64, PlannedObject>,
     /// Planned objects no upload task holds.
@@ -291,7 +291,7 @@ impl Spool {
         state.bytes += file_bytes;
         state.by_name.insert(object_name.to_owned(), sequence);
         state.by_sequence.insert(sequence, batch.clone());
-        state.unclaimed.insert(sequence);
+        state.unassigned.insert(sequence);
         let committed = Committed {
             batch,
             spool_files: state.by_sequence.len() as u64,
@@ -424,7 +424,7 @@ impl Spool {
     pub(super) fn forget(&self, batch: &SpooledBatch) {
         let mut state = self.lock();
         if state.by_sequence.remove(&batch.sequence).is_some() {
-            state.unclaimed.remove(&batch.sequence);
+            state.unassigned.remove(&batch.sequence);
             state.alone.remove(&batch.sequence);
             state.bytes -= batch.file_bytes;
             state.by_name.remove(&batch.object_name);

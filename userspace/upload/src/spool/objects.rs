@@ -75,7 +75,7 @@ impl Spool {
         let (chosen, next_due) = {
             let mut state = self.lock();
             let decided = plan(
-                state.unclaimed.iter().filter_map(|s| {
+                state.unassigned.iter().filter_map(|s| {
                     state.by_sequence.get(s).map(|b| Candidate {
                         sequence: b.sequence,
                         object_name: &b.object_name,
@@ -95,7 +95,7 @@ impl Spool {
                     .filter_map(|s| state.by_sequence.get(s).cloned())
                     .collect();
                 for s in &sequences {
-                    state.unclaimed.remove(s);
+                    state.unassigned.remove(s);
                 }
                 let Some(first) = batches.first() else {
                     continue;
@@ -159,7 +159,7 @@ impl Spool {
         let mut state = self.lock();
         for batch in &object.batches {
             if state.by_sequence.contains_key(&batch.sequence) {
-                state.unclaimed.insert(batch.sequence);
+                state.unassigned.insert(batch.sequence);
             }
         }
     }
@@ -233,12 +233,7 @@ impl Spool {
 
     /// True when some spooled batch is in no object yet.
     pub fn has_unassigned(&self) -> bool {
-        !self.lock().unclaimed.is_empty()
-    }
-
-    /// Planned objects not yet uploaded (`sluice_upload_objects_pending`).
-    pub fn planned_objects(&self) -> usize {
-        self.lock().objects.len()
+        !self.lock().unassigned.is_empty()
     }
 
     /// Takes a batch that its format would not join to the others out of object `id`
@@ -257,7 +252,7 @@ impl Spool {
             let mut state = self.lock();
             if state.by_sequence.contains_key(&sequence) {
                 state.alone.insert(sequence);
-                state.unclaimed.insert(sequence);
+                state.unassigned.insert(sequence);
             }
         }
         self.changed.notify_one();
@@ -442,7 +437,7 @@ impl Spool {
             let state = self.state.get_mut().unwrap_or_else(PoisonError::into_inner);
             let batches: Vec<SpooledBatch> = sequences
                 .iter()
-                .filter(|s| state.unclaimed.contains(s))
+                .filter(|s| state.unassigned.contains(s))
                 .filter_map(|s| state.by_sequence.get(s).cloned())
                 .collect();
             if uploaded {
@@ -466,7 +461,7 @@ impl Spool {
                 continue;
             }
             for batch in &batches {
-                state.unclaimed.remove(&batch.sequence);
+                state.unassigned.remove(&batch.sequence);
             }
             let id = state.next_object;
             state.next_object += 1;

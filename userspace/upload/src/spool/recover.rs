@@ -65,7 +65,7 @@ impl Spool {
             state.bytes += batch.file_bytes;
             state.next_sequence = state.next_sequence.max(sequence + 1);
             state.by_name.insert(batch.object_name.clone(), sequence);
-            state.unclaimed.insert(sequence);
+            state.unassigned.insert(sequence);
             state
                 .by_sequence
                 .insert(sequence, SpooledBatch { sequence, ..batch });
