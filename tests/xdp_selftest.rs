@@ -11,7 +11,7 @@
 
 use sluice::config::{FilterConfig, SourceConfig};
 use sluice::decap::PortFilter;
-use sluice::source::xdp::XdpProgram;
+use sluice::source::xdp::{XdpProgram, geometry::Geometry};
 use sluice_testkit::netns::NetnsPair;
 use sluice_testkit::privilege::{require_root, require_tool};
 
@@ -23,8 +23,8 @@ fn source(interface: &str) -> SourceConfig {
     SourceConfig {
         interface: interface.to_owned(),
         queues: vec![0],
-        umem_frames: 256,
-        ring_size: 128,
+        umem_frames: Some(256),
+        ring_size: Some(128),
         ..SourceConfig::default()
     }
 }
@@ -77,5 +77,73 @@ fn the_self_test_passes_for_the_loaded_program_and_refuses_a_wrong_one() {
              refusing to run while recording nothing",
             pair.if_b
         )
+    );
+}
+
+const MTU_NAME: &str = "xdp_selftest::the_umem_frames_follow_the_interface_mtu";
+
+/// The frame size is chosen from the interface's real MTU at load: 2 KiB frames at 1500,
+/// 4 KiB at 3000, and a jumbo MTU whose frames fit no UMEM frame is refused, naming the
+/// field and the MTU, before anything is attached.
+#[test]
+fn the_umem_frames_follow_the_interface_mtu() {
+    if !(require_root(MTU_NAME) && require_tool(MTU_NAME, "ip")) {
+        return;
+    }
+    let pair = NetnsPair::create().expect("create namespace pair");
+    let filter = PortFilter::new(&FilterConfig {
+        ports: vec![5000],
+        plain_udp: false,
+    });
+    let mut outcomes = Vec::new();
+    for mtu in [1500, 3000, 9000] {
+        let status = pair
+            .b
+            .command("ip")
+            .args(["link", "set", "dev", &pair.if_b, "mtu", &mtu.to_string()])
+            .status()
+            .expect("run ip");
+        assert!(status.success(), "set MTU {mtu}");
+        let interface = pair.if_b.clone();
+        let filter = filter.clone();
+        let outcome = pair
+            .b
+            .run_in(move || {
+                let source = SourceConfig {
+                    interface,
+                    queues: vec![0],
+                    ..SourceConfig::default()
+                };
+                XdpProgram::load(&source, &filter)
+                    .map(|program| program.geometry())
+                    .map_err(|e| e.to_string())
+            })
+            .expect("enter namespace b");
+        outcomes.push(outcome);
+    }
+    assert_eq!(
+        outcomes[0],
+        Ok(Geometry {
+            frame_size: 2048,
+            frame_count: 32768,
+            ring_size: 16384
+        })
+    );
+    assert_eq!(
+        outcomes[1],
+        Ok(Geometry {
+            frame_size: 4096,
+            frame_count: 16384,
+            ring_size: 8192
+        })
+    );
+    assert_eq!(
+        outcomes[2],
+        Err(format!(
+            "source.frame_size: interface {} has MTU 9000: its frames (up to 9022 bytes with \
+             Ethernet and two VLAN headers) do not fit a 4096-byte UMEM frame, of which the \
+             kernel keeps 256 bytes as headroom; the largest MTU it fits is 3818",
+            pair.if_b
+        ))
     );
 }

@@ -122,12 +122,16 @@ pub struct SourceConfig {
     pub xdp_mode: XdpAttachMode,
     /// xdp: `auto`, `copy` or `zero_copy`.
     pub bind_mode: XskBindMode,
-    /// xdp: UMEM frames per socket (power of two).
-    pub umem_frames: u32,
-    /// xdp: UMEM frame size in bytes, 2048 or 4096 (bounds the largest frame).
-    pub frame_size: u32,
+    /// xdp: UMEM frame size in bytes, 2048 or 4096 (bounds the largest frame: the frame
+    /// size less 256 bytes of headroom). Unset: 2048 when the interface's MTU fits it,
+    /// else 4096 (chosen at start, `source::xdp::geometry`).
+    pub frame_size: Option<u32>,
+    /// xdp: UMEM frames per socket (power of two). Unset: 64 MiB of frames per socket.
+    pub umem_frames: Option<u32>,
     /// xdp: size of the fill, completion and receive rings (power of two, ≤ umem_frames).
-    pub ring_size: u32,
+    /// Unset: half the UMEM's frames, so the fill ring holds half of them and the rest
+    /// are in the receive ring or being copied.
+    pub ring_size: Option<u32>,
     /// xdp: 0 (default): a receive thread with nothing to read sleeps in `poll(2)`. Above
     /// 0: busy polling — the socket gets `SO_PREFER_BUSY_POLL` and `SO_BUSY_POLL` of this
     /// many microseconds, and the receive thread never sleeps: it spins on its ring and
@@ -148,12 +152,12 @@ impl Default for SourceConfig {
             queues: vec![0],
             xdp_mode: XdpAttachMode::Auto,
             bind_mode: XskBindMode::Auto,
-            // 8192 frames in the fill ring absorb ~4 ms of a 2 Mpps burst while the
-            // receive thread is not running (a vCPU waking from idle can take over 1 ms:
-            // measured, docs/operations.md). 64 MiB of UMEM per queue.
-            umem_frames: 16384,
-            frame_size: 4096,
-            ring_size: 8192,
+            // Chosen at start from the interface's MTU: 64 MiB of UMEM per queue, half
+            // of it in the fill ring (16 384 frames of 2 KiB absorb 11 ms at 1.5 Mpps
+            // while the receive thread is not running: BENCHMARKS.md).
+            frame_size: None,
+            umem_frames: None,
+            ring_size: None,
             busy_poll_usecs: 0,
             udp_listen: Vec::new(),
             udp_recv_buffer_bytes: 64 << 20,
@@ -263,12 +267,30 @@ impl SinkConfig {
     }
 }
 
+/// How the workers and the sink thread are scheduled against the receive threads
+/// (`pipeline::scheduling`).
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkerScheduling {
+    /// `SCHED_IDLE`: any ordinary thread that wakes, a receive thread above all, runs
+    /// first.
+    #[default]
+    Idle,
+    /// `SCHED_BATCH`: ordinary share of the CPU, but never preempts on wakeup.
+    Batch,
+    /// The default class, like every other thread.
+    Normal,
+}
+
 /// `[pipeline]`.
 #[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct PipelineConfig {
     /// Parse/encode/compress worker threads; 0 means one per CPU.
     pub workers: u32,
+    /// Scheduling class of the workers and the sink thread: `idle` (default), `batch` or
+    /// `normal`. With `idle` the receive threads always win the CPU when they wake.
+    pub worker_scheduling: WorkerScheduling,
     /// Frame batches that may wait for a worker before receivers drop (counted).
     pub queue_depth: u32,
     /// Seconds between counter log lines; 0 disables them.
@@ -284,6 +306,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         Self {
             workers: 0,
+            worker_scheduling: WorkerScheduling::Idle,
             queue_depth: 256,
             stats_interval_secs: 10,
             packet_clock: false,
@@ -391,17 +414,24 @@ impl Config {
                         ),
                     );
                 }
-                if !source.umem_frames.is_power_of_two() || source.umem_frames < 64 {
+                if let Some(frames) = source.umem_frames
+                    && (!frames.is_power_of_two() || frames < 64)
+                {
                     return invalid("source.umem_frames", "must be a power of two, at least 64");
                 }
-                if source.frame_size != 2048 && source.frame_size != 4096 {
+                if let Some(size) = source.frame_size
+                    && size != 2048
+                    && size != 4096
+                {
                     return invalid("source.frame_size", "must be 2048 or 4096");
                 }
-                if !source.ring_size.is_power_of_two() || source.ring_size < 64 {
-                    return invalid("source.ring_size", "must be a power of two, at least 64");
-                }
-                if source.ring_size > source.umem_frames {
-                    return invalid("source.ring_size", "must not exceed source.umem_frames");
+                if let Some(ring) = source.ring_size {
+                    if !ring.is_power_of_two() || ring < 64 {
+                        return invalid("source.ring_size", "must be a power of two, at least 64");
+                    }
+                    if source.umem_frames.is_some_and(|frames| ring > frames) {
+                        return invalid("source.ring_size", "must not exceed source.umem_frames");
+                    }
                 }
                 if source.busy_poll_usecs > 10_000 {
                     return invalid(
@@ -565,7 +595,7 @@ mod tests {
             "source.frame_size"
         );
         assert_eq!(
-            field_of("[source]\ninterface=\"e\"\nring_size=32768"),
+            field_of("[source]\ninterface=\"e\"\numem_frames=1024\nring_size=2048"),
             "source.ring_size"
         );
         assert_eq!(

@@ -3,6 +3,7 @@
 
 pub mod batch;
 pub mod frames;
+pub mod scheduling;
 pub mod worker;
 
 use std::{sync::Arc, thread::JoinHandle};
@@ -120,6 +121,14 @@ impl CounterSet {
     }
 }
 
+/// Puts a bulk thread in its configured class; a refusal is logged and the thread runs on
+/// in the default class (slower to yield to the receive threads, nothing lost).
+fn lower_class(thread: &'static str, policy: crate::config::WorkerScheduling) {
+    if let Err(e) = scheduling::apply_to_current_thread(policy) {
+        tracing::warn!(thread, ?policy, error = %e, "cannot change the thread's scheduling class");
+    }
+}
+
 /// Running workers and sink.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -149,12 +158,14 @@ impl Pipeline {
         let (sealed_tx, sealed_rx) = crossbeam_channel::bounded::<SealedBatch>(workers * 2);
         let filter = Arc::new(filter);
 
+        let scheduling = config.pipeline.worker_scheduling;
         let sink_counters = counters.register();
         let sink_details = details.register();
         let sink_local = details.local();
         let sink = std::thread::Builder::new()
             .name("sluice-sink".into())
             .spawn(move || {
+                lower_class("sluice-sink", scheduling);
                 sink::run_sink(sink, sealed_rx, &sink_counters, &sink_details, sink_local)
             })
             .map_err(|source| PipelineError::Start {
@@ -194,13 +205,17 @@ impl Pipeline {
             };
             let handle = std::thread::Builder::new()
                 .name(format!("sluice-worker-{id}"))
-                .spawn(move || worker.run())
+                .spawn(move || {
+                    lower_class("sluice-worker", scheduling);
+                    worker.run();
+                })
                 .map_err(|source| PipelineError::Start {
                     what: "worker thread",
                     source,
                 })?;
             handles.push(handle);
         }
+        tracing::info!(workers, scheduling = ?scheduling, "workers and sink started");
         Ok(Self {
             frames: FrameSender {
                 tx: frame_tx,

@@ -10,6 +10,7 @@
 
 mod bpf_log;
 pub mod capabilities;
+pub mod geometry;
 pub mod missed;
 pub mod receive;
 pub mod selftest;
@@ -23,6 +24,8 @@ use aya::{
 };
 use sluice_common::{SETTINGS_ALL_PORTS, SETTINGS_STEER_PLAIN_UDP, Settings, VERDICT_COUNT, names};
 use sluice_xsk::{BindMode, XskConfig, XskSocket};
+
+use geometry::Geometry;
 
 use crate::{
     config::{SourceConfig, XdpAttachMode, XskBindMode},
@@ -52,6 +55,17 @@ pub enum XdpError {
     /// The interface does not exist.
     #[error("source.interface {0:?}: no such interface")]
     NoInterface(String),
+    /// The interface's MTU could not be read.
+    #[error("source.interface {interface:?}: cannot read its MTU: {source}")]
+    Mtu {
+        /// Interface.
+        interface: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// No UMEM geometry fits the interface.
+    #[error(transparent)]
+    Geometry(#[from] geometry::GeometryError),
     /// The object could not be loaded.
     #[error("cannot load the eBPF object: {0}")]
     Load(#[source] aya::EbpfError),
@@ -141,6 +155,7 @@ pub struct XdpProgram {
     /// Forwards the program's rare-event lines; `None` when they cannot be read.
     _program_log: Option<bpf_log::ProgramLog>,
     interface: String,
+    geometry: Geometry,
     link: Option<XdpLinkId>,
     mode: &'static str,
     verdicts: std::sync::Arc<VerdictCounters>,
@@ -172,15 +187,19 @@ impl XdpProgram {
     /// Checks capabilities, loads the object, fills the settings and port maps.
     pub fn load(source: &SourceConfig, filter: &PortFilter) -> Result<Self, XdpError> {
         kernel::check(&kernel::release())?;
-        let umem_bytes = u64::from(source.umem_frames)
-            * u64::from(source.frame_size)
-            * source.queues.len() as u64;
+        // Capabilities first, before the interface is touched (the UMEM's exact size waits
+        // for the MTU; its bound does not).
         capabilities::check(
             capabilities::effective(),
-            umem_bytes,
+            geometry::umem_bytes_at_most(source) * source.queues.len() as u64,
             capabilities::memlock_limit(),
         )?;
         if_index(&source.interface)?;
+        let mtu = geometry::interface_mtu(&source.interface).map_err(|error| XdpError::Mtu {
+            interface: source.interface.clone(),
+            source: error,
+        })?;
+        let geometry = geometry::resolve(source, mtu)?;
         let mut ebpf = Ebpf::load(EBPF_OBJECT).map_err(XdpError::Load)?;
 
         let mut flags = 0;
@@ -230,6 +249,7 @@ impl XdpProgram {
             ebpf,
             _program_log: program_log,
             interface: source.interface.clone(),
+            geometry,
             link: None,
             mode: "none",
             verdicts: std::sync::Arc::new(VerdictCounters {
@@ -238,14 +258,20 @@ impl XdpProgram {
         })
     }
 
+    /// The UMEM and ring sizes the sockets get (chosen at [`XdpProgram::load`]).
+    pub fn geometry(&self) -> Geometry {
+        self.geometry
+    }
+
     /// Opens one AF_XDP socket per configured queue and registers it in the XSKMAP.
     /// With `busy_poll_usecs`, each socket also busy-polls its queue (see the config).
     pub fn open_sockets(&mut self, source: &SourceConfig) -> Result<Vec<XskSocket>, XdpError> {
         let ifindex = if_index(&source.interface)?;
+        let geometry = self.geometry;
         let config = XskConfig {
-            frame_count: source.umem_frames,
-            frame_size: source.frame_size,
-            ring_size: source.ring_size,
+            frame_count: geometry.frame_count,
+            frame_size: geometry.frame_size,
+            ring_size: geometry.ring_size,
             bind_mode: match source.bind_mode {
                 XskBindMode::Auto => BindMode::Auto,
                 XskBindMode::Copy => BindMode::Copy,
@@ -277,6 +303,9 @@ impl XdpProgram {
             tracing::info!(
                 queue,
                 mode = ?socket.bound_mode(),
+                frame_size = geometry.frame_size,
+                umem_frames = geometry.frame_count,
+                ring_size = geometry.ring_size,
                 busy_poll_usecs = source.busy_poll_usecs,
                 "AF_XDP socket bound"
             );
