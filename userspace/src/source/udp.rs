@@ -11,7 +11,7 @@ use std::{
         Arc,
         atomic::{AtomicBool, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use crate::{
@@ -24,6 +24,10 @@ use crate::{
 const BATCH: usize = 64;
 const BUFFER: usize = 65_536;
 const CONTROL: usize = 128;
+
+/// How often the counters are published (not per `recvmmsg`: each publication takes a
+/// lock and copies the labelled counters).
+const PUBLISH_EVERY: Duration = Duration::from_millis(100);
 
 /// Why a UDP listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +95,8 @@ impl UdpListener {
         self.local
     }
 
-    /// Receives until `stop` is set, then returns. Publishes its counters per batch.
+    /// Receives until `stop` is set, then returns. Publishes its counters every 100 ms and
+    /// at the end.
     pub fn run(
         self,
         frames: FrameSender,
@@ -108,27 +113,41 @@ impl UdpListener {
             // SAFETY: sockaddr_storage is plain data; all-zero is a valid value.
             (0..BATCH).map(|_| unsafe { zeroed() }).collect();
         let mut batch = frames.empty_batch();
+        // The headers point into `buffers`, `names`, `controls` and `iovecs`, none of which
+        // is resized or moved after this: built once, with the lengths the kernel
+        // overwrites reset before every call.
+        let mut iovecs: Vec<libc::iovec> = buffers
+            .chunks_mut(BUFFER)
+            .map(|b| libc::iovec {
+                iov_base: b.as_mut_ptr().cast(),
+                iov_len: b.len(),
+            })
+            .collect();
+        let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
+            .map(|i| {
+                // SAFETY: mmsghdr is plain data; every pointer is set below.
+                let mut m: libc::mmsghdr = unsafe { zeroed() };
+                m.msg_hdr.msg_name = (&raw mut names[i]).cast();
+                m.msg_hdr.msg_iov = &raw mut iovecs[i];
+                m.msg_hdr.msg_iovlen = 1;
+                m.msg_hdr.msg_control = controls[i * CONTROL..].as_mut_ptr().cast();
+                m
+            })
+            .collect();
+        let mut last_publish = Instant::now();
         while !stop.load(Ordering::Relaxed) {
-            let mut iovecs: Vec<libc::iovec> = buffers
-                .chunks_mut(BUFFER)
-                .map(|b| libc::iovec {
-                    iov_base: b.as_mut_ptr().cast(),
-                    iov_len: b.len(),
-                })
-                .collect();
-            let mut msgs: Vec<libc::mmsghdr> = (0..BATCH)
-                .map(|i| {
-                    // SAFETY: mmsghdr is plain data; every pointer is set below.
-                    let mut m: libc::mmsghdr = unsafe { zeroed() };
-                    m.msg_hdr.msg_name = (&raw mut names[i]).cast();
-                    m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
-                    m.msg_hdr.msg_iov = &raw mut iovecs[i];
-                    m.msg_hdr.msg_iovlen = 1;
-                    m.msg_hdr.msg_control = controls[i * CONTROL..].as_mut_ptr().cast();
-                    m.msg_hdr.msg_controllen = CONTROL;
-                    m
-                })
-                .collect();
+            if last_publish.elapsed() >= PUBLISH_EVERY {
+                counters.publish(&local);
+                detail.queues.insert("udp".to_owned(), totals);
+                detail::publish(&details, &detail);
+                last_publish = Instant::now();
+            }
+            for m in &mut msgs {
+                m.msg_hdr.msg_namelen = size_of::<libc::sockaddr_storage>() as u32;
+                m.msg_hdr.msg_controllen = CONTROL;
+                m.msg_hdr.msg_flags = 0;
+                m.msg_len = 0;
+            }
             // SAFETY: every header points at live buffers of the stated sizes.
             let n = unsafe {
                 libc::recvmmsg(
@@ -176,9 +195,6 @@ impl UdpListener {
             if !batch.is_empty() {
                 batch = frames.send_or_drop(batch, &mut local);
             }
-            counters.publish(&local);
-            detail.queues.insert("udp".to_owned(), totals);
-            detail::publish(&details, &detail);
         }
         counters.publish(&local);
         detail.queues.insert("udp".to_owned(), totals);
