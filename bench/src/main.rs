@@ -1,10 +1,12 @@
 //! `sluice-bench`: the end-to-end packet-rate benchmark of issue 6, normally started by
 //! `cargo xtask bench` (which builds it and the daemon, and passes the output paths).
 //!
-//! Checks that the machine is quiet, runs every row at every rate ([`harness::runner`]),
-//! prints the tables, writes its section of BENCHMARKS.md and the chart, and exits 1 when
-//! any sluice run's account did not balance (seen ≠ recorded + dropped) or a row could not
-//! be measured, so a broken benchmark never passes silently.
+//! Checks that the records directory is on a disk (statfs: not tmpfs or ramfs, unless
+//! named explicitly) and that the machine is quiet, runs every row at every rate
+//! ([`harness::runner`]; the sluice XDP rows `--runs` times), prints the tables, writes
+//! its section of BENCHMARKS.md and the chart, and exits 1 when any sluice run's account
+//! did not balance (seen ≠ recorded + dropped) or a row could not be measured, so a
+//! broken benchmark never passes silently. Missed targets are reported, not failed.
 //!
 //! With `--objects` it measures instead what the uploader makes of the traffic (issue 11,
 //! [`harness::objects`]): objects per hour, their size and the uploader's CPU, batches
@@ -19,6 +21,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use sluice_bench::harness::{
     chart, cpu,
+    medium::{self, DEFAULT_RECORDS_DIR, Medium, TMPFS_RECORDS_DIR},
     objects::{self, ObjectsPlan},
     plan::{self, Plan, Rate},
     report::{self, RunContext},
@@ -47,9 +50,15 @@ struct Cli {
     #[arg(long)]
     overload_secs: Option<f64>,
     /// Rows, comma-separated: a, b, sluice-raw-ndjson, sluice-raw-parquet,
-    /// sluice-schema-ndjson, sluice-schema-parquet, kernel-tc, kernel-vxlan (default: all).
+    /// sluice-raw-ndjson-tmpfs, sluice-raw-parquet-tmpfs, sluice-schema-ndjson,
+    /// sluice-schema-parquet, kernel-tc, kernel-vxlan (default: all). They run, and are
+    /// tabled, in this order.
     #[arg(long)]
     rows: Option<String>,
+    /// Sweeps of each sluice XDP row, back to back (the ceilings and the kernel path run
+    /// once); a target is met only if met in every run.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    runs: u32,
     /// CPU the generator (and, on veth, the receiver's softirq work) runs on.
     #[arg(long, default_value_t = 0)]
     generator_cpu: usize,
@@ -65,9 +74,12 @@ struct Cli {
     /// Raw payload length in bytes (18 bytes with a GRE key makes 88-byte frames).
     #[arg(long, default_value_t = 18)]
     payload_len: usize,
-    /// Parent directory of the records (tmpfs, so the disk is not what is measured).
-    #[arg(long, default_value = "/dev/shm")]
-    records_dir: PathBuf,
+    /// Parent directory of the records [default: /var/tmp, a disk: the daemon fsyncs
+    /// every file, so the disk is measured; refused if it is tmpfs or ramfs, unless given
+    /// explicitly]. The (tmpfs) rows write to /dev/shm. Objects mode: the spools
+    /// [default: /dev/shm].
+    #[arg(long)]
+    records_dir: Option<PathBuf>,
     /// Write the generated section into this BENCHMARKS.md (between its markers).
     #[arg(long)]
     benchmarks_md: Option<PathBuf>,
@@ -174,6 +186,7 @@ fn plan_from(cli: &Cli) -> anyhow::Result<Plan> {
             .collect::<Result<Vec<_>, _>>()
             .map_err(anyhow::Error::msg)?,
     };
+    let rows = plan::sweeps(&plan::in_table_order(&rows), cli.runs as usize);
     let sluice = sluice_binary(cli)?;
     Ok(Plan {
         rows,
@@ -186,7 +199,10 @@ fn plan_from(cli: &Cli) -> anyhow::Result<Plan> {
         busy_poll_usecs: cli.busy_poll_usecs,
         payload_len: cli.payload_len,
         sluice,
-        records_root: cli.records_dir.clone(),
+        records_root: cli
+            .records_dir
+            .clone()
+            .unwrap_or_else(|| DEFAULT_RECORDS_DIR.into()),
         settle: Duration::from_millis(1500),
         quick: cli.quick,
     })
@@ -267,12 +283,17 @@ fn run() -> anyhow::Result<bool> {
             plan::VXLAN_VNI
         ),
     )?;
+    let (records, tmpfs_records) = records_media(&cli, &plan)?;
+    context.records = records;
+    context.tmpfs_records = tmpfs_records;
     println!(
-        "sluice-bench: {} rows x {} rates, {:.0} s per step, overload {:.0} s; about {:.0} min",
+        "sluice-bench: {} sweeps x {} rates, {:.0} s per step, overload {:.0} s, records to {}; \
+         about {:.0} min",
         plan.rows.len(),
         plan.rates.len(),
         plan.step.as_secs_f64(),
         plan.overload.as_secs_f64(),
+        context.records,
         plan.estimate().as_secs_f64() / 60.0
     );
     quiet_check(&mut context)?;
@@ -340,6 +361,36 @@ fn run() -> anyhow::Result<bool> {
     Ok(violations.is_empty() && failures == 0)
 }
 
+/// What the records directory (and, with `(tmpfs)` rows, /dev/shm) is on, described for
+/// the report; refuses a default records directory on tmpfs or ramfs, and a /dev/shm that
+/// is not in memory.
+fn records_media(cli: &Cli, plan: &Plan) -> anyhow::Result<(String, Option<String>)> {
+    let records = Medium::of(&plan.records_root).with_context(|| {
+        format!(
+            "--records-dir {}: cannot tell its filesystem",
+            plan.records_root.display()
+        )
+    })?;
+    if let Some(refusal) = medium::refusal(&records, cli.records_dir.is_some()) {
+        bail!("{refusal}");
+    }
+    let tmpfs = if plan.rows.iter().any(|r| r.records_in_memory()) {
+        let shm = Medium::of(TMPFS_RECORDS_DIR.as_ref())
+            .with_context(|| format!("{TMPFS_RECORDS_DIR}: cannot tell its filesystem"))?;
+        if !shm.in_memory() {
+            bail!(
+                "the (tmpfs) rows write to {TMPFS_RECORDS_DIR}, which is on {}, not tmpfs: \
+                 leave those rows out (--rows)",
+                shm.fs_type
+            );
+        }
+        Some(shm.describe())
+    } else {
+        None
+    };
+    Ok((records.describe(), tmpfs))
+}
+
 /// The machine's description and the run's command line.
 fn run_context(cli: &Cli, step_secs: f64, traffic: String) -> anyhow::Result<RunContext> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -360,6 +411,8 @@ fn run_context(cli: &Cli, step_secs: f64, traffic: String) -> anyhow::Result<Run
         command: shown_command(std::env::args().skip(1)),
         quick: cli.quick,
         traffic,
+        records: String::new(),
+        tmpfs_records: None,
     })
 }
 
@@ -400,7 +453,10 @@ fn run_objects(cli: &Cli) -> anyhow::Result<bool> {
         payload_len: cli.payload_len,
         sluice: sluice_binary(cli)?,
         emulator,
-        spool_root: cli.records_dir.clone(),
+        spool_root: cli
+            .records_dir
+            .clone()
+            .unwrap_or_else(|| TMPFS_RECORDS_DIR.into()),
         emulator_root: cli.emulator_dir.clone(),
         quick: cli.quick,
     };

@@ -5,7 +5,9 @@
 //! repository's BENCHMARKS.md and `docs/bench/packet-rate.png` as its outputs. A `--quick`
 //! smoke run (a few seconds per row) prints its tables but writes neither file unless
 //! `--write` is given, so smoke figures never replace a real measurement by accident.
-//! Everything after `--` goes to `sluice-bench` unchanged (`cargo xtask bench -- --help`).
+//! Everything after `--` goes to `sluice-bench` unchanged (`cargo xtask bench -- --help`),
+//! e.g. `-- --runs 3` to sweep the sluice rows three times, or `--records-dir DIR` for
+//! records elsewhere than on the default disk directory, `/var/tmp`.
 //!
 //! `cargo xtask bench --objects` runs the objects benchmark instead (issue 11: what the
 //! uploader makes of the traffic, against a Cloud Storage emulator, about 23 minutes);
@@ -36,7 +38,8 @@ pub struct BenchArgs {
     /// Skip `cargo xtask setup`.
     #[arg(long)]
     pub no_setup: bool,
-    /// Further options for `sluice-bench` (after `--`), e.g. `--rates 0.5,1,max --step-secs 5`.
+    /// Further options for `sluice-bench` (after `--`), e.g. `--rates 0.5,1,max --step-secs 5`
+    /// or `--runs 3`.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<OsString>,
 }

@@ -1,6 +1,8 @@
 //! The PNG chart of the packet-rate run: packets recorded (or counted) per second against
-//! packets offered per second, one line per receiver, with the diagonal a receiver that
-//! loses nothing would follow.
+//! packets offered per second, one colour per receiver (a line per run), with the diagonal
+//! a receiver that loses nothing would follow. The `(tmpfs)` rows are left out: beside
+//! their disk twins they would double the lines of the busiest part of the chart, and the
+//! tables put the two side by side.
 //!
 //! Drawn with plotters' bitmap backend; text uses a TrueType font read at run time
 //! (DejaVu Sans from Debian's fonts-dejavu-core, which `cargo xtask setup` installs), so
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use plotters::prelude::*;
 
-use super::measurement::RowResults;
+use super::measurement::{RowResults, by_receiver};
 
 /// Fonts tried in order; the first that exists is used.
 pub const FONT_CANDIDATES: [&str; 3] = [
@@ -88,9 +90,13 @@ pub fn draw(path: &Path, title: &str, rows: &[RowResults]) -> Result<(), ChartEr
         message: e.to_string(),
     };
     let mpps = |pps: f64| pps / 1e6;
-    let max = rows
+    let receivers: Vec<_> = by_receiver(rows)
+        .into_iter()
+        .filter(|r| !r.receiver.records_in_memory())
+        .collect();
+    let max = receivers
         .iter()
-        .flat_map(|r| r.steps.iter())
+        .flat_map(|r| r.runs.iter().flat_map(|run| run.steps.iter()))
         .filter(|m| m.error.is_none())
         .map(|m| mpps(m.offered_pps()).max(mpps(m.handled_pps())))
         .fold(0.5, f64::max)
@@ -121,33 +127,41 @@ pub fn draw(path: &Path, title: &str, rows: &[RowResults]) -> Result<(), ChartEr
         .label("no loss (recorded = offered)")
         .legend(|(x, y)| PathElement::new([(x, y), (x + 20, y)], BLACK.mix(0.25)));
 
-    for (i, row) in rows.iter().enumerate() {
+    for (i, receiver) in receivers.iter().enumerate() {
         let colour = COLOURS[i % COLOURS.len()];
-        let mut points: Vec<(f64, f64)> = row
-            .steps
-            .iter()
-            .filter(|m| m.error.is_none())
-            .map(|m| (mpps(m.offered_pps()), mpps(m.handled_pps())))
-            .collect();
-        points.sort_by(|a, b| a.0.total_cmp(&b.0));
-        if points.is_empty() {
-            continue;
+        let mut labelled = false;
+        for run in &receiver.runs {
+            let mut points: Vec<(f64, f64)> = run
+                .steps
+                .iter()
+                .filter(|m| m.error.is_none())
+                .map(|m| (mpps(m.offered_pps()), mpps(m.handled_pps())))
+                .collect();
+            points.sort_by(|a, b| a.0.total_cmp(&b.0));
+            if points.is_empty() {
+                continue;
+            }
+            let series = chart
+                .draw_series(LineSeries::new(
+                    points.clone(),
+                    ShapeStyle::from(&colour).stroke_width(2),
+                ))
+                .map_err(|e| draw_err(&e))?;
+            if !std::mem::replace(&mut labelled, true) {
+                series
+                    .label(receiver.receiver.label())
+                    .legend(move |(x, y)| {
+                        PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2))
+                    });
+            }
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 4, ShapeStyle::from(&colour).filled())),
+                )
+                .map_err(|e| draw_err(&e))?;
         }
-        chart
-            .draw_series(LineSeries::new(
-                points.clone(),
-                ShapeStyle::from(&colour).stroke_width(2),
-            ))
-            .map_err(|e| draw_err(&e))?
-            .label(row.receiver.label())
-            .legend(move |(x, y)| PathElement::new([(x, y), (x + 20, y)], colour.stroke_width(2)));
-        chart
-            .draw_series(
-                points
-                    .into_iter()
-                    .map(|p| Circle::new(p, 4, ShapeStyle::from(&colour).filled())),
-            )
-            .map_err(|e| draw_err(&e))?;
     }
     chart
         .configure_series_labels()
@@ -184,6 +198,7 @@ mod tests {
         };
         let rows = vec![RowResults {
             receiver: Receiver::CountDrop,
+            run: 0,
             steps: vec![step(1_000_000, 1_000_000), step(2_000_000, 1_500_000)],
         }];
         draw(&path, "test", &rows).expect("draw");

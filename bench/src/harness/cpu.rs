@@ -60,6 +60,8 @@ pub struct CpuUsage {
     pub softirq_percent: Vec<f64>,
     /// Busy CPU seconds summed over all cores.
     pub busy_seconds: f64,
+    /// Busy CPU seconds of each core.
+    pub core_busy_seconds: Vec<f64>,
 }
 
 impl CpuUsage {
@@ -154,6 +156,7 @@ impl CpuSample {
             usage.busy_percent.push(100.0 * busy as f64 / total);
             usage.softirq_percent.push(100.0 * softirq as f64 / total);
             usage.busy_seconds += busy as f64 / hz;
+            usage.core_busy_seconds.push(busy as f64 / hz);
         }
         usage
     }
@@ -309,6 +312,7 @@ mod tests {
         assert_eq!(usage.per_core(), "75/0");
         assert_eq!(usage.softirq_per_core(), "50/0");
         assert!((usage.busy_seconds - 75.0 / ticks_per_second()).abs() < 1e-9);
+        assert_eq!(usage.core_busy_seconds, [75.0 / ticks_per_second(), 0.0]);
         assert!(quiet_warning(&usage).is_some_and(|w| w.contains("cpu0 75%")));
         let quiet = CpuUsage {
             busy_percent: vec![3.0, 9.0],

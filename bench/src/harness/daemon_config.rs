@@ -1,7 +1,7 @@
 //! The `sluice run` configuration of each benchmark row, written as a file the daemon reads
 //! like any operator's: XDP source on the receiver's veth, or the UDP socket source behind
 //! the kernel path; the `raw` stream or the `schema` decoder; NDJSON+zstd or Parquet to a
-//! directory on tmpfs, or (the `--objects` mode) spooled and uploaded to a Cloud Storage
+//! directory (on disk, or tmpfs for the `(tmpfs)` rows), or (the `--objects` mode) spooled and uploaded to a Cloud Storage
 //! emulator ([`SinkChoice::Gcs`]).
 //!
 //! The schema layout is the ACME-SENSOR v2 example of docs/decoders.md, taken from that
@@ -57,7 +57,7 @@ pub enum SourceChoice {
 /// Where records go.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub enum SinkChoice {
-    /// `kind = "directory"` at the path the run is given (tmpfs).
+    /// `kind = "directory"` at the path the run is given.
     #[default]
     Directory,
     /// `kind = "gcs"`: spooled, combined into objects and uploaded.

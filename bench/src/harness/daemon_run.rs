@@ -3,9 +3,9 @@
 //! to stop, `--stats-file` for its final account.
 //!
 //! Around that it reads what the daemon cannot report about itself: its CPU time
-//! (`/proc/<pid>/stat`) and its peak RSS (`VmHWM`), both taken just before SIGTERM.
-//! Records go to a fresh directory per run, deleted afterwards (a step at 2 Mpps writes
-//! gigabytes of NDJSON to tmpfs).
+//! (`/proc/<pid>/stat`, and per thread group from [`ThreadCpu`]) and its peak RSS
+//! (`VmHWM`), all taken just before SIGTERM. Records go to a fresh directory per run,
+//! deleted afterwards (a step at 2 Mpps writes gigabytes of NDJSON).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +17,7 @@ use sluice_testkit::stats::Stats;
 use super::cpu;
 use super::daemon_config::DaemonConfig;
 use super::measurement::Accounting;
+use super::threads::{ThreadCpu, ThreadGroupCpu};
 
 /// Why a daemon run failed.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,7 @@ pub struct DaemonRun {
     running: RunningSluice,
     out_dir: PathBuf,
     cpu_at_start: f64,
+    threads: Option<ThreadCpu>,
 }
 
 /// What the daemon reported and what was read about it.
@@ -51,6 +53,8 @@ pub struct DaemonResult {
     pub accounting: Accounting,
     /// User+system seconds while traffic ran (start of traffic to SIGTERM).
     pub cpu_seconds: Option<f64>,
+    /// The same window's CPU seconds by thread group.
+    pub thread_cpu: Option<ThreadGroupCpu>,
     /// VmHWM just before SIGTERM, KiB.
     pub peak_rss_kib: Option<u64>,
 }
@@ -83,10 +87,12 @@ impl DaemonRun {
             .pid()
             .and_then(|pid| cpu::process_cpu_seconds(pid).ok())
             .unwrap_or(0.0);
+        let threads = running.pid().map(|pid| ThreadCpu::start(pid, ""));
         Ok(DaemonRun {
             running,
             out_dir,
             cpu_at_start,
+            threads,
         })
     }
 
@@ -95,13 +101,13 @@ impl DaemonRun {
         self.running.pid()
     }
 
-    /// Restarts the CPU clock (call when traffic starts).
+    /// Restarts the CPU clocks (call when traffic starts).
     pub fn mark_traffic_start(&mut self) {
-        if let Some(seconds) = self
-            .pid()
-            .and_then(|pid| cpu::process_cpu_seconds(pid).ok())
-        {
-            self.cpu_at_start = seconds;
+        if let Some(pid) = self.pid() {
+            if let Ok(seconds) = cpu::process_cpu_seconds(pid) {
+                self.cpu_at_start = seconds;
+            }
+            self.threads = Some(ThreadCpu::start(pid, ""));
         }
     }
 
@@ -115,11 +121,15 @@ impl DaemonRun {
     ///
     /// # Errors
     /// [`DaemonRunError::Daemon`] when it cannot be stopped or left no stats.
-    pub fn stop(self) -> Result<DaemonResult, DaemonRunError> {
+    pub fn stop(mut self) -> Result<DaemonResult, DaemonRunError> {
         let pid = self.pid();
         let cpu_seconds = pid
             .and_then(|pid| cpu::process_cpu_seconds(pid).ok())
             .map(|now| now - self.cpu_at_start);
+        let thread_cpu = self.threads.take().map(|mut threads| {
+            threads.sample();
+            threads.by_group()
+        });
         let peak_rss_kib = pid.and_then(|pid| cpu::peak_rss_kib(pid).ok());
         let log = self.running.files().log.clone();
         let result = self.running.stop(Duration::from_secs(60));
@@ -144,6 +154,7 @@ impl DaemonRun {
             stats,
             accounting,
             cpu_seconds,
+            thread_cpu,
             peak_rss_kib,
         })
     }

@@ -7,8 +7,12 @@
 //!   ([`afxdp_count`]), `sluice run` ([`daemon_config`], [`daemon_run`]) on XDP or behind
 //!   the kernel path ([`crate::kernel_path`]).
 //! - [`runner`]: labs, generator, one [`measurement::Measurement`] per step, overload.
+//! - [`medium`]: where the records go (a disk by default, tmpfs for the `(tmpfs)` rows),
+//!   told apart with statfs.
 //! - [`cpu`]: /proc/stat per core, process CPU, peak RSS, the quiet-machine check.
-//! - [`report`] and [`chart`]: the Markdown section and the PNG.
+//! - [`threads`]: per-thread CPU by group and the receive threads' run-queue wait (also
+//!   the objects mode's uploader CPU).
+//! - [`report`] and [`chart`]: the Markdown section (tables, targets) and the PNG.
 //! - [`objects`]: the `--objects` mode (issue 11), what the uploader makes of the traffic
 //!   (objects per hour, their size, the uploader's CPU) against a Cloud Storage emulator.
 
@@ -18,8 +22,10 @@ pub mod cpu;
 pub mod daemon_config;
 pub mod daemon_run;
 pub mod measurement;
+pub mod medium;
 pub mod objects;
 pub mod plan;
 pub mod report;
 pub mod runner;
 pub mod session;
+pub mod threads;

@@ -1,6 +1,12 @@
-//! What a run measures: which receivers, at which offered rates, for how long, and where
-//! the daemon and its records live. Built from the command line by `sluice-bench`; the
-//! defaults are the published run (about 12 minutes), `--quick` a smoke run of seconds.
+//! What a run measures: which receivers, at which offered rates, for how long, how many
+//! times, and where the daemon and its records live. Built from the command line by
+//! `sluice-bench`; the defaults are the published run (about 17 minutes), `--quick` a
+//! smoke run of seconds.
+//!
+//! The rows always run, and appear in every table, in the order of [`ROW_NAMES`]: per
+//! decoder NDJSON then Parquet, on disk then on tmpfs, so that each pair sits side by
+//! side. `--runs N` repeats the sluice XDP rows' sweeps N times back to back (the
+//! ceilings and the kernel path once): a plan lists a receiver once per sweep.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -79,6 +85,10 @@ pub fn parse_row(name: &str) -> Result<Receiver, String> {
         "sluice-raw-parquet" => {
             Receiver::Sluice(pipeline(DecoderChoice::Raw, FormatChoice::Parquet))
         }
+        "sluice-raw-ndjson-tmpfs" => Receiver::SluiceTmpfs(raw_ndjson),
+        "sluice-raw-parquet-tmpfs" => {
+            Receiver::SluiceTmpfs(pipeline(DecoderChoice::Raw, FormatChoice::Parquet))
+        }
         "sluice-schema-ndjson" => {
             Receiver::Sluice(pipeline(DecoderChoice::Schema, FormatChoice::NdjsonZstd))
         }
@@ -97,16 +107,48 @@ pub fn parse_row(name: &str) -> Result<Receiver, String> {
 }
 
 /// Every row name, in the table's order (the default `--rows`).
-pub const ROW_NAMES: [&str; 8] = [
+pub const ROW_NAMES: [&str; 10] = [
     "a",
     "b",
     "sluice-raw-ndjson",
     "sluice-raw-parquet",
+    "sluice-raw-ndjson-tmpfs",
+    "sluice-raw-parquet-tmpfs",
     "sluice-schema-ndjson",
     "sluice-schema-parquet",
     "kernel-tc",
     "kernel-vxlan",
 ];
+
+/// The `--rows` name of a receiver.
+pub fn row_name(receiver: &Receiver) -> Option<&'static str> {
+    ROW_NAMES
+        .into_iter()
+        .find(|name| parse_row(name).as_ref() == Ok(receiver))
+}
+
+/// `rows` in the table's order ([`ROW_NAMES`]), each once.
+pub fn in_table_order(rows: &[Receiver]) -> Vec<Receiver> {
+    let position = |r: &Receiver| {
+        row_name(r)
+            .and_then(|name| ROW_NAMES.iter().position(|n| *n == name))
+            .unwrap_or(ROW_NAMES.len())
+    };
+    let mut ordered = rows.to_vec();
+    ordered.sort_by_key(position);
+    ordered.dedup();
+    ordered
+}
+
+/// The sweeps of a plan: every row once, the sluice XDP rows `runs` times in a row.
+pub fn sweeps(rows: &[Receiver], runs: usize) -> Vec<Receiver> {
+    rows.iter()
+        .flat_map(|r| {
+            let times = if r.is_sluice_xdp() { runs.max(1) } else { 1 };
+            std::iter::repeat_n(r.clone(), times)
+        })
+        .collect()
+}
 
 /// Default offered rates, Mpps (plus flat out).
 pub const DEFAULT_RATES: &str = "0.25,0.5,0.75,1,1.25,1.5,max";
@@ -116,7 +158,8 @@ pub const QUICK_RATES: &str = "0.25,1,max";
 /// The whole run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
-    /// Receivers, in order.
+    /// One receiver per sweep, in order; a receiver listed N times in a row is measured
+    /// N times ([`sweeps`]).
     pub rows: Vec<Receiver>,
     /// Offered rates, in order.
     pub rates: Vec<Rate>,
@@ -136,7 +179,8 @@ pub struct Plan {
     pub payload_len: usize,
     /// The release `sluice` binary.
     pub sluice: PathBuf,
-    /// Where record directories are made (tmpfs).
+    /// Where record directories are made: a disk (`--records-dir`); the
+    /// [`Receiver::SluiceTmpfs`] rows use [`super::medium::TMPFS_RECORDS_DIR`] instead.
     pub records_root: PathBuf,
     /// Pause after the generator stops, before the daemon is stopped, so open batches
     /// close on their age and the CPU they take is counted.
@@ -179,5 +223,50 @@ mod tests {
         }
         let e = parse_row("sluice").expect_err("unknown");
         assert!(e.contains("kernel-vxlan"), "{e}");
+        for name in ROW_NAMES {
+            let receiver = parse_row(name).expect("parses");
+            assert_eq!(row_name(&receiver), Some(name));
+        }
+        assert_eq!(row_name(&parse_row("count-drop").expect("a")), Some("a"));
+    }
+
+    #[test]
+    fn rows_run_in_table_order_and_only_sluice_xdp_rows_repeat() {
+        let rows = |names: &[&str]| -> Vec<Receiver> {
+            names.iter().map(|n| parse_row(n).expect("row")).collect()
+        };
+        let asked = rows(&[
+            "kernel-tc",
+            "sluice-raw-parquet-tmpfs",
+            "sluice-raw-parquet",
+            "a",
+            "sluice-raw-ndjson",
+            "a",
+        ]);
+        let ordered = in_table_order(&asked);
+        assert_eq!(
+            ordered,
+            rows(&[
+                "a",
+                "sluice-raw-ndjson",
+                "sluice-raw-parquet",
+                "sluice-raw-parquet-tmpfs",
+                "kernel-tc",
+            ])
+        );
+        assert_eq!(
+            sweeps(&ordered, 2),
+            rows(&[
+                "a",
+                "sluice-raw-ndjson",
+                "sluice-raw-ndjson",
+                "sluice-raw-parquet",
+                "sluice-raw-parquet",
+                "sluice-raw-parquet-tmpfs",
+                "sluice-raw-parquet-tmpfs",
+                "kernel-tc",
+            ])
+        );
+        assert_eq!(sweeps(&ordered, 1), ordered);
     }
 }

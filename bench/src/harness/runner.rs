@@ -1,10 +1,16 @@
-//! The run itself: for every row a fresh lab (two namespaces and a veth), the row's
-//! receiver, the generator, and one measurement per offered rate; then the sustained
-//! overload of the sluice pipeline. A row that cannot be set up, or a step that fails, is
-//! recorded with its error and the run goes on, so one broken receiver does not cost the
-//! other rows. Namespaces are deleted when each row ends (and on Ctrl-C, by the test kit).
+//! The run itself: for every sweep of a row a fresh lab (two namespaces and a veth), the
+//! row's receiver, the generator, and one measurement per offered rate; then the
+//! sustained overload of the sluice pipeline. A row that cannot be set up, or a step that
+//! fails, is recorded with its error and the run goes on, so one broken receiver does not
+//! cost the other rows. Namespaces are deleted when each sweep ends (and on Ctrl-C, by
+//! the test kit).
+//!
+//! While the generator runs, a sampler thread reads the daemon's receive threads'
+//! run-queue wait every ~20 ms ([`WaitSampler`]); its own cost is a small file read per
+//! sample.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::generator::Generator;
@@ -14,9 +20,11 @@ use super::cpu::CpuSample;
 use super::measurement::{
     DecoderChoice, FormatChoice, Measurement, Pipeline, Receiver, RowResults,
 };
+use super::medium::TMPFS_RECORDS_DIR;
 use super::plan::{Plan, Rate};
 use super::report::{MemoryReport, Overload};
 use super::session::{DaemonPaths, RowReceiver, row_work_dir, traffic_for};
+use super::threads::{ThreadGroup, WaitSampler};
 
 /// Everything a run measured.
 #[derive(Clone, Debug, Default)]
@@ -50,33 +58,105 @@ pub fn step_line(receiver: &Receiver, rate: Rate, m: &Measurement) -> String {
             share * 100.0
         )
     });
+    let us = |v: Option<f64>| v.map_or_else(|| "–".into(), |v| format!("{v:.3}"));
+    let generator = m
+        .generator_cpu_seconds
+        .map_or_else(String::new, |s| format!(", generator thread {s:.2} s"));
+    let machine = if m.machine_cpu_trusted() {
+        format!(
+            "machine {} µs/pkt, busy {} % (softirq {} %)",
+            us(m.machine_us_per_packet()),
+            m.cpu.per_core(),
+            m.cpu.softirq_per_core()
+        )
+    } else {
+        "machine – (/proc/stat missed time)".into()
+    };
+    let threads = m.thread_us_per_packet().map_or_else(String::new, |t| {
+        format!(
+            " (rx {:.3}, workers {:.3}, sink {:.3}, other {:.3})",
+            t.receive, t.workers, t.sink, t.other
+        )
+    });
+    let wait = match (m.receive_wait_ms_per_second(), m.receive_wait) {
+        (Some(per_second), Some(wait)) => format!(
+            ", rx run-queue wait {per_second:.1} ms/s (worst 20 ms: {:.1} ms)",
+            wait.worst_window_seconds * 1e3
+        ),
+        _ => String::new(),
+    };
     format!(
-        "  {:<42} {:>10}  offered {:.3} Mpps ({}), recorded {:.3} Mpps ({}), cpu {} % \
-         (softirq {} %), {:.2} s/Mpkt; {}{balance}{short}",
+        "  {:<42} {:>10}  offered {:.3} Mpps ({}), recorded {:.3} Mpps ({}), process {} \
+         µs/pkt{threads}{wait}{generator}, {machine}; {}{balance}{short}",
         receiver.label(),
         rate.label(),
         m.offered_pps() / 1e6,
         m.offered,
         m.handled_pps() / 1e6,
         m.handled,
-        m.cpu.per_core(),
-        m.cpu.softirq_per_core(),
-        m.cpu_seconds_per_mpkt().unwrap_or(f64::NAN),
+        us(m.process_us_per_packet()),
         m.loss_summary(),
     )
 }
 
-/// Runs the plan; `work` holds configs and logs, `plan.records_root` the records.
+/// Where a row's records go: the plan's disk, or a directory on tmpfs made for the run.
+struct RecordRoots<'a> {
+    disk: &'a Path,
+    tmpfs: Option<Result<tempfile::TempDir, String>>,
+}
+
+impl RecordRoots<'_> {
+    fn for_receiver(&mut self, receiver: &Receiver) -> Result<PathBuf, String> {
+        if !receiver.records_in_memory() {
+            return Ok(self.disk.to_owned());
+        }
+        let made = self.tmpfs.get_or_insert_with(|| {
+            tempfile::Builder::new()
+                .prefix("sluice-bench-records-")
+                .tempdir_in(TMPFS_RECORDS_DIR)
+                .map_err(|e| format!("creating a directory in {TMPFS_RECORDS_DIR}: {e}"))
+        });
+        match made {
+            Ok(dir) => Ok(dir.path().to_owned()),
+            Err(e) => Err(e.clone()),
+        }
+    }
+}
+
+/// `row label` or `row label, run 2` when the receiver has more than one sweep.
+fn sweep_label(receiver: &Receiver, run: usize, runs: usize) -> String {
+    if runs > 1 {
+        format!("{}, run {}", receiver.label(), run + 1)
+    } else {
+        receiver.label()
+    }
+}
+
+/// Runs the plan; `work` holds configs and logs, `plan.records_root` the records (and a
+/// directory made in [`TMPFS_RECORDS_DIR`] those of the `(tmpfs)` rows).
 pub fn run(plan: &Plan, work: &Path) -> Outcome {
     let mut outcome = Outcome::default();
+    let mut roots = RecordRoots {
+        disk: &plan.records_root,
+        tmpfs: None,
+    };
     for (index, receiver) in plan.rows.iter().enumerate() {
-        println!(
-            "row {}/{}: {}",
-            index + 1,
-            plan.rows.len(),
-            receiver.label()
-        );
-        let steps = measure_row(plan, work, index, receiver, &plan.rates, plan.step);
+        let run = plan.rows[..index].iter().filter(|r| *r == receiver).count();
+        let runs = plan.rows.iter().filter(|r| *r == receiver).count();
+        let label = sweep_label(receiver, run, runs);
+        println!("row {}/{}: {label}", index + 1, plan.rows.len());
+        let steps = match roots.for_receiver(receiver) {
+            Ok(records) => measure_row(
+                plan,
+                work,
+                &records,
+                index,
+                receiver,
+                &plan.rates,
+                plan.step,
+            ),
+            Err(e) => all_failed(receiver, &plan.rates, &e),
+        };
         if receiver.pipeline().is_some()
             && let Some(highest) = steps
                 .iter()
@@ -84,14 +164,14 @@ pub fn run(plan: &Plan, work: &Path) -> Outcome {
                 .max_by(|a, b| a.offered_pps().total_cmp(&b.offered_pps()))
             && let Some(kib) = highest.peak_rss_kib
         {
-            outcome.memory.at_highest_rate.push((
-                receiver.label(),
-                highest.offered_pps() / 1e6,
-                kib,
-            ));
+            outcome
+                .memory
+                .at_highest_rate
+                .push((label, highest.offered_pps() / 1e6, kib));
         }
         outcome.rows.push(RowResults {
             receiver: receiver.clone(),
+            run,
             steps,
         });
     }
@@ -108,6 +188,7 @@ pub fn run(plan: &Plan, work: &Path) -> Outcome {
         let steps = measure_row(
             plan,
             work,
+            &plan.records_root,
             plan.rows.len(),
             &receiver,
             &[Rate::FlatOut],
@@ -135,22 +216,26 @@ fn failed(rate: Rate, error: impl std::fmt::Display) -> Measurement {
     }
 }
 
-/// Every step of one row, in a lab of its own.
+/// Every step of a row that could not run, failed with `error` (and printed).
+fn all_failed(receiver: &Receiver, rates: &[Rate], error: &str) -> Vec<Measurement> {
+    let steps: Vec<Measurement> = rates.iter().map(|r| failed(*r, error)).collect();
+    for (rate, m) in rates.iter().zip(&steps) {
+        println!("{}", step_line(receiver, *rate, m));
+    }
+    steps
+}
+
+/// Every step of one sweep of a row, in a lab of its own, records under `records`.
 fn measure_row(
     plan: &Plan,
     work: &Path,
+    records: &Path,
     index: usize,
     receiver: &Receiver,
     rates: &[Rate],
     step: Duration,
 ) -> Vec<Measurement> {
-    let all_failed = |error: String| -> Vec<Measurement> {
-        let steps: Vec<Measurement> = rates.iter().map(|r| failed(*r, &error)).collect();
-        for (rate, m) in rates.iter().zip(&steps) {
-            println!("{}", step_line(receiver, *rate, m));
-        }
-        steps
-    };
+    let all_failed = |error: String| all_failed(receiver, rates, &error);
     let lab = match BenchLab::create() {
         Ok(lab) => lab,
         Err(e) => return all_failed(format!("lab: {e}")),
@@ -158,7 +243,7 @@ fn measure_row(
     let paths = DaemonPaths {
         binary: plan.sluice.clone(),
         work: row_work_dir(work, index),
-        records_root: plan.records_root.clone(),
+        records_root: records.to_owned(),
     };
     if let Err(e) = std::fs::create_dir_all(&paths.work) {
         return all_failed(format!("creating {}: {e}", paths.work.display()));
@@ -221,14 +306,25 @@ fn measure_step(
         Err(e) => return failed(rate, e),
     };
     session.traffic_starts();
+    let wait = session
+        .daemon_pid()
+        .map(|pid| WaitSampler::start(pid, ThreadGroup::Receive));
     let started = Instant::now();
-    let report = generator.run(
-        rate.generator_pps(),
-        step,
-        rate.max_packets(step),
-        plan.generator_cpu,
-    );
+    let done = AtomicBool::new(false);
+    let (report, wait) = std::thread::scope(|scope| {
+        let sampler = wait.map(|wait| scope.spawn(|| wait.watch(&done)));
+        let report = generator.run(
+            rate.generator_pps(),
+            step,
+            rate.max_packets(step),
+            plan.generator_cpu,
+        );
+        done.store(true, Ordering::Relaxed);
+        let wait = sampler.and_then(|sampler| sampler.join().ok());
+        (report, wait)
+    });
     let after_traffic = CpuSample::now();
+    m.receive_wait = wait.as_ref().and_then(WaitSampler::result);
     // Peak RSS under load: read while the backlog is largest, before batches are sealed.
     let rss_under_load = session
         .daemon_pid()
@@ -247,6 +343,8 @@ fn measure_step(
     };
     m.offered = report.offered;
     m.elapsed = report.elapsed;
+    m.generator_cpu_seconds = Some(report.thread_cpu.as_secs_f64());
+    m.generator_core = Some(plan.generator_cpu);
     if let (Ok(traffic), Ok(settle)) = (after_traffic, after_settle) {
         m.cpu = before.usage_until(&traffic);
         m.cpu.busy_seconds = before.usage_until(&settle).busy_seconds;

@@ -85,7 +85,7 @@ pub struct DaemonPaths {
     pub binary: PathBuf,
     /// Config, log and stats files.
     pub work: PathBuf,
-    /// Parent of the record directories (tmpfs).
+    /// Parent of the record directories (a disk, or tmpfs for the `(tmpfs)` rows).
     pub records_root: PathBuf,
 }
 
@@ -153,7 +153,7 @@ impl RowReceiver {
             Receiver::AfXdpCount => {
                 StepReceiver::AfXdp(AfXdpCounter::start(lab, &[RAW_PORT, SCHEMA_PORT])?)
             }
-            Receiver::Sluice(pipeline) => StepReceiver::Daemon {
+            Receiver::Sluice(pipeline) | Receiver::SluiceTmpfs(pipeline) => StepReceiver::Daemon {
                 run: daemon(
                     *pipeline,
                     SourceChoice::Xdp {
@@ -240,6 +240,7 @@ impl StepReceiver {
                     }
                 }
                 m.process_cpu_seconds = result.cpu_seconds;
+                m.thread_cpu = result.thread_cpu;
                 m.peak_rss_kib = result.peak_rss_kib;
                 m.accounting = Some(result.accounting);
             }

@@ -125,8 +125,8 @@ pub struct ObjectsPlan {
     pub sluice: PathBuf,
     /// The fake-gcs-server binary.
     pub emulator: PathBuf,
-    /// Where each run's spool directory is made (tmpfs by default, like the records of
-    /// the packet-rate rows).
+    /// Where each run's spool directory is made (`--records-dir`; tmpfs by default in
+    /// this mode, as before the packet-rate rows moved their records to a disk).
     pub spool_root: PathBuf,
     /// Where each run's emulator keeps its objects (a disk: gigabytes per run).
     pub emulator_root: PathBuf,

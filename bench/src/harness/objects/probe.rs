@@ -1,27 +1,16 @@
 //! What the objects mode reads about a running daemon besides its stats file: the upload
 //! counters on its `/metrics` endpoint (scraped inside the receiver namespace, where the
-//! endpoint listens on the loopback), the CPU time of its uploader threads, what is left
-//! in its spool, and what the bucket holds in the end.
-//!
-//! The uploader's threads are found by name (`sluice-upload`, the dispatcher, and
-//! `sluice-upload-rt`, its tokio runtime's workers and blocking pool). The blocking pool
-//! retires idle threads after a few seconds, and a thread that has exited leaves
-//! `/proc/PID/task` with its CPU time, so [`ThreadCpu`] samples every thread while it is
-//! alive and keeps the last value of those that are gone. Each thread's CPU time is its
-//! `se.sum_exec_runtime` (`/proc/PID/task/TID/sched`, nanoseconds), not utime+stime from
-//! its `stat`: those are whole clock ticks, cut per thread, and the uploader's dozen
-//! threads each run well under a tick per second, so their sum read 0 where the runtime
-//! says milliseconds. `stat` is the fallback on kernels without the `sched` file.
+//! endpoint listens on the loopback), what is left in its spool, and what the bucket holds
+//! in the end. The CPU time of its uploader threads (`sluice-upload`, the dispatcher, and
+//! `sluice-upload-rt`, its tokio runtime's workers and blocking pool) is read with
+//! [`crate::harness::threads::ThreadCpu`], shared with the packet-rate rows.
 
-use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use sluice_testkit::netns::Netns;
-
-use crate::harness::cpu;
 
 /// The daemon's metrics port (its default `[metrics] listen`, 127.0.0.1:9464).
 pub const METRICS_PORT: u16 = 9464;
@@ -121,96 +110,6 @@ pub fn scrape(netns: &Netns, port: u16) -> Result<UploadCounters, ProbeError> {
         .run_in(|| http_get(port, "/metrics"))?
         .map_err(|source| ProbeError::Http { port, source })?;
     parse_metrics(&body).map_err(ProbeError::Format)
-}
-
-/// CPU time of the threads of one process whose name starts with a prefix, over a window
-/// (see the module docs).
-#[derive(Clone, Debug)]
-pub struct ThreadCpu {
-    pid: u32,
-    prefix: &'static str,
-    /// CPU seconds of each thread when first seen in the window (0 for threads born in
-    /// it).
-    baseline: BTreeMap<u32, f64>,
-    /// CPU seconds of each thread at its last sample.
-    latest: BTreeMap<u32, f64>,
-}
-
-/// `se.sum_exec_runtime` (milliseconds) of a `/proc/PID/task/TID/sched` text, in seconds.
-pub fn parse_sum_exec_runtime(text: &str) -> Option<f64> {
-    text.lines().find_map(|line| {
-        let value = line.strip_prefix("se.sum_exec_runtime")?;
-        let milliseconds: f64 = value.trim_start().strip_prefix(':')?.trim().parse().ok()?;
-        Some(milliseconds / 1e3)
-    })
-}
-
-/// CPU seconds of the thread whose `/proc` directory is `task`: its runtime from
-/// `sched`, or utime+stime from `stat`.
-fn thread_seconds(task: &Path) -> Option<f64> {
-    if let Some(seconds) = std::fs::read_to_string(task.join("sched"))
-        .ok()
-        .and_then(|text| parse_sum_exec_runtime(&text))
-    {
-        return Some(seconds);
-    }
-    let stat = std::fs::read_to_string(task.join("stat")).ok()?;
-    let ticks = cpu::parse_pid_stat(&stat).ok()?;
-    Some(ticks as f64 / cpu::ticks_per_second())
-}
-
-/// Thread id, `comm` and CPU seconds of every thread of `pid` whose name starts with
-/// `prefix`.
-fn threads_of(pid: u32, prefix: &str) -> Vec<(u32, f64)> {
-    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
-        return Vec::new();
-    };
-    entries
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let tid: u32 = entry.file_name().to_str()?.parse().ok()?;
-            let comm = std::fs::read_to_string(entry.path().join("comm")).ok()?;
-            if !comm.starts_with(prefix) {
-                return None;
-            }
-            Some((tid, thread_seconds(&entry.path())?))
-        })
-        .collect()
-}
-
-impl ThreadCpu {
-    /// Starts the window: the threads of `pid` named `prefix*` now are its baseline.
-    pub fn start(pid: u32, prefix: &'static str) -> ThreadCpu {
-        let now: BTreeMap<u32, f64> = threads_of(pid, prefix).into_iter().collect();
-        ThreadCpu {
-            pid,
-            prefix,
-            baseline: now.clone(),
-            latest: now,
-        }
-    }
-
-    /// Reads every matching thread again; a thread not in the baseline was born in the
-    /// window and counts from 0.
-    pub fn sample(&mut self) {
-        for (tid, seconds) in threads_of(self.pid, self.prefix) {
-            self.baseline.entry(tid).or_insert(0.0);
-            self.latest.insert(tid, seconds);
-        }
-    }
-
-    /// CPU seconds of the matching threads since the window started.
-    pub fn seconds(&self) -> f64 {
-        self.latest
-            .iter()
-            .map(|(tid, latest)| (latest - self.baseline.get(tid).copied().unwrap_or(0.0)).max(0.0))
-            .sum()
-    }
-
-    /// Threads seen in the window.
-    pub fn threads(&self) -> usize {
-        self.latest.len()
-    }
 }
 
 /// Files left in a spool directory after the daemon stopped, at any depth (manifests,
@@ -352,43 +251,5 @@ mod tests {
             spool_leftovers(dir.path()).expect("read"),
             vec![dir.path().join("objects/a.object")]
         );
-    }
-
-    #[test]
-    fn runtime_is_read_from_the_sched_file() {
-        let text = "sluice-upload-r (4242, #threads: 20)\n\
-                    -------------------------------------------------------------------\n\
-                    se.exec_start                                :      10880411.036589\n\
-                    se.vruntime                                  :        234611.142359\n\
-                    se.sum_exec_runtime                          :          1234.500000\n\
-                    se.nr_migrations                             :                    1\n";
-        assert_eq!(parse_sum_exec_runtime(text), Some(1.2345));
-        assert_eq!(parse_sum_exec_runtime("se.vruntime : 1.0\n"), None);
-    }
-
-    #[test]
-    fn thread_cpu_counts_only_the_named_threads_of_the_process() {
-        let mut threads = ThreadCpu::start(std::process::id(), "no-such-thread-name");
-        threads.sample();
-        assert_eq!(threads.threads(), 0);
-        assert_eq!(threads.seconds(), 0.0);
-        let spin = std::thread::Builder::new()
-            .name("objects-probe-t".into())
-            .spawn(|| {
-                let start = std::time::Instant::now();
-                let mut x = 0u64;
-                while start.elapsed() < Duration::from_millis(30) {
-                    x = std::hint::black_box(x.wrapping_add(1));
-                }
-                std::thread::sleep(Duration::from_millis(300));
-                x
-            })
-            .expect("spawn");
-        let mut threads = ThreadCpu::start(std::process::id(), "objects-probe");
-        std::thread::sleep(Duration::from_millis(100));
-        threads.sample();
-        let _ = spin.join();
-        assert_eq!(threads.threads(), 1);
-        assert!(threads.seconds() < 0.2, "{}", threads.seconds());
     }
 }

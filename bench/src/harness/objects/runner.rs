@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use sluice_testkit::gcs::Emulator;
 
 use super::outcome::ObjectsRun;
-use super::probe::{self, METRICS_PORT, ThreadCpu};
+use super::probe::{self, METRICS_PORT};
 use super::{BUCKET, EMULATOR_ADDRESS, ObjectMode, ObjectsPlan, PREFIX, SAMPLE_EVERY};
 use crate::generator::Generator;
 use crate::harness::cpu::{self, CpuSample};
@@ -22,6 +22,7 @@ use crate::harness::daemon_run::DaemonRun;
 use crate::harness::measurement::{DecoderChoice, FormatChoice, Pipeline, Receiver};
 use crate::harness::plan::{RAW_PORT, Rate, SCHEMA_PORT};
 use crate::harness::session::traffic_for;
+use crate::harness::threads::ThreadCpu;
 use crate::lab::BenchLab;
 
 /// Why a run could not be measured.

@@ -1,12 +1,19 @@
-//! The packet-rate results as text: the Markdown section of BENCHMARKS.md (machine, table,
-//! zero-loss rates, memory, accounting, targets) and its splice between the
-//! `<!-- packet-rate:begin -->` / `<!-- packet-rate:end -->` markers, which leaves the rest
-//! of that file to its other authors.
+//! The packet-rate results as text: the Markdown section of BENCHMARKS.md (machine and
+//! records medium, zero-loss rates, targets, comparisons, accounting, memory, every step)
+//! and its splice between the `<!-- packet-rate:begin -->` / `<!-- packet-rate:end -->`
+//! markers, which leaves the rest of that file to its other authors.
+//!
+//! - [`tables`]: the summary and the two per-step tables (packets, CPU).
+//! - [`targets`]: the targets and their verdicts, and the comparisons.
+
+pub mod tables;
+pub mod targets;
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::measurement::{DecoderChoice, FormatChoice, Measurement, Receiver, RowResults};
+use super::measurement::{Measurement, RowResults, by_receiver};
+use tables::{cpu_table, machine_note, mpps, steps_table, summary_table, target_label};
 
 /// Opening marker of the generated section.
 pub const BEGIN_MARKER: &str = "<!-- packet-rate:begin -->";
@@ -59,6 +66,10 @@ pub struct RunContext {
     pub quick: bool,
     /// Frame shape offered (from the generator's mix).
     pub traffic: String,
+    /// Where the records went: `/var/tmp (ext4 on /dev/vda)`.
+    pub records: String,
+    /// Where the `(tmpfs)` rows' records went, when there were any.
+    pub tmpfs_records: Option<String>,
 }
 
 /// Peak RSS readings of sluice.
@@ -77,142 +88,6 @@ pub struct Overload {
     pub label: String,
     /// The measurement.
     pub measurement: Measurement,
-}
-
-fn mpps(pps: f64) -> String {
-    format!("{:.3}", pps / 1e6)
-}
-
-fn opt_count(value: Option<u64>) -> String {
-    value.map_or_else(|| "–".into(), |v| v.to_string())
-}
-
-fn opt_float(value: Option<f64>, digits: usize) -> String {
-    value.map_or_else(|| "–".into(), |v| format!("{v:.digits$}"))
-}
-
-fn target_label(m: &Measurement) -> String {
-    match m.target_pps {
-        Some(pps) => mpps(pps),
-        None => "flat out".into(),
-    }
-}
-
-/// The table of every step of every row.
-pub fn steps_table(rows: &[RowResults]) -> String {
-    let mut out = String::new();
-    out.push_str(
-        "| receiver | asked (Mpps) | offered (Mpps) | offered | seen by XDP | received | recorded | \
-         dropped by reason | lost before XDP | recorded (Mpps) | CPU s/Mpkt (machine) | \
-         CPU s/Mpkt (process) | busy % per core | softirq % per core |\n",
-    );
-    out.push_str("|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|\n");
-    for row in rows {
-        for m in &row.steps {
-            if let Some(error) = &m.error {
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | – | – | – | – | – | not measured: {} | – | – | – | – | – | – |",
-                    row.receiver.label(),
-                    target_label(m),
-                    error.replace('|', "\\|").replace('\n', " ")
-                );
-                continue;
-            }
-            let _ = writeln!(
-                out,
-                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                row.receiver.label(),
-                target_label(m),
-                mpps(m.offered_pps()),
-                m.offered,
-                opt_count(m.seen_by_xdp),
-                opt_count(m.received),
-                m.handled,
-                m.drop_reasons(),
-                opt_count(m.lost_before_xdp()),
-                mpps(m.handled_pps()),
-                opt_float(m.cpu_seconds_per_mpkt(), 2),
-                opt_float(m.process_seconds_per_mpkt(), 2),
-                m.cpu.per_core(),
-                m.cpu.softirq_per_core(),
-            );
-        }
-    }
-    out
-}
-
-/// One line per row: the highest zero-loss rate, the peak, the CPU cost when keeping up.
-pub fn summary_table(rows: &[RowResults], step_secs: f64) -> String {
-    let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "| receiver | highest rate with zero loss over {step_secs:.0} s (Mpps) | peak recorded (Mpps) | \
-         CPU s/Mpkt at that zero-loss rate (machine) |"
-    );
-    out.push_str("|---|---:|---:|---:|\n");
-    for row in rows {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {} |",
-            row.receiver.label(),
-            row.zero_loss_pps().map_or_else(|| "none".into(), mpps),
-            row.peak_handled_pps().map_or_else(|| "–".into(), mpps),
-            opt_float(row.cpu_at_zero_loss(), 2),
-        );
-    }
-    out
-}
-
-/// The issue's targets, each with what this run measured.
-pub fn targets(rows: &[RowResults]) -> Vec<String> {
-    let raw = crate::harness::measurement::Pipeline {
-        decoder: DecoderChoice::Raw,
-        format: FormatChoice::NdjsonZstd,
-    };
-    let find = |r: &Receiver| rows.iter().find(|row| &row.receiver == r);
-    let sluice = find(&Receiver::Sluice(raw));
-    let ceiling_b = find(&Receiver::AfXdpCount);
-    let kernel = find(&Receiver::KernelTc(raw));
-    let verdict = |ok: bool| if ok { "met" } else { "**missed**" };
-    let mut out = Vec::new();
-    let Some(sluice) = sluice else {
-        out.push("sluice raw → NDJSON+zstd was not measured: no target can be checked".into());
-        return out;
-    };
-    let zl = sluice.zero_loss_pps().unwrap_or(0.0);
-    out.push(format!(
-        "full pipeline (raw) ≥ 1 Mpps with zero loss: {} ({} Mpps)",
-        verdict(zl >= 1e6),
-        mpps(zl)
-    ));
-    if let Some(b) = ceiling_b.and_then(RowResults::zero_loss_pps) {
-        out.push(format!(
-            "≥ 60% of ceiling B: {} ({:.0}% of {} Mpps)",
-            verdict(zl >= 0.6 * b),
-            100.0 * zl / b,
-            mpps(b)
-        ));
-    }
-    if let Some(k) = kernel.and_then(RowResults::zero_loss_pps) {
-        out.push(format!(
-            "≥ 3× the kernel path's zero-loss rate: {} ({:.1}× of {} Mpps)",
-            verdict(zl >= 3.0 * k),
-            zl / k,
-            mpps(k)
-        ));
-    }
-    if let (Some(s), Some(k)) = (
-        sluice.cpu_at_zero_loss(),
-        kernel.and_then(RowResults::cpu_at_zero_loss),
-    ) {
-        out.push(format!(
-            "CPU per million packets ≥ 3× lower than the kernel path: {} ({s:.2} vs {k:.2} s/Mpkt, {:.1}×)",
-            verdict(k >= 3.0 * s),
-            k / s
-        ));
-    }
-    out
 }
 
 /// Every sluice run whose account did not balance: the loud part of the report.
@@ -244,6 +119,47 @@ pub fn accounting_violations(rows: &[RowResults], memory: &MemoryReport) -> Vec<
     out
 }
 
+/// The run's opening paragraph: when, where, how, and where the records went.
+fn intro(context: &RunContext) -> String {
+    let tmpfs = context
+        .tmpfs_records
+        .as_ref()
+        .map_or_else(String::new, |dir| {
+            format!(", those of the *(tmpfs)* rows to {dir}")
+        });
+    format!(
+        "Measured {} on {} ({} cores), Linux {}, with `{}`. Records written to {}{tmpfs}; the \
+         daemon fsyncs every batch file it writes, so the disk is part of what is measured. \
+         Each step offers {:.0} s of traffic from an in-kernel generator (`BPF_PROG_TEST_RUN` \
+         with live frames, pinned to CPU {}) in one network namespace into a veth whose other \
+         end, in a second namespace, is the receiver. Traffic: {}.\n",
+        context.date,
+        context.cpu_model,
+        context.cores,
+        context.kernel,
+        context.command,
+        context.records,
+        context.step_secs,
+        context.generator_cpu,
+        context.traffic,
+    )
+}
+
+/// What the CPU figures are, and where they come from.
+const CPU_NOTE: &str = "*CPU µs/packet (process)* is the receiving process's own user+system \
+time (`/proc/PID/stat`: the daemon, or ceiling B's counting thread) from the start of traffic \
+until it is stopped, settle time included, per packet recorded. The daemon's share is split \
+by thread from each thread's `se.sum_exec_runtime`: *receive threads* (`sluice-rx-q*`, or \
+`sluice-udp` on the kernel path), *workers* (`sluice-worker-*`), *sink* (`sluice-sink`, which \
+writes and fsyncs the files) and *other threads*. *Receive run-queue wait* is the time the \
+receive threads were runnable but not running (`schedstat`), in ms per second of traffic, and \
+the most one of them waited in a ~20 ms sample: while a receive thread waits nothing refills \
+its fill ring, and the kernel drops what arrives (`xsk_rx_dropped`). *Generator thread* is the \
+sender's own CPU time per packet offered (its core also runs the veth and, in softirq, the \
+receiver's XDP program). *(machine)* is the busy time of all cores from /proc/stat (generator \
+included) per packet recorded, with per-core busy and softirq shares over the traffic: on a \
+veth the receiver's XDP program and network stack run in softirq on the **sender's** core.\n\n";
+
 /// The whole generated section, markers included.
 pub fn section(
     context: &RunContext,
@@ -263,21 +179,21 @@ pub fn section(
              harness works and are not the published measurement.**\n\n",
         );
     }
-    let _ = writeln!(
-        out,
-        "Measured {} on {} ({} cores), Linux {}, with `{}`. Each step offers {:.0} s of \
-         traffic from an in-kernel generator (`BPF_PROG_TEST_RUN` with live frames, pinned \
-         to CPU {}) in one network namespace into a veth whose other end, in a second \
-         namespace, is the receiver. Traffic: {}.\n",
-        context.date,
-        context.cpu_model,
-        context.cores,
-        context.kernel,
-        context.command,
-        context.step_secs,
-        context.generator_cpu,
-        context.traffic,
-    );
+    out.push_str(&intro(context));
+    out.push('\n');
+    let most_runs = by_receiver(rows)
+        .iter()
+        .map(|r| r.runs.len())
+        .max()
+        .unwrap_or(1);
+    if most_runs > 1 {
+        let _ = writeln!(
+            out,
+            "The sluice XDP rows were swept {most_runs} times back to back (the ceilings and \
+             the kernel path once); their figures are given for each run, and a target is met \
+             only if it was met in every run.\n"
+        );
+    }
     for warning in &context.warnings {
         let _ = writeln!(out, "> **Warning:** {warning}\n");
     }
@@ -286,8 +202,13 @@ pub fn section(
         .flat_map(|row| row.steps.iter().map(move |m| (row, m)))
         .filter_map(|(row, m)| {
             m.generator_shortfall().map(|share| {
+                let run = if most_runs > 1 {
+                    format!(" (run {})", row.run + 1)
+                } else {
+                    String::new()
+                };
                 format!(
-                    "{} at {} ({:.0}%)",
+                    "{}{run} at {} ({:.0}%)",
                     row.receiver.label(),
                     target_label(m),
                     share * 100.0
@@ -309,28 +230,32 @@ pub fn section(
          veth can deliver); **B** sluice's XDP program redirecting into its AF_XDP socket, \
          with a receive loop that only counts (the most the kernel-bypass path can hand to \
          userspace); **sluice XDP** the release `sluice run` with the named decoder and \
-         format, to a tmpfs directory; **kernel** the same daemon on its UDP socket source \
+         format, writing to the records directory on disk, and the same to tmpfs where the \
+         row says *(tmpfs)*; **kernel** the same daemon on its UDP socket source \
          (64 MiB `SO_RCVBUF`) behind a tc-ingress program that strips the outer IP+GRE and \
          hands the inner packet to the stack — one stack pass where a kernel GRE device \
          makes two, so it *flatters* the kernel (these machines' kernel has no GRE device \
          and cannot load modules) — and behind the kernel's built-in VXLAN device, which \
          has the receive shape of a GRE device.\n\n",
     );
-    out.push_str(
-        "*CPU s/Mpkt (machine)* is busy CPU time of all cores (from /proc/stat, generator \
-         included) per million packets recorded; *(process)* is the receiving process's own \
-         user+system time. On a veth the receiver's XDP program and network stack run in \
-         softirq on the **sender's** core, which is why every rate comes with per-core busy \
-         and softirq shares.\n\n",
-    );
+    out.push_str(CPU_NOTE);
     out.push_str("### Zero-loss rate per receiver\n\n");
     out.push_str(&summary_table(rows, context.step_secs));
     out.push('\n');
     out.push_str("### Targets\n\n");
-    for line in targets(rows) {
-        let _ = writeln!(out, "- {line}");
+    out.push_str("Goals of the benchmark, not tests: a missed target is reported here.\n\n");
+    for target in targets::targets(rows, memory) {
+        let _ = writeln!(out, "- {}", target.line());
     }
     out.push('\n');
+    let comparisons = targets::comparisons(rows);
+    if !comparisons.is_empty() {
+        out.push_str("### Comparisons (information, not targets)\n\n");
+        for line in comparisons {
+            let _ = writeln!(out, "- {line}");
+        }
+        out.push('\n');
+    }
     let violations = accounting_violations(rows, memory);
     out.push_str("### Accounting\n\n");
     if violations.is_empty() {
@@ -380,9 +305,18 @@ pub fn section(
     }
     if let Some(chart) = chart {
         let _ = writeln!(out, "![recorded vs offered packet rate]({chart})\n");
+        out.push_str(
+            "The chart leaves the *(tmpfs)* rows out (the tables have them beside the disk \
+             rows) and draws every run of a row in the row's colour.\n\n",
+        );
     }
-    out.push_str("### Every step\n\n");
+    out.push_str("### Every step: packets\n\n");
     out.push_str(&steps_table(rows));
+    out.push_str("\n### Every step: CPU\n\n");
+    out.push_str(&cpu_table(rows));
+    if let Some(note) = machine_note(rows) {
+        let _ = writeln!(out, "\n{note}");
+    }
     let _ = writeln!(out, "\n{END_MARKER}");
     out
 }
@@ -451,6 +385,7 @@ pub fn update_file_between(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::harness::measurement::{DecoderChoice, FormatChoice, Pipeline, Receiver};
 
     #[test]
     fn splice_replaces_between_markers_and_appends_without_them() {
@@ -484,10 +419,52 @@ mod tests {
         };
         let rows = vec![RowResults {
             receiver: Receiver::CountDrop,
+            run: 0,
             steps: vec![m],
         }];
         let v = accounting_violations(&rows, &MemoryReport::default());
         assert_eq!(v.len(), 1);
         assert!(v[0].contains("seen 10 != recorded 8 + dropped 1"), "{v:?}");
+    }
+
+    #[test]
+    fn the_section_names_the_records_medium_and_the_runs() {
+        let context = RunContext {
+            date: "2026-12-06 10:00 UTC".into(),
+            cpu_model: "AMD EPYC".into(),
+            cores: 2,
+            kernel: "6.18".into(),
+            command: "cargo xtask bench".into(),
+            step_secs: 10.0,
+            records: "/var/tmp (ext4 on /dev/vda)".into(),
+            tmpfs_records: Some("/dev/shm (tmpfs)".into()),
+            ..RunContext::default()
+        };
+        let sweep = |run| RowResults {
+            receiver: Receiver::Sluice(Pipeline {
+                decoder: DecoderChoice::Raw,
+                format: FormatChoice::Parquet,
+            }),
+            run,
+            steps: Vec::new(),
+        };
+        let text = section(
+            &context,
+            &[sweep(0), sweep(1)],
+            &MemoryReport::default(),
+            None,
+        );
+        assert!(text.starts_with(BEGIN_MARKER), "{text}");
+        assert!(text.trim_end().ends_with(END_MARKER), "{text}");
+        assert!(text.contains(
+            "with `cargo xtask bench`. Records written to /var/tmp (ext4 on /dev/vda), those of \
+             the *(tmpfs)* rows to /dev/shm (tmpfs); the daemon fsyncs every batch file"
+        ));
+        assert!(text.contains("were swept 2 times back to back"), "{text}");
+        assert!(text.contains("### Every step: packets\n\n| receiver | run | asked (Mpps) |"));
+        assert!(text.contains("### Every step: CPU\n\n| receiver | run | asked (Mpps) |"));
+        assert!(
+            text.contains("- sluice XDP, raw → Parquet (on disk) with zero loss at ≥ 1.0 Mpps")
+        );
     }
 }
