@@ -12,6 +12,11 @@
 //!   before the timing, so only the encoder is measured. Throughput is records and bytes of
 //!   the format's uncompressed output (`BatchEncoder::uncompressed_len`: the exact text
 //!   for NDJSON/CSV, the encoder's estimate of the values' size for Parquet).
+//! - `encode_steady/<format>/<rows>`: the same batch through one encoder kept from
+//!   iteration to iteration (`BatchEncoder::finish_batch`), the file dropped inside the
+//!   timing: the daemon's steady state, where a `BatchBuilder` writes batch after batch of
+//!   one (worker, stream) through one encoder. Rows allocate nothing in a reused encoder
+//!   (asserted); what `finish_batch` allocates is printed.
 //! - `compress/<codec>/<rows>`: compression alone at the configured default level (zstd 3,
 //!   gzip 6, the crates and settings `sluice-formats` uses, fed in its 64 KiB chunks) over
 //!   an already encoded NDJSON batch, per MB of NDJSON.
@@ -21,7 +26,8 @@
 //!   to make one object out of spooled batches (no decoding; Parquet reads each batch's
 //!   footer and page index and writes one footer).
 //!
-//! Before the benchmarks each batch's sizes, compression ratio and allocations are printed.
+//! Before the benchmarks each batch's sizes, compression ratio and allocations are printed
+//! (for a new encoder, and for one that has written a batch before).
 //! Run: `cargo bench -p sluice-formats --bench formats` (BENCHMARKS.md, "Per-stage").
 
 use std::{
@@ -155,12 +161,44 @@ fn row_sets() -> Vec<RowSet> {
 /// One batch of `rows` in `config`'s format: the complete file.
 fn encode_batch(config: &FormatConfig, set: &RowSet, encoder: FileEncoder) -> Vec<u8> {
     let mut encoder = encoder;
+    reuse_encoder(config, set, &mut encoder)
+}
+
+/// One batch of `rows` through `encoder`, which is left empty for the next batch.
+fn reuse_encoder(config: &FormatConfig, set: &RowSet, encoder: &mut FileEncoder) -> Vec<u8> {
     for (ctx, values) in &set.rows {
         encoder.row(ctx, values);
     }
     encoder
-        .finish()
+        .finish_batch()
         .unwrap_or_else(|e| panic!("{} rows in {}: {e}", set.name, config.format))
+}
+
+/// Allocations of a second batch through an encoder that has written one: per record while
+/// rows go in (asserted to be 0), and at `finish_batch`.
+fn describe_reuse(config: &FormatConfig, set: &RowSet) {
+    let mut encoder = FileEncoder::new(config, &set.schema).expect("valid format config");
+    let first = reuse_encoder(config, set, &mut encoder);
+    let rows = counting_alloc::allocations_per_call(1, || {
+        for (ctx, values) in &set.rows {
+            encoder.row(ctx, values);
+        }
+    });
+    let mut second = Vec::new();
+    let finish = counting_alloc::allocations_per_call(1, || {
+        second = encoder
+            .finish_batch()
+            .unwrap_or_else(|e| panic!("{} rows in {}: {e}", set.name, config.format));
+    });
+    assert_eq!(second, first, "a reused encoder writes the same file");
+    assert_eq!(rows, 0.0, "{}/{}: rows allocate", config.format, set.name);
+    println!(
+        "{}/{} (reused encoder): allocations: {:.3} per record while rows go in, {finish} at \
+         finish_batch",
+        config.format,
+        set.name,
+        rows / set.rows.len() as f64,
+    );
 }
 
 /// Uncompressed bytes of one batch of `set` in `config`'s format; prints the batch's
@@ -271,6 +309,32 @@ fn encode_and_compress(c: &mut Criterion) {
                     |encoder| encode_batch(&config, set, encoder),
                     BatchSize::PerIteration,
                 )
+            });
+        }
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("encode_steady");
+    group.sample_size(20);
+    for set in &sets {
+        for format in Format::ALL {
+            let config = FormatConfig::new(format);
+            describe_reuse(&config, set);
+            let mut encoder = FileEncoder::new(&config, &set.schema).expect("valid format config");
+            let uncompressed = {
+                for (ctx, values) in &set.rows {
+                    encoder.row(ctx, values);
+                }
+                encoder.uncompressed_len()
+            };
+            // The first batch grows the encoder's buffers; the timed ones reuse them.
+            black_box(encoder.finish_batch().expect("encodes"));
+            group.throughput(Throughput::ElementsAndBytes {
+                elements: set.rows.len() as u64,
+                bytes: uncompressed,
+            });
+            group.bench_function(BenchmarkId::new(format.name(), set.name), |b| {
+                b.iter(|| black_box(reuse_encoder(&config, set, &mut encoder)).len())
             });
         }
     }

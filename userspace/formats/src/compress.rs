@@ -2,33 +2,81 @@
 //! reused buffer and handed to the compressor in chunks, so the compressor sees few large
 //! writes instead of one per row.
 //!
+//! One [`Compressed`] lives as long as its encoder, batch after batch:
+//! [`Compressed::finish_file`] ends the file and starts the next one on the same
+//! compressor (the zstd context is reset, not rebuilt; the deflate state likewise), into a
+//! file buffer sized from the last file. The bytes are those a new compressor would write:
+//! a zstd frame or gzip member depends on the level and the input only (tested).
+//!
 //! A CSV batch starts with its header line as a gzip member of its own
-//! ([`Compressed::gzip_after_member`]), so that batches can be combined into one object by
-//! dropping every later batch's first member (`crate::combine`).
+//! ([`Compressed::gzip_after_member`], compressed once per encoder), so that batches can be
+//! combined into one object by dropping every later batch's first member
+//! (`crate::combine`).
 
 use std::io::Write as _;
 
-use flate2::write::GzEncoder;
+use flate2::{Crc, write::DeflateEncoder};
+use zstd::stream::raw::{InBuffer, Operation as _, OutBuffer};
 
 use crate::FormatError;
 
 /// Bytes collected before they go to the compressor.
 const CHUNK: usize = 64 * 1024;
 
+/// Room a zstd file buffer is given when it has less than [`ZSTD_MIN_ROOM`] left (the
+/// buffer then grows as a `Vec` does, at least doubling). zstd writes into the buffer's
+/// spare capacity; the bytes do not depend on how much there is.
+const ZSTD_GROW: usize = 32 * 1024;
+
+/// Spare capacity below which a zstd file buffer grows before the next call into zstd.
+const ZSTD_MIN_ROOM: usize = 4 * 1024;
+
 /// The gzip level of a member written whole by [`gzip_member`]: fixed rather than the
 /// configured level, so that a CSV header member's bytes depend on the column names alone.
 const MEMBER_LEVEL: u32 = 6;
 
-/// A compressed byte stream kept in memory.
+/// A compressed byte stream kept in memory, one file per batch.
 pub(crate) struct Compressed {
     pending: Vec<u8>,
     stream: Stream,
+    /// Uncompressed bytes of the current file handed to the compressor (for a CSV file,
+    /// the header line's included).
     written: u64,
+    /// Length of the last finished file, for the buffer of a file started after a
+    /// discarded one.
+    last_file_len: usize,
+    /// Why the stream could not be reset after a failed file: every later file fails
+    /// with it (not expected; see [`Compressed::discard_file`]).
+    broken: Option<std::io::Error>,
 }
 
+#[expect(
+    clippy::large_enum_variant,
+    reason = "one per encoder, used for every chunk: not worth a box"
+)]
 enum Stream {
-    Gzip(GzEncoder<Vec<u8>>),
-    Zstd(zstd::stream::write::Encoder<'static, Vec<u8>>),
+    Gzip(Gzip),
+    Zstd(Zstd),
+}
+
+/// A gzip member written as its parts (RFC 1952): a fixed header, raw deflate data, and
+/// the CRC-32 and length of the input. The same bytes as flate2's `GzEncoder` (tested);
+/// unlike it, the deflate state is reset for the next file instead of rebuilt.
+struct Gzip {
+    deflate: DeflateEncoder<Vec<u8>>,
+    level: flate2::Compression,
+    crc: Crc,
+    /// What every file starts with: a complete leading member if any (the CSV header
+    /// line), then the 10-byte header of the member holding the rows.
+    start: Vec<u8>,
+    /// Uncompressed length of the leading member's content.
+    leading_len: u64,
+}
+
+/// A zstd frame written into the file buffer directly.
+struct Zstd {
+    encoder: zstd::stream::raw::Encoder<'static>,
+    file: Vec<u8>,
 }
 
 impl std::fmt::Debug for Compressed {
@@ -43,12 +91,12 @@ impl std::fmt::Debug for Compressed {
 impl Compressed {
     /// A gzip stream at `level` (0–9).
     pub(crate) fn gzip(level: i32) -> Self {
-        let level = flate2::Compression::new(level.clamp(0, 9) as u32);
-        Self::with(Stream::Gzip(GzEncoder::new(Vec::new(), level)))
+        Self::gzip_with(Vec::new(), 0, level)
     }
 
-    /// A gzip stream at `level` (0–9) that starts with `first` as a complete gzip member
-    /// of its own (see [`gzip_member`]); `first` counts as uncompressed bytes written.
+    /// A gzip stream at `level` (0–9) whose every file starts with `first` as a complete
+    /// gzip member of its own (see [`gzip_member`]); `first` counts as uncompressed bytes
+    /// written.
     ///
     /// # Errors
     /// [`FormatError::Compression`] (not expected: the member is written to memory).
@@ -57,21 +105,36 @@ impl Compressed {
             codec: "gzip",
             source,
         })?;
+        Ok(Self::gzip_with(member, first.len() as u64, level))
+    }
+
+    fn gzip_with(leading_member: Vec<u8>, leading_len: u64, level: i32) -> Self {
         let level = flate2::Compression::new(level.clamp(0, 9) as u32);
-        let mut compressed = Self::with(Stream::Gzip(GzEncoder::new(member, level)));
-        compressed.written = first.len() as u64;
-        Ok(compressed)
+        let mut start = leading_member;
+        start.extend_from_slice(&gzip_header(level));
+        let deflate = DeflateEncoder::new(start.clone(), level);
+        let mut compressed = Self::with(Stream::Gzip(Gzip {
+            deflate,
+            level,
+            crc: Crc::new(),
+            start,
+            leading_len,
+        }));
+        compressed.written = leading_len;
+        compressed
     }
 
     /// A zstd stream at `level` (1–22).
     pub(crate) fn zstd(level: i32) -> Result<Self, FormatError> {
-        let encoder = zstd::stream::write::Encoder::new(Vec::new(), level).map_err(|source| {
-            FormatError::Compression {
+        let encoder =
+            zstd::stream::raw::Encoder::new(level).map_err(|source| FormatError::Compression {
                 codec: "zstd",
                 source,
-            }
-        })?;
-        Ok(Self::with(Stream::Zstd(encoder)))
+            })?;
+        Ok(Self::with(Stream::Zstd(Zstd {
+            encoder,
+            file: Vec::new(),
+        })))
     }
 
     fn with(stream: Stream) -> Self {
@@ -79,6 +142,8 @@ impl Compressed {
             pending: Vec::with_capacity(CHUNK + 4096),
             stream,
             written: 0,
+            last_file_len: 0,
+            broken: None,
         }
     }
 
@@ -89,12 +154,19 @@ impl Compressed {
         }
     }
 
+    fn error(&self, source: std::io::Error) -> FormatError {
+        FormatError::Compression {
+            codec: self.codec(),
+            source,
+        }
+    }
+
     /// The buffer to append uncompressed bytes to; call [`Self::commit`] afterwards.
     pub(crate) fn buffer(&mut self) -> &mut Vec<u8> {
         &mut self.pending
     }
 
-    /// Uncompressed bytes so far (committed or pending).
+    /// Uncompressed bytes of the current file so far (committed or pending).
     pub(crate) fn uncompressed_len(&self) -> u64 {
         self.written + self.pending.len() as u64
     }
@@ -108,34 +180,263 @@ impl Compressed {
     }
 
     fn flush_pending(&mut self) -> Result<(), FormatError> {
-        let codec = self.codec();
         let result = match &mut self.stream {
-            Stream::Gzip(e) => e.write_all(&self.pending),
-            Stream::Zstd(e) => e.write_all(&self.pending),
+            Stream::Gzip(gzip) => {
+                gzip.crc.update(&self.pending);
+                gzip.deflate.write_all(&self.pending)
+            }
+            Stream::Zstd(zstd) => zstd.write(&self.pending),
         };
-        result.map_err(|source| FormatError::Compression { codec, source })?;
+        result.map_err(|source| self.error(source))?;
         self.written += self.pending.len() as u64;
         self.pending.clear();
         Ok(())
     }
 
-    /// The complete compressed stream.
-    pub(crate) fn finish(mut self) -> Result<Vec<u8>, FormatError> {
-        self.flush_pending()?;
-        let codec = self.codec();
-        match self.stream {
-            Stream::Gzip(e) => e.finish(),
-            Stream::Zstd(e) => e.finish(),
+    /// The complete compressed file; the stream is left at the start of the next one.
+    ///
+    /// # Errors
+    /// [`FormatError::Compression`]; then call [`Self::discard_file`].
+    pub(crate) fn finish_file(&mut self) -> Result<Vec<u8>, FormatError> {
+        if let Some(source) = &self.broken {
+            return Err(self.error(std::io::Error::new(source.kind(), source.to_string())));
         }
-        .map_err(|source| FormatError::Compression { codec, source })
+        self.flush_pending()?;
+        let file = match &mut self.stream {
+            Stream::Gzip(gzip) => gzip.finish(),
+            Stream::Zstd(zstd) => zstd.finish(),
+        }
+        .map_err(|source| self.error(source))?;
+        self.last_file_len = file.len();
+        self.written = self.leading_len();
+        Ok(file)
     }
+
+    /// Drops what the current file holds and starts the next one: after a refused row or
+    /// a failed [`Self::finish_file`], so that the next batch starts clean.
+    pub(crate) fn discard_file(&mut self) {
+        self.pending.clear();
+        self.written = self.leading_len();
+        match &mut self.stream {
+            Stream::Gzip(gzip) => {
+                // A new deflate state rather than `reset`, which would first finish the
+                // abandoned stream.
+                let next = gzip.file_buffer(self.last_file_len);
+                gzip.deflate = DeflateEncoder::new(next, gzip.level);
+                gzip.crc.reset();
+            }
+            Stream::Zstd(zstd) => {
+                zstd.file = Zstd::file_buffer(self.last_file_len);
+                // zstd documents that resetting a session never fails; should it, every
+                // later file fails rather than continue an abandoned frame.
+                if let Err(source) = zstd.encoder.reinit() {
+                    self.broken = Some(source);
+                }
+            }
+        }
+    }
+
+    fn leading_len(&self) -> u64 {
+        match &self.stream {
+            Stream::Gzip(gzip) => gzip.leading_len,
+            Stream::Zstd(_) => 0,
+        }
+    }
+}
+
+/// Room for a file of `last_len` bytes and an eighth: a file buffer's capacity, so that it
+/// does not grow (and move) while the file is written when files are of a size.
+fn room_after(last_len: usize) -> usize {
+    last_len + last_len / 8
+}
+
+impl Gzip {
+    /// A buffer for the next file, after one of `last_len` bytes: what every file starts
+    /// with, and room for the rest.
+    fn file_buffer(&self, last_len: usize) -> Vec<u8> {
+        let mut buffer = Vec::with_capacity(room_after(last_len).max(self.start.len()));
+        buffer.extend_from_slice(&self.start);
+        buffer
+    }
+
+    /// Ends the member (deflate end, CRC-32, length) and returns the file; the next file
+    /// is started.
+    fn finish(&mut self) -> std::io::Result<Vec<u8>> {
+        self.deflate.try_finish()?;
+        let trailer = self.crc.sum().to_le_bytes();
+        let length = self.crc.amount().to_le_bytes();
+        let file = self.deflate.get_mut();
+        file.extend_from_slice(&trailer);
+        file.extend_from_slice(&length);
+        let len = file.len();
+        let next = self.file_buffer(len);
+        self.crc.reset();
+        // The stream is finished already: `reset` resets the deflate state and swaps the
+        // buffers.
+        self.deflate.reset(next)
+    }
+}
+
+impl Zstd {
+    fn write(&mut self, input: &[u8]) -> std::io::Result<()> {
+        let mut input = InBuffer::around(input);
+        while input.pos() < input.src.len() {
+            let mut output = zstd_output(&mut self.file);
+            self.encoder.run(&mut input, &mut output)?;
+        }
+        Ok(())
+    }
+
+    /// A buffer for the next file, after one of `last_len` bytes (with the room zstd is
+    /// given at the end on top).
+    fn file_buffer(last_len: usize) -> Vec<u8> {
+        Vec::with_capacity(room_after(last_len) + ZSTD_MIN_ROOM)
+    }
+
+    /// Ends the frame and returns the file; the next frame is started.
+    fn finish(&mut self) -> std::io::Result<Vec<u8>> {
+        loop {
+            let mut output = zstd_output(&mut self.file);
+            if self.encoder.finish(&mut output, false)? == 0 {
+                break;
+            }
+        }
+        self.encoder.reinit()?;
+        let next = Self::file_buffer(self.file.len());
+        Ok(std::mem::replace(&mut self.file, next))
+    }
+}
+
+/// `file`'s spare capacity for zstd's output, grown when it runs short (a file buffer
+/// starts with room for the last file, so it rarely grows).
+fn zstd_output(file: &mut Vec<u8>) -> OutBuffer<'_, Vec<u8>> {
+    if file.capacity() - file.len() < ZSTD_MIN_ROOM {
+        file.reserve(ZSTD_GROW);
+    }
+    let filled = file.len();
+    OutBuffer::around_pos(file, filled)
+}
+
+/// The 10-byte header flate2's `GzEncoder::new` writes: no flags, modification time 0,
+/// extra flags 2 at level 9 and 4 at levels 0-1, operating system 255 ("unknown").
+fn gzip_header(level: flate2::Compression) -> [u8; 10] {
+    let extra_flags = if level.level() >= flate2::Compression::best().level() {
+        2
+    } else if level.level() <= flate2::Compression::fast().level() {
+        4
+    } else {
+        0
+    };
+    [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, extra_flags, 255]
 }
 
 /// `bytes` as one complete gzip member, byte for byte the same for the same input: level
 /// [`MEMBER_LEVEL`], and flate2's fixed header (no file name, modification time 0, OS byte
 /// 255 "unknown", extra flags 0 at this level).
 pub(crate) fn gzip_member(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut member = GzEncoder::new(Vec::new(), flate2::Compression::new(MEMBER_LEVEL));
+    let mut member =
+        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(MEMBER_LEVEL));
     member.write_all(bytes)?;
     member.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Text that compresses like rows: repeated structure, changing numbers.
+    fn text(lines: usize, seed: usize) -> Vec<u8> {
+        (0..lines)
+            .flat_map(|i| {
+                format!(
+                    "{{\"n\":{},\"s\":\"device-{}\",\"v\":{}}}\n",
+                    i + seed,
+                    (i * 7 + seed) % 13,
+                    (i * 2_654_435_761 + seed) % 100_003
+                )
+                .into_bytes()
+            })
+            .collect()
+    }
+
+    /// Feeds `input` as the encoders do: in chunks of at least [`CHUNK`].
+    fn write(stream: &mut Compressed, input: &[u8]) -> Result<(), FormatError> {
+        for line in input.split_inclusive(|b| *b == b'\n') {
+            stream.buffer().extend_from_slice(line);
+            stream.commit()?;
+        }
+        Ok(())
+    }
+
+    /// What the previous implementation wrote: a new flate2 `GzEncoder` or zstd
+    /// `write::Encoder` per file, fed the same chunks.
+    fn reference(codec: &str, level: i32, input: &[u8]) -> Vec<u8> {
+        let mut chunks = Vec::new();
+        let mut chunk = Vec::new();
+        for line in input.split_inclusive(|b| *b == b'\n') {
+            chunk.extend_from_slice(line);
+            if chunk.len() >= CHUNK {
+                chunks.push(std::mem::take(&mut chunk));
+            }
+        }
+        chunks.push(chunk);
+        if codec == "gzip" {
+            let level = flate2::Compression::new(level as u32);
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), level);
+            for c in &chunks {
+                e.write_all(c).expect("to memory");
+            }
+            e.finish().expect("to memory")
+        } else {
+            let mut e = zstd::stream::write::Encoder::new(Vec::new(), level).expect("level");
+            for c in &chunks {
+                e.write_all(c).expect("to memory");
+            }
+            e.finish().expect("to memory")
+        }
+    }
+
+    #[test]
+    fn every_file_of_a_reused_stream_equals_a_new_compressors() -> Result<(), FormatError> {
+        let inputs = [text(9000, 1), Vec::new(), text(10, 2), text(30_000, 3)];
+        for (codec, level) in [("gzip", 1), ("gzip", 6), ("gzip", 9), ("zstd", 3)] {
+            let mut stream = if codec == "gzip" {
+                Compressed::gzip(level)
+            } else {
+                Compressed::zstd(level)?
+            };
+            for input in &inputs {
+                write(&mut stream, input)?;
+                assert_eq!(stream.uncompressed_len(), input.len() as u64);
+                let file = stream.finish_file()?;
+                assert_eq!(file, reference(codec, level, input), "{codec} {level}");
+                assert_eq!(stream.uncompressed_len(), 0);
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_discarded_file_leaves_no_trace_in_the_next() -> Result<(), FormatError> {
+        let header = b"a,b\r\n";
+        let streams = [
+            (Compressed::gzip(6), reference("gzip", 6, &text(50, 5))),
+            (Compressed::zstd(3)?, reference("zstd", 3, &text(50, 5))),
+            (Compressed::gzip_after_member(header, 6)?, {
+                let mut csv = gzip_member(header).expect("to memory");
+                csv.extend(reference("gzip", 6, &text(50, 5)));
+                csv
+            }),
+        ];
+        for (mut stream, expected) in streams {
+            let start = stream.uncompressed_len();
+            write(&mut stream, &text(20_000, 4))?;
+            stream.discard_file();
+            assert_eq!(stream.uncompressed_len(), start);
+            write(&mut stream, &text(50, 5))?;
+            assert_eq!(stream.finish_file()?, expected, "{stream:?}");
+            assert_eq!(stream.uncompressed_len(), start);
+        }
+        Ok(())
+    }
 }

@@ -4,20 +4,25 @@
 //!
 //! Every file has the packet's provenance columns first (`received_at, tunnel_src,
 //! tunnel_dst, gre_key, src_ip, src_port, dst_ip, dst_port`), then the decoder's columns
-//! ([`columns`]). One encoder is one open batch: rows go in through
+//! ([`columns`]). An encoder holds one open batch at a time: rows go in through
 //! [`sluice_decode::RowSink`], [`BatchEncoder::uncompressed_len`] and
 //! [`BatchEncoder::records`] let the caller close it at its size limits, and
-//! [`BatchEncoder::finish`] returns the complete file.
+//! [`BatchEncoder::finish_batch`] returns the complete file and leaves the encoder empty
+//! for the next batch. An encoder kept from batch to batch keeps its buffers and codec
+//! state (zstd and deflate contexts, Parquet column buffers), which a new encoder per batch
+//! would allocate, fault in and free again every time; the files are the same either way.
 //!
 //! ```
 //! use sluice_decode::{DecoderFactory as _, raw::RawFactory};
 //! use sluice_formats::{BatchEncoder as _, Format, FormatConfig, FileEncoder};
 //!
 //! let config = FormatConfig::new(Format::Parquet);
-//! let encoder = FileEncoder::new(&config, RawFactory::default().schema()).unwrap();
+//! let mut encoder = FileEncoder::new(&config, RawFactory::default().schema()).unwrap();
 //! assert_eq!(encoder.records(), 0);
-//! let file = encoder.finish().unwrap();
-//! assert_eq!(&file[..4], b"PAR1");
+//! let first = encoder.finish_batch().unwrap();
+//! assert_eq!(&first[..4], b"PAR1");
+//! // The next batch, on the same encoder.
+//! assert_eq!(encoder.finish_batch().unwrap(), first);
 //! ```
 //!
 //! Batches of one stream combine into one larger file without being decoded again
@@ -48,25 +53,37 @@ pub use crate::{
     textfile::TextEncoder,
 };
 
-/// One open batch of one stream, in one format.
+/// The open batch of one stream, in one format.
 pub trait BatchEncoder: RowSink {
-    /// The complete file: the compressed stream, or the Parquet file with its footer.
+    /// The complete file of the open batch (the compressed stream, or the Parquet file with
+    /// its footer), leaving the encoder empty, its counters at zero, ready for the next
+    /// batch. The next batch starts clean whatever this one returned.
     ///
     /// # Errors
     /// The first row that broke the schema ([`FormatError::RowLength`],
     /// [`FormatError::ValueType`]; the batch is refused as a whole), or a codec error.
-    fn finish(self) -> Result<Vec<u8>, FormatError>
-    where
-        Self: Sized;
+    fn finish_batch(&mut self) -> Result<Vec<u8>, FormatError>;
 
-    /// Bytes of the batch before compression (for Parquet, an estimate of the values'
+    /// [`Self::finish_batch`] for an encoder of one batch.
+    ///
+    /// # Errors
+    /// As [`Self::finish_batch`].
+    fn finish(mut self) -> Result<Vec<u8>, FormatError>
+    where
+        Self: Sized,
+    {
+        self.finish_batch()
+    }
+
+    /// Bytes of the open batch before compression (for Parquet, an estimate of the values'
     /// size), to close a batch at a size limit.
     fn uncompressed_len(&self) -> u64;
 
-    /// Rows accepted so far.
+    /// Rows of the open batch accepted so far.
     fn records(&self) -> u64;
 
-    /// `UInt64` values above `i64::MAX` written as null (BigQuery's INT64 cannot hold them).
+    /// `UInt64` values of the open batch above `i64::MAX` written as null (BigQuery's
+    /// INT64 cannot hold them).
     fn overflows(&self) -> u64;
 }
 
@@ -107,10 +124,10 @@ impl RowSink for FileEncoder {
 }
 
 impl BatchEncoder for FileEncoder {
-    fn finish(self) -> Result<Vec<u8>, FormatError> {
+    fn finish_batch(&mut self) -> Result<Vec<u8>, FormatError> {
         match self {
-            Self::Text(e) => e.finish(),
-            Self::Parquet(e) => e.finish(),
+            Self::Text(e) => e.finish_batch(),
+            Self::Parquet(e) => e.finish_batch(),
         }
     }
 

@@ -2,10 +2,16 @@
 //! crate's low-level column writers (no Arrow in between).
 //!
 //! Rows are buffered column by column (values packed densely plus definition levels; the
-//! bytes of all strings of a column share one buffer, so a row allocates nothing once the
-//! buffers have grown) and written as a row group when the configured row count or byte
-//! count (`row_group_bytes`, default 64 MiB of values) is reached, and at `finish`: a batch
-//! below both is one row group.
+//! bytes of all strings of a column share one buffer, see `parquet_file/column.rs`) and
+//! written as a row group when the configured row count or byte count (`row_group_bytes`,
+//! default 64 MiB of values) is reached, and at the end of the batch: a batch below both is
+//! one row group. The provenance columns are buffered straight from the packet's context.
+//!
+//! An encoder writes batch after batch ([`BatchEncoder::finish_batch`]): schema, writer
+//! properties and column buffers are kept, so that once the buffers have grown a row
+//! allocates nothing and a batch allocates little beyond what the parquet crate's writers
+//! do. A buffer holding more than twice what recent batches needed is cut down (see
+//! docs/formats.md, "Encoders are kept from batch to batch").
 //!
 //! Column types (see docs/formats.md for the table with BigQuery's): `UInt64`/`Int64` →
 //! INT64, `Float64` → DOUBLE, `Bool` → BOOLEAN, `String`/`IpAddr`/`MacAddr` → BYTE_ARRAY
@@ -14,25 +20,32 @@
 //! above `i64::MAX` is written as null and counted ([`BatchEncoder::overflows`]); INT64 has
 //! no room for it, and one odd counter must not cost the batch. Non-finite doubles are
 //! kept (BigQuery's FLOAT64 holds NaN and ±inf).
+//!
+//! `Bytes` columns (opaque payloads, mostly unique) are written without a dictionary and
+//! without statistics: min/max of payloads prune no query, and both cost CPU per value and
+//! footer bytes. Every other column has the parquet crate's defaults (dictionary while it
+//! stays under 1 MiB, page and chunk statistics, column index).
+
+mod column;
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use parquet::{
     basic::{Compression, LogicalType, Repetition, TimeUnit, Type as PhysicalType, ZstdLevel},
-    column::writer::ColumnWriter,
-    data_type::ByteArray,
-    file::{properties::WriterProperties, writer::SerializedFileWriter},
-    schema::types::{Type, TypePtr},
+    file::{
+        properties::{EnabledStatistics, WriterProperties, WriterPropertiesPtr},
+        writer::SerializedFileWriter,
+    },
+    schema::types::{ColumnPath, Type, TypePtr},
 };
-use sluice_decode::{Column, ColumnType, PacketContext, RecordSchema, RowSink, Value};
+use sluice_decode::{Column, ColumnType, PROVENANCE, PacketContext, RecordSchema, RowSink, Value};
 
 use crate::{
     BatchEncoder, FormatConfig, FormatError,
-    columns::{OutputColumns, PROVENANCE_COLUMNS, provenance_values},
+    columns::{OutputColumns, PROVENANCE_COLUMNS},
     error::variant_name,
-    text::{push_ip, push_mac},
 };
+use column::{ColumnBuffer, Peak};
 
 /// The `created_by` of the files this crate writes: `sluice <version>`.
 pub(crate) fn created_by() -> String {
@@ -92,157 +105,46 @@ fn build_schema(columns: &OutputColumns) -> Result<TypePtr, FormatError> {
     ))
 }
 
-/// The values of one column since the last row group.
-#[derive(Debug)]
-enum Values {
-    Bool(Vec<bool>),
-    Int64(Vec<i64>),
-    Double(Vec<f64>),
-    /// All values' bytes back to back, and where each value ends.
-    Binary {
-        data: Vec<u8>,
-        ends: Vec<usize>,
-    },
-}
-
-#[derive(Debug)]
-struct ColumnBuffer {
-    name: String,
-    ty: ColumnType,
-    optional: bool,
-    values: Values,
-    /// Definition levels (1 present, 0 null); only kept for OPTIONAL columns.
-    defs: Vec<i16>,
-}
-
-impl ColumnBuffer {
-    /// Whether `value` fits this column (the check runs on the whole row before any of it
-    /// is buffered, so a refused row leaves no partial trace).
-    fn accepts(&self, value: &Value<'_>) -> bool {
-        matches!(
-            (self.ty, value),
-            (_, Value::Null) if self.optional
-        ) || matches!(
-            (self.ty, value),
-            (ColumnType::Bool, Value::Bool(_))
-                | (ColumnType::UInt64, Value::U64(_))
-                | (ColumnType::Int64, Value::I64(_))
-                | (ColumnType::Float64, Value::F64(_))
-                | (ColumnType::String, Value::Str(_))
-                | (ColumnType::Bytes(_), Value::Bytes(_))
-                | (ColumnType::IpAddr, Value::Ip(_))
-                | (ColumnType::MacAddr, Value::Mac(_))
-                | (ColumnType::Timestamp, Value::Timestamp(_))
+/// The writer properties of a stream's files: ZSTD at `level`, and no dictionary and no
+/// statistics for `Bytes` columns.
+fn writer_properties(columns: &OutputColumns, level: ZstdLevel) -> WriterProperties {
+    columns
+        .columns()
+        .iter()
+        .filter(|c| matches!(c.ty, ColumnType::Bytes(_)))
+        .fold(
+            WriterProperties::builder()
+                .set_compression(Compression::ZSTD(level))
+                .set_created_by(created_by()),
+            |builder, c| {
+                let path = ColumnPath::new(vec![c.name.clone()]);
+                builder
+                    .set_column_dictionary_enabled(path.clone(), false)
+                    .set_column_statistics_enabled(path, EnabledStatistics::None)
+            },
         )
-    }
-
-    /// Buffers an accepted value; returns its approximate size and whether it was a
-    /// `UInt64` overflow written as null.
-    fn push(&mut self, value: &Value<'_>) -> (u64, bool) {
-        let mut overflow = false;
-        let present = match (&mut self.values, value) {
-            (_, Value::Null) => false,
-            (Values::Int64(_), Value::U64(n)) if i64::try_from(*n).is_err() => {
-                overflow = true;
-                false
-            }
-            (Values::Bool(v), Value::Bool(b)) => {
-                v.push(*b);
-                true
-            }
-            (Values::Int64(v), Value::U64(n)) => {
-                v.push(i64::try_from(*n).unwrap_or(i64::MAX));
-                true
-            }
-            (Values::Int64(v), Value::I64(n) | Value::Timestamp(n)) => {
-                v.push(*n);
-                true
-            }
-            (Values::Double(v), Value::F64(f)) => {
-                v.push(*f);
-                true
-            }
-            (Values::Binary { data, ends }, value) => {
-                match value {
-                    Value::Str(s) => data.extend_from_slice(s.as_bytes()),
-                    Value::Bytes(b) => data.extend_from_slice(b),
-                    Value::Ip(ip) => push_ip(data, *ip),
-                    Value::Mac(mac) => push_mac(data, mac),
-                    // `accepts` let nothing else through.
-                    _ => {}
-                }
-                let start = ends.last().copied().unwrap_or(0);
-                ends.push(data.len());
-                if self.optional {
-                    self.defs.push(1);
-                }
-                return ((data.len() - start) as u64 + 4, false);
-            }
-            _ => false,
-        };
-        if self.optional {
-            self.defs.push(i16::from(present));
-        }
-        let size = match &self.values {
-            Values::Bool(_) => 1,
-            _ => 8,
-        };
-        (if present { size } else { 1 }, overflow)
-    }
-
-    /// Writes the buffered values into `writer` and empties the buffer.
-    fn write(&mut self, writer: &mut ColumnWriter<'_>) -> Result<(), FormatError> {
-        let defs = self.optional.then_some(self.defs.as_slice());
-        match (&mut self.values, writer) {
-            (Values::Bool(v), ColumnWriter::BoolColumnWriter(w)) => {
-                w.write_batch(v, defs, None)?;
-                v.clear();
-            }
-            (Values::Int64(v), ColumnWriter::Int64ColumnWriter(w)) => {
-                w.write_batch(v, defs, None)?;
-                v.clear();
-            }
-            (Values::Double(v), ColumnWriter::DoubleColumnWriter(w)) => {
-                w.write_batch(v, defs, None)?;
-                v.clear();
-            }
-            (Values::Binary { data, ends }, ColumnWriter::ByteArrayColumnWriter(w)) => {
-                let shared = Bytes::from(std::mem::take(data));
-                let mut start = 0;
-                let arrays: Vec<ByteArray> = ends
-                    .iter()
-                    .map(|&end| {
-                        let array = ByteArray::from(shared.slice(start..end));
-                        start = end;
-                        array
-                    })
-                    .collect();
-                w.write_batch(&arrays, defs, None)?;
-                ends.clear();
-            }
-            _ => {
-                return Err(FormatError::Parquet {
-                    source: parquet::errors::ParquetError::General(format!(
-                        "column {:?}: the writer's physical type differs from the schema's",
-                        self.name
-                    )),
-                });
-            }
-        }
-        self.defs.clear();
-        Ok(())
-    }
+        .build()
 }
 
-/// A batch of rows being written as one Parquet file.
+/// Batches of rows, each written as one Parquet file.
 pub struct ParquetEncoder {
-    writer: SerializedFileWriter<Vec<u8>>,
-    columns: Vec<ColumnBuffer>,
-    decoder_columns: usize,
+    schema: TypePtr,
+    properties: WriterPropertiesPtr,
+    /// The open batch's file, from its first row group (or its end) on.
+    writer: Option<SerializedFileWriter<Vec<u8>>>,
+    /// The provenance columns, in [`PROVENANCE`] order (boxed: they are most of the
+    /// encoder's size).
+    provenance: Box<[ColumnBuffer; PROVENANCE_COLUMNS]>,
+    /// The decoder's columns, in schema order.
+    decoder: Vec<ColumnBuffer>,
     row_group_rows: u64,
     row_group_bytes: u64,
     buffered_rows: u64,
     buffered_bytes: u64,
+    /// Peak rows of a row group in recent batches: the need of every row-sized buffer.
+    rows_peak: Peak,
+    /// Length of the last file: the next file buffer's capacity (plus an eighth).
+    last_file_len: usize,
     uncompressed: u64,
     records: u64,
     overflows: u64,
@@ -260,7 +162,7 @@ impl std::fmt::Debug for ParquetEncoder {
 }
 
 impl ParquetEncoder {
-    /// An empty batch for `schema`, with the level and row-group sizes of `config`.
+    /// An encoder of `schema`'s rows, with the level and row-group sizes of `config`.
     ///
     /// # Errors
     /// [`FormatError::DuplicateColumn`], [`FormatError::Config`] for a ZSTD level the
@@ -271,45 +173,33 @@ impl ParquetEncoder {
             field: "compression_level",
             reason: e.to_string(),
         })?;
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(level))
-            .set_created_by(created_by())
-            .build();
-        let writer =
-            SerializedFileWriter::new(Vec::new(), build_schema(&columns)?, Arc::new(properties))?;
-        let buffers = columns
-            .columns()
+        let properties = Arc::new(writer_properties(&columns, level));
+        let schema = build_schema(&columns)?;
+        // The first batch's file, opened here so that the writer's checks run at start.
+        let writer = SerializedFileWriter::new(Vec::new(), schema.clone(), properties.clone())?;
+        let provenance = Box::new(std::array::from_fn(|i| {
+            let (name, ty, nullable) = PROVENANCE[i];
+            ColumnBuffer::new(name.to_owned(), ty, nullable)
+        }));
+        let decoder = columns.columns()[PROVENANCE_COLUMNS..]
             .iter()
             .enumerate()
-            .map(|(i, c)| ColumnBuffer {
-                name: c.name.clone(),
-                ty: c.ty,
-                optional: is_optional(i, c),
-                values: match c.ty {
-                    ColumnType::Bool => Values::Bool(Vec::new()),
-                    ColumnType::UInt64 | ColumnType::Int64 | ColumnType::Timestamp => {
-                        Values::Int64(Vec::new())
-                    }
-                    ColumnType::Float64 => Values::Double(Vec::new()),
-                    ColumnType::String
-                    | ColumnType::Bytes(_)
-                    | ColumnType::IpAddr
-                    | ColumnType::MacAddr => Values::Binary {
-                        data: Vec::new(),
-                        ends: Vec::new(),
-                    },
-                },
-                defs: Vec::new(),
+            .map(|(i, c)| {
+                ColumnBuffer::new(c.name.clone(), c.ty, is_optional(PROVENANCE_COLUMNS + i, c))
             })
             .collect();
         Ok(Self {
-            writer,
-            columns: buffers,
-            decoder_columns: columns.decoder_columns(),
+            schema,
+            properties,
+            writer: Some(writer),
+            provenance,
+            decoder,
             row_group_rows: config.row_group_rows.unwrap_or(u64::MAX),
             row_group_bytes: config.row_group_bytes(),
             buffered_rows: 0,
             buffered_bytes: 0,
+            rows_peak: Peak::default(),
+            last_file_len: 0,
             uncompressed: 0,
             records: 0,
             overflows: 0,
@@ -318,13 +208,11 @@ impl ParquetEncoder {
     }
 
     fn write_row(&mut self, ctx: &PacketContext, values: &[Value<'_>]) -> Result<(), FormatError> {
-        crate::columns::check_row_length(self.records, self.decoder_columns, values.len())?;
-        let provenance = provenance_values(ctx);
-        let row = || provenance.iter().chain(values);
+        crate::columns::check_row_length(self.records, self.decoder.len(), values.len())?;
         if let Some((column, value)) = self
-            .columns
+            .decoder
             .iter()
-            .zip(row())
+            .zip(values)
             .find(|(column, value)| !column.accepts(value))
         {
             return Err(FormatError::ValueType {
@@ -334,12 +222,14 @@ impl ParquetEncoder {
                 found: variant_name(value),
             });
         }
-        for (column, value) in self.columns.iter_mut().zip(row()) {
-            let (size, overflow) = column.push(value);
-            self.buffered_bytes += size;
-            self.uncompressed += size;
+        let mut size = self.push_provenance(ctx)?;
+        for (column, value) in self.decoder.iter_mut().zip(values) {
+            let (value_size, overflow) = column.push(value);
+            size += value_size;
             self.overflows += u64::from(overflow);
         }
+        self.buffered_bytes += size;
+        self.uncompressed += size;
         self.records += 1;
         self.buffered_rows += 1;
         if self.buffered_rows >= self.row_group_rows || self.buffered_bytes >= self.row_group_bytes
@@ -349,15 +239,60 @@ impl ParquetEncoder {
         Ok(())
     }
 
+    /// Buffers the packet's provenance columns; returns their size (as
+    /// [`ColumnBuffer::push`] counts it).
+    fn push_provenance(&mut self, ctx: &PacketContext) -> Result<u64, FormatError> {
+        let [
+            received_at,
+            tunnel_src,
+            tunnel_dst,
+            gre_key,
+            src_ip,
+            src_port,
+            dst_ip,
+            dst_port,
+        ] = &mut *self.provenance;
+        // Each push checks its column's type: `None` means `PROVENANCE` changed without
+        // this list (a test pins it), which must not write a misaligned row.
+        [
+            received_at.push_int(Some(ctx.received_at)),
+            tunnel_src.push_ip(ctx.tunnel_src),
+            tunnel_dst.push_ip(ctx.tunnel_dst),
+            gre_key.push_int(ctx.gre_key.map(i64::from)),
+            src_ip.push_ip(Some(ctx.src_ip)),
+            src_port.push_int(Some(i64::from(ctx.src_port))),
+            dst_ip.push_ip(Some(ctx.dst_ip)),
+            dst_port.push_int(Some(i64::from(ctx.dst_port))),
+        ]
+        .into_iter()
+        .sum::<Option<u64>>()
+        .ok_or_else(|| FormatError::Parquet {
+            source: parquet::errors::ParquetError::General(
+                "the provenance columns differ from the ones the encoder writes".to_owned(),
+            ),
+        })
+    }
+
     fn flush_row_group(&mut self) -> Result<(), FormatError> {
         if self.buffered_rows == 0 {
             return Ok(());
         }
-        let mut row_group = self.writer.next_row_group()?;
-        let mut buffers = self.columns.iter_mut();
+        self.rows_peak
+            .note(usize::try_from(self.buffered_rows).unwrap_or(usize::MAX));
+        let batch_size = self.properties.write_batch_size();
+        let writer = match &mut self.writer {
+            Some(writer) => writer,
+            None => self.writer.insert(SerializedFileWriter::new(
+                file_buffer(self.last_file_len),
+                self.schema.clone(),
+                self.properties.clone(),
+            )?),
+        };
+        let mut row_group = writer.next_row_group()?;
+        let mut buffers = self.provenance.iter_mut().chain(&mut self.decoder);
         while let Some(mut column) = row_group.next_column()? {
             if let Some(buffer) = buffers.next() {
-                buffer.write(column.untyped())?;
+                buffer.write(column.untyped(), batch_size)?;
             }
             column.close()?;
         }
@@ -366,6 +301,48 @@ impl ParquetEncoder {
         self.buffered_bytes = 0;
         Ok(())
     }
+
+    /// The open batch's complete file.
+    fn complete_file(&mut self) -> Result<Vec<u8>, FormatError> {
+        if let Some(e) = self.error.take() {
+            return Err(e);
+        }
+        self.flush_row_group()?;
+        let writer = match self.writer.take() {
+            Some(writer) => writer,
+            None => SerializedFileWriter::new(
+                file_buffer(self.last_file_len),
+                self.schema.clone(),
+                self.properties.clone(),
+            )?,
+        };
+        let file = writer.into_inner()?;
+        self.last_file_len = file.len();
+        Ok(file)
+    }
+
+    /// Empties the encoder for the next batch, whatever became of this one.
+    fn start_batch(&mut self) {
+        // Dropped first: an abandoned writer holds slices of the column buffers.
+        self.writer = None;
+        self.rows_peak
+            .note(usize::try_from(self.buffered_rows).unwrap_or(usize::MAX));
+        let recent_rows = self.rows_peak.end_batch();
+        for column in self.provenance.iter_mut().chain(&mut self.decoder) {
+            column.start_batch(recent_rows);
+        }
+        self.buffered_rows = 0;
+        self.buffered_bytes = 0;
+        self.uncompressed = 0;
+        self.records = 0;
+        self.overflows = 0;
+        self.error = None;
+    }
+}
+
+/// An empty file buffer with room for the last file's length and an eighth.
+fn file_buffer(last_file_len: usize) -> Vec<u8> {
+    Vec::with_capacity(last_file_len + last_file_len / 8)
 }
 
 impl RowSink for ParquetEncoder {
@@ -380,16 +357,15 @@ impl RowSink for ParquetEncoder {
 }
 
 impl BatchEncoder for ParquetEncoder {
-    fn finish(mut self) -> Result<Vec<u8>, FormatError> {
-        if let Some(e) = self.error.take() {
-            return Err(e);
-        }
-        self.flush_row_group()?;
-        Ok(self.writer.into_inner()?)
+    fn finish_batch(&mut self) -> Result<Vec<u8>, FormatError> {
+        let file = self.complete_file();
+        self.start_batch();
+        file
     }
 
     /// Approximate bytes of the values accepted (8 per number, the length of each string
-    /// or byte string): Parquet's size before encoding and compression.
+    /// or byte string plus 4, 1 per boolean or null): Parquet's size before encoding and
+    /// compression.
     fn uncompressed_len(&self) -> u64 {
         self.uncompressed
     }
@@ -400,5 +376,71 @@ impl BatchEncoder for ParquetEncoder {
 
     fn overflows(&self) -> u64 {
         self.overflows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        borrow::Cow,
+        net::{IpAddr, Ipv4Addr},
+    };
+
+    use sluice_decode::{DecoderFactory as _, raw::RawFactory};
+
+    use super::*;
+
+    fn packet(n: u64) -> PacketContext {
+        PacketContext {
+            received_at: n as i64,
+            tunnel_src: None,
+            tunnel_dst: None,
+            gre_key: None,
+            src_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)),
+            src_port: 1,
+            dst_ip: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 2)),
+            dst_port: 2,
+        }
+    }
+
+    /// Writes a batch of `rows` payloads of `len` bytes; returns the payload column's
+    /// buffer capacity after the batch.
+    fn batch(encoder: &mut ParquetEncoder, rows: u64, len: usize) -> Option<usize> {
+        for n in 0..rows {
+            let payload = vec![n as u8; len];
+            encoder.row(
+                &packet(n),
+                &[Value::U64(len as u64), Value::Bytes(Cow::Owned(payload))],
+            );
+        }
+        encoder.finish_batch().expect("finish");
+        encoder.decoder[1].data_capacity()
+    }
+
+    #[test]
+    fn byte_buffers_are_taken_back_after_each_file_and_cut_down_after_a_peak() {
+        let config = FormatConfig::new(crate::Format::Parquet);
+        let mut encoder =
+            ParquetEncoder::new(RawFactory::default().schema(), &config).expect("encoder");
+        // 2000 payloads of 300 bytes: the buffer comes back with room for them all.
+        let grown = batch(&mut encoder, 2000, 300).expect("a bytes column");
+        assert!(grown >= 600_000, "{grown}");
+        // Same-sized batches reuse it as it is.
+        for _ in 0..10 {
+            assert_eq!(batch(&mut encoder, 2000, 300), Some(grown));
+        }
+        // Batches a tenth the size: the peak fades by an eighth a batch, and the buffer is
+        // cut to the recent peak once it holds more than twice it (after the sixth).
+        let sizes: Vec<usize> = (0..8)
+            .filter_map(|_| batch(&mut encoder, 200, 300))
+            .collect();
+        // 600 000 less an eighth six times: 269 279 bytes.
+        assert_eq!(sizes[..5], [grown; 5]);
+        assert_eq!(sizes[5..], [269_279; 3]);
+        // The provenance address columns are the same text every row: one value's worth.
+        assert_eq!(
+            encoder.provenance[4].data_capacity(),
+            Some("203.0.113.1".len())
+        );
     }
 }

@@ -11,6 +11,8 @@ use sluice_decode::{BytesEncoding, Column, ColumnType, DecoderFactory as _, raw:
 
 use super::*;
 
+mod reuse;
+
 pub(crate) fn ctx(tunnel: bool) -> PacketContext {
     PacketContext {
         received_at: 1_795_328_725_123_456,

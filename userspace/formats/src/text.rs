@@ -1,5 +1,6 @@
-//! The text forms of values shared by the NDJSON and CSV writers: numbers, hex, base64,
-//! addresses, MAC addresses, JSON string escaping. All append to a reused buffer.
+//! The text forms of values shared by the NDJSON and CSV writers (and the Parquet
+//! writer's string columns): numbers, hex, base64, addresses ([`LastAddress`] keeps a
+//! column's last one), MAC addresses, JSON string escaping. All append to a reused buffer.
 
 use std::net::IpAddr;
 
@@ -47,6 +48,13 @@ pub fn push_u64(out: &mut Vec<u8>, v: u64) {
 #[inline]
 fn push_ipv4(out: &mut Vec<u8>, octets: [u8; 4]) {
     let mut text = [0u8; 15];
+    let len = ipv4_text(&mut text, octets);
+    out.extend_from_slice(&text[..len]);
+}
+
+/// Writes an IPv4 address in dotted decimal at the start of `text`; returns its length.
+#[inline]
+fn ipv4_text(text: &mut [u8; 15], octets: [u8; 4]) -> usize {
     let mut len = 0;
     for (i, octet) in octets.into_iter().enumerate() {
         if i > 0 {
@@ -64,7 +72,7 @@ fn push_ipv4(out: &mut Vec<u8>, octets: [u8; 4]) {
         text[len] = b'0' + octet % 10;
         len += 1;
     }
-    out.extend_from_slice(&text[..len]);
+    len
 }
 
 /// Appends `v` in decimal, with a `-` when negative.
@@ -127,6 +135,57 @@ pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
     }
 }
 
+/// The text of the last address written in one column. Consecutive packets mostly share
+/// their tunnel and often their addresses, so an address is formatted when it changes and
+/// copied otherwise.
+#[derive(Clone, Debug)]
+pub struct LastAddress {
+    ip: Option<IpAddr>,
+    /// Room for the longest form, `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`.
+    text: [u8; 45],
+    len: usize,
+}
+
+impl Default for LastAddress {
+    fn default() -> Self {
+        Self {
+            ip: None,
+            text: [0; 45],
+            len: 0,
+        }
+    }
+}
+
+impl LastAddress {
+    /// Appends `ip` as [`push_ip`] does.
+    #[inline]
+    pub fn push_ip(&mut self, out: &mut Vec<u8>, ip: IpAddr) {
+        if self.ip != Some(ip) {
+            self.len = match ip {
+                IpAddr::V4(v4) => {
+                    let mut text = [0u8; 15];
+                    let len = ipv4_text(&mut text, v4.octets());
+                    self.text[..len].copy_from_slice(&text[..len]);
+                    len
+                }
+                IpAddr::V6(v6) => {
+                    use std::io::Write as _;
+                    let mut cursor = std::io::Cursor::new(&mut self.text[..]);
+                    if write!(cursor, "{v6}").is_err() {
+                        // Longer than any address text: not cached.
+                        self.ip = None;
+                        push_ip(out, ip);
+                        return;
+                    }
+                    usize::try_from(cursor.position()).unwrap_or(0)
+                }
+            };
+            self.ip = Some(ip);
+        }
+        out.extend_from_slice(&self.text[..self.len]);
+    }
+}
+
 /// Appends `s` as a JSON string literal (quotes, backslashes and control characters
 /// escaped; everything else, including non-ASCII, as UTF-8).
 pub fn push_json_string(out: &mut Vec<u8>, s: &str) {
@@ -184,6 +243,37 @@ mod tests {
                 assert_eq!(text(|o| push_ip(o, IpAddr::V4(ip))), ip.to_string());
             }
         }
+    }
+
+    #[test]
+    fn the_last_address_is_written_as_push_ip_writes_it() {
+        let addresses = [
+            IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5)),
+            IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5)),
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2)),
+            IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 2)),
+            IpAddr::V6(Ipv4Addr::new(192, 0, 2, 1).to_ipv6_mapped()),
+            IpAddr::V6(Ipv6Addr::new(
+                0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff,
+            )),
+            IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5)),
+        ];
+        let mut last = LastAddress::default();
+        let mut cached = Vec::new();
+        let mut plain = Vec::new();
+        for ip in addresses {
+            last.push_ip(&mut cached, ip);
+            cached.push(b' ');
+            push_ip(&mut plain, ip);
+            plain.push(b' ');
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&cached),
+            "203.0.113.5 203.0.113.5 10.0.0.1 2001:db8::2 2001:db8::2 ::ffff:192.0.2.1 \
+             ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 203.0.113.5 "
+        );
+        assert_eq!(cached, plain);
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! escaped once when the encoder is built. CSV files start with a header line of the
 //! column names, in a gzip member of its own (see [`TextEncoder::csv_gzip`]); records end
 //! in CRLF (RFC 4180), a null is an empty field, an empty string is `""`.
+//!
+//! An encoder writes one batch after another ([`BatchEncoder::finish_batch`]) on the
+//! same compressor and row buffer; each file is the one a new encoder would write.
 
 use sluice_decode::{ColumnType, PacketContext, RecordSchema, RowSink, Value};
 
@@ -13,7 +16,7 @@ use crate::{
     BatchEncoder, FormatError,
     columns::{OutputColumns, provenance_values},
     compress::Compressed,
-    text::push_json_string,
+    text::{LastAddress, push_json_string},
     textvalue::{Dialect, Written, push_csv_field, push_value},
     timestamp::TimestampFormatter,
 };
@@ -28,6 +31,8 @@ pub struct TextEncoder {
     decoder_columns: usize,
     out: Compressed,
     timestamps: TimestampFormatter,
+    /// Per column: the text of its last address.
+    addresses: Vec<LastAddress>,
     records: u64,
     overflows: u64,
     error: Option<FormatError>,
@@ -98,6 +103,7 @@ impl TextEncoder {
             decoder_columns: columns.decoder_columns(),
             out,
             timestamps: TimestampFormatter::default(),
+            addresses: vec![LastAddress::default(); columns.columns().len()],
             records: 0,
             overflows: 0,
             error: None,
@@ -108,9 +114,10 @@ impl TextEncoder {
         crate::columns::check_row_length(self.records, self.decoder_columns, values.len())?;
         let provenance = provenance_values(ctx);
         let line = self.out.buffer();
-        for (i, (ty, value)) in self
+        for (i, ((ty, address), value)) in self
             .types
             .iter()
+            .zip(&mut self.addresses)
             .zip(provenance.iter().chain(values))
             .enumerate()
         {
@@ -119,8 +126,15 @@ impl TextEncoder {
                 Dialect::Csv if i > 0 => line.push(b','),
                 Dialect::Csv => {}
             }
-            if push_value(line, self.dialect, *ty, value, &mut self.timestamps) == Written::Overflow
-            {
+            let written = push_value(
+                line,
+                self.dialect,
+                *ty,
+                value,
+                &mut self.timestamps,
+                address,
+            );
+            if written == Written::Overflow {
                 self.overflows += 1;
             }
         }
@@ -145,11 +159,17 @@ impl RowSink for TextEncoder {
 }
 
 impl BatchEncoder for TextEncoder {
-    fn finish(self) -> Result<Vec<u8>, FormatError> {
-        if let Some(e) = self.error {
-            return Err(e);
+    fn finish_batch(&mut self) -> Result<Vec<u8>, FormatError> {
+        self.records = 0;
+        self.overflows = 0;
+        let file = match self.error.take() {
+            Some(e) => Err(e),
+            None => self.out.finish_file(),
+        };
+        if file.is_err() {
+            self.out.discard_file();
         }
-        self.out.finish()
+        file
     }
 
     fn uncompressed_len(&self) -> u64 {

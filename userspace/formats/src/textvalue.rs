@@ -7,7 +7,8 @@ use sluice_decode::{BytesEncoding, ColumnType, Value};
 
 use crate::{
     text::{
-        push_base64, push_f64, push_hex, push_i64, push_ip, push_json_string, push_mac, push_u64,
+        LastAddress, push_base64, push_f64, push_hex, push_i64, push_json_string, push_mac,
+        push_u64,
     },
     timestamp::TimestampFormatter,
 };
@@ -28,13 +29,14 @@ pub(crate) enum Written {
     Overflow,
 }
 
-/// Appends `value` of a column of type `ty`.
+/// Appends `value` of a column of type `ty`; `address` is the column's last address.
 pub(crate) fn push_value(
     out: &mut Vec<u8>,
     dialect: Dialect,
     ty: ColumnType,
     value: &Value<'_>,
     timestamps: &mut TimestampFormatter,
+    address: &mut LastAddress,
 ) -> Written {
     // Quoted forms that never need escaping (no quote, comma, backslash or newline).
     let quote = |out: &mut Vec<u8>| {
@@ -72,7 +74,7 @@ pub(crate) fn push_value(
         }
         Value::Ip(ip) => {
             quote(out);
-            push_ip(out, *ip);
+            address.push_ip(out, *ip);
             quote(out);
         }
         Value::Mac(mac) => {

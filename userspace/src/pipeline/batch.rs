@@ -6,11 +6,15 @@
 //! rows arrive, on the worker's core. Rows are counted as records; the packets they came
 //! from are counted separately (a NetFlow packet holds many flows), and a batch is only
 //! sealed between packets, so a packet's records never straddle files.
+//!
+//! A builder keeps one encoder for its whole life and writes every batch through it
+//! (`BatchEncoder::finish_batch`): buffers, compression contexts and the Parquet writer's
+//! settings are set up once per (worker, stream), not once per batch.
 
 use std::time::{Duration, Instant};
 
 use sluice_decode::{PacketContext, RecordSchema, RowSink, Value};
-use sluice_formats::{BatchEncoder as _, FileEncoder, FormatConfig, FormatError};
+use sluice_formats::{BatchEncoder as _, FileEncoder, Format, FormatConfig, FormatError};
 
 use crate::{config::BatchConfig, record::timestamp::UnixMicros};
 
@@ -55,12 +59,9 @@ pub struct BatchBuilder {
     max_records: u64,
     max_bytes: u64,
     max_age: Duration,
-    format: FormatConfig,
-    schema: RecordSchema,
-    /// The open batch; created at its first row.
-    encoder: Option<FileEncoder>,
-    /// Why the open batch has no encoder (it could not be created): its rows are lost.
-    broken: Option<FormatError>,
+    format: Format,
+    /// Writes every batch of this builder, one after the other.
+    encoder: FileEncoder,
     records: u64,
     packets: u64,
     opened: Option<(Instant, UnixMicros)>,
@@ -71,7 +72,7 @@ impl std::fmt::Debug for BatchBuilder {
         f.debug_struct("BatchBuilder")
             .field("stream", &self.stream)
             .field("worker", &self.worker)
-            .field("format", &self.format.format)
+            .field("format", &self.format)
             .field("records", &self.records)
             .finish()
     }
@@ -82,14 +83,8 @@ impl RowSink for BatchBuilder {
     fn row(&mut self, ctx: &PacketContext, values: &[Value<'_>]) {
         if self.opened.is_none() {
             self.opened = Some((Instant::now(), ctx.received_at));
-            match FileEncoder::new(&self.format, &self.schema) {
-                Ok(encoder) => self.encoder = Some(encoder),
-                Err(e) => self.broken = Some(e),
-            }
         }
-        if let Some(encoder) = &mut self.encoder {
-            encoder.row(ctx, values);
-        }
+        self.encoder.row(ctx, values);
         self.records += 1;
     }
 }
@@ -108,17 +103,14 @@ impl BatchBuilder {
         format: &FormatConfig,
         config: &BatchConfig,
     ) -> Result<Self, FormatError> {
-        FileEncoder::new(format, schema)?;
         Ok(Self {
             stream,
             worker,
             max_records: u64::from(config.max_records),
             max_bytes: u64::from(config.max_bytes),
             max_age: Duration::from_millis(config.max_age_ms),
-            format: format.clone(),
-            schema: schema.clone(),
-            encoder: None,
-            broken: None,
+            format: format.format,
+            encoder: FileEncoder::new(format, schema)?,
             records: 0,
             packets: 0,
             opened: None,
@@ -144,11 +136,9 @@ impl BatchBuilder {
     /// True when the batch reached its record or size limit (checked between packets).
     #[inline]
     pub fn is_full(&self) -> bool {
+        // Bytes only count once a batch is open: an empty CSV batch has its header line.
         self.records >= self.max_records
-            || self
-                .encoder
-                .as_ref()
-                .is_some_and(|e| e.uncompressed_len() >= self.max_bytes)
+            || (self.opened.is_some() && self.encoder.uncompressed_len() >= self.max_bytes)
     }
 
     /// Records in the open batch.
@@ -162,7 +152,7 @@ impl BatchBuilder {
     }
 
     /// Finishes and returns the open batch (`None` when it has no records), leaving the
-    /// builder empty.
+    /// builder empty (the next batch starts clean, also after an error).
     ///
     /// # Errors
     /// The encoder refused a row or failed to compress: the batch's packets are lost.
@@ -172,14 +162,10 @@ impl BatchBuilder {
         };
         let records = std::mem::take(&mut self.records);
         let packets = std::mem::take(&mut self.packets);
-        let encoder = match (self.encoder.take(), self.broken.take()) {
-            (Some(encoder), _) => encoder,
-            (None, Some(source)) => return Err(SealError { packets, source }),
-            (None, None) => return Ok(None),
-        };
-        let uncompressed_bytes = usize::try_from(encoder.uncompressed_len()).unwrap_or(usize::MAX);
-        let null_overflows = encoder.overflows();
-        match encoder.finish() {
+        let uncompressed_bytes =
+            usize::try_from(self.encoder.uncompressed_len()).unwrap_or(usize::MAX);
+        let null_overflows = self.encoder.overflows();
+        match self.encoder.finish_batch() {
             Ok(bytes) => Ok(Some(SealedBatch {
                 stream: self.stream,
                 worker: self.worker,
@@ -188,7 +174,7 @@ impl BatchBuilder {
                 first_received_at,
                 uncompressed_bytes,
                 null_overflows,
-                extension: self.format.format.extension(),
+                extension: self.format.extension(),
                 bytes,
             })),
             Err(source) => Err(SealError { packets, source }),
@@ -259,6 +245,71 @@ mod tests {
         assert_eq!(text.iter().filter(|c| **c == b'\n').count(), 3);
         assert!(b.seal()?.is_none());
         assert_eq!(b.records(), 0);
+        Ok(())
+    }
+
+    /// The file a new encoder writes for rows `at` of [`add`].
+    fn fresh_file(format: Format, at: &[i64]) -> Result<Vec<u8>, FormatError> {
+        let mut encoder =
+            FileEncoder::new(&FormatConfig::new(format), RawFactory::default().schema())?;
+        for &t in at {
+            encoder.row(&ctx(t), &[Value::U64(1), Value::Bytes(Cow::Borrowed(b"x"))]);
+        }
+        encoder.finish()
+    }
+
+    #[test]
+    fn every_batch_is_the_file_a_new_encoder_writes_also_after_a_refused_batch()
+    -> Result<(), Box<dyn std::error::Error>> {
+        for format in Format::ALL {
+            let config = FormatConfig::new(format);
+            let mut b = BatchBuilder::new(
+                2,
+                3,
+                RawFactory::default().schema(),
+                &config,
+                &BatchConfig::default(),
+            )?;
+            for t in [10, 11, 12] {
+                add(&mut b, t);
+            }
+            let first = b.seal()?.ok_or("empty")?;
+            assert_eq!(first.bytes, fresh_file(format, &[10, 11, 12])?, "{format}");
+            assert_eq!(first.records, 3);
+
+            // A row of the wrong length refuses its whole batch...
+            add(&mut b, 20);
+            b.row(&ctx(21), &[Value::U64(1)]);
+            b.add_packets(1);
+            add(&mut b, 22);
+            let refused = b.seal().expect_err("a refused row");
+            assert_eq!(refused.packets, 3);
+            assert_eq!(
+                refused.source.to_string(),
+                "row 1: 1 values for the 2 columns of the schema"
+            );
+            assert_eq!(b.records(), 0);
+
+            // ... and the next batch starts clean.
+            add(&mut b, 30);
+            add(&mut b, 31);
+            let next = b.seal()?.ok_or("empty")?;
+            assert_eq!(next.bytes, fresh_file(format, &[30, 31])?, "{format}");
+            assert_eq!(
+                (
+                    next.records,
+                    next.packets,
+                    next.first_received_at,
+                    next.null_overflows
+                ),
+                (2, 2, 30, 0)
+            );
+            let mut single = FileEncoder::new(&config, RawFactory::default().schema())?;
+            for t in [30, 31] {
+                single.row(&ctx(t), &[Value::U64(1), Value::Bytes(Cow::Borrowed(b"x"))]);
+            }
+            assert_eq!(next.uncompressed_bytes as u64, single.uncompressed_len());
+        }
         Ok(())
     }
 
