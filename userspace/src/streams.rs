@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sluice_decode::{
     DecoderFactory, RecordSchema,
     layout::{LayoutConfig, LayoutFactory},
+    lua::{LuaConfig, LuaFactory},
     netflow::{NetflowConfig, NetflowFactory},
     raw::RawFactory,
     syslog::{SyslogConfig, SyslogFactory},
@@ -47,6 +48,9 @@ pub struct DecoderConfig {
     /// `syslog = { ... }`: RFC 3164 and RFC 5424.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub syslog: Option<toml::Table>,
+    /// `lua = { file = "parse.lua", columns = [...] }`: a Vector `lua` transform script.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lua: Option<toml::Table>,
 }
 
 impl DecoderConfig {
@@ -57,13 +61,14 @@ impl DecoderConfig {
             ("schema", self.schema.as_ref()),
             ("netflow", self.netflow.as_ref()),
             ("syslog", self.syslog.as_ref()),
+            ("lua", self.lua.as_ref()),
         ]
         .into_iter()
         .filter_map(|(k, t)| t.map(|t| (k, t)))
         .collect();
         match set.as_slice() {
             [one] => Ok(*one),
-            [] => Err("set one of raw, schema, netflow, syslog".into()),
+            [] => Err("set one of raw, schema, netflow, syslog, lua".into()),
             many => Err(format!(
                 "only one decoder per stream, found {}",
                 many.iter()
@@ -317,6 +322,18 @@ fn build_factory(
                 None,
             ))
         }
+        "lua" => {
+            let config: LuaConfig = parse_options(options)?;
+            // A relative `file` is resolved from the config file's directory, as the
+            // `schema` decoder's `file` is.
+            let script = config
+                .script(|path| std::fs::read_to_string(base_dir.join(path)))
+                .map_err(field_err)?;
+            Ok((
+                Arc::new(LuaFactory::new(name, &config, script).map_err(field_err)?),
+                None,
+            ))
+        }
         other => Err((String::new(), format!("unknown decoder {other}"))),
     }
 }
@@ -328,4 +345,113 @@ fn parse_options<T: serde::de::DeserializeOwned>(
     toml::Value::Table(options.clone())
         .try_into()
         .map_err(|e: toml::de::Error| (String::new(), e.to_string().trim_end().to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::{DecoderConfig, Streams};
+    use crate::config::ConfigError;
+
+    const SCRIPT: &str = "function process(event, emit)\n  \
+                          event.log.len = #event.log.message\n  \
+                          emit(event)\nend\n";
+
+    fn decoders(text: &str) -> Vec<DecoderConfig> {
+        #[derive(serde::Deserialize)]
+        struct Decoders {
+            decoder: Vec<DecoderConfig>,
+        }
+        toml::from_str::<Decoders>(text)
+            .expect("decoder tables")
+            .decoder
+    }
+
+    fn refused(text: &str, base_dir: &Path) -> (String, String) {
+        match Streams::build(&decoders(text), &[], base_dir) {
+            Err(ConfigError::InvalidField { field, reason }) => (field, reason),
+            Err(other) => panic!("{other}"),
+            Ok(_) => panic!("accepted: {text}"),
+        }
+    }
+
+    #[test]
+    fn a_lua_stream_reads_its_script_beside_the_config() {
+        let dir = sluice_testkit::scratch::tempdir("streams").expect("tempdir");
+        std::fs::write(dir.path().join("parse.lua"), SCRIPT).expect("script");
+        let text = "[[decoder]]\nname = \"acme_lua\"\nports = [5141]\n\
+                    lua = { file = \"parse.lua\", columns = [{ name = \"len\", type = \"u16\" }] }\n";
+        let streams = Streams::build(&decoders(text), &[5141], dir.path()).expect("builds");
+        let schemas = streams.schemas();
+        assert_eq!(schemas.len(), 2);
+        let (name, schema) = schemas[1];
+        assert_eq!((name, schema.decoder.as_str()), ("acme_lua", "lua"));
+        assert_eq!(schema.columns.len(), 1);
+        assert_eq!(streams.router.route(5141, None), 1);
+        assert_eq!(
+            streams.streams[1].factory.error_kinds(),
+            sluice_decode::lua::ERROR_KINDS
+        );
+        // Without a name the stream is called after its kind.
+        let text = text.replace("name = \"acme_lua\"\n", "");
+        let streams = Streams::build(&decoders(&text), &[], dir.path()).expect("builds");
+        assert_eq!(streams.streams[1].name, "lua");
+    }
+
+    #[test]
+    fn lua_errors_name_the_decoder_and_the_key() {
+        let dir = sluice_testkit::scratch::tempdir("streams").expect("tempdir");
+        std::fs::write(
+            dir.path().join("bad.lua"),
+            "function process(event, emit)\n  x = = 1\nend\n",
+        )
+        .expect("script");
+        let columns = "columns = [{ name = \"len\", type = \"u16\" }]";
+        let case = |lua: &str| {
+            refused(
+                &format!(
+                    "[[decoder]]\nports = [514]\nsyslog = {{}}\n\n[[decoder]]\nports = [5141]\nlua = {{ {lua} }}\n"
+                ),
+                dir.path(),
+            )
+        };
+        assert_eq!(
+            case(&format!("file = \"bad.lua\", {columns}")),
+            (
+                "decoder[1].lua.file".to_owned(),
+                "bad.lua:2: unexpected symbol near '='".to_owned()
+            )
+        );
+        let (field, reason) = case(&format!("file = \"missing.lua\", {columns}"));
+        assert_eq!(field, "decoder[1].lua.file");
+        assert!(reason.starts_with("cannot read missing.lua: "), "{reason}");
+        assert_eq!(
+            case(&format!("source = 'x = 1', {columns}")),
+            (
+                "decoder[1].lua.hooks.process".to_owned(),
+                "\"process\" is not defined by the script (nil): define the function, or \
+                 write it inline (\"function (...) ... end\")"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            case("source = 'x = 1', columns = [{ name = \"len\", type = \"u128\" }]").0,
+            "decoder[1].lua.columns[0].type"
+        );
+        let (field, reason) = case(&format!("source = 'x = 1', {columns}, timeout = 3"));
+        assert_eq!(field, "decoder[1].lua");
+        assert!(reason.contains("unknown field `timeout`"), "{reason}");
+        let (field, reason) = refused(
+            "[[decoder]]\nports = [1]\nsyslog = {}\nlua = {}\n",
+            dir.path(),
+        );
+        assert_eq!(
+            (field.as_str(), reason.as_str()),
+            (
+                "decoder[0]",
+                "only one decoder per stream, found syslog and lua"
+            )
+        );
+    }
 }

@@ -41,9 +41,10 @@ fn ebpf_clippy(package: &str) -> Command {
 }
 
 /// Fuzz targets in fuzz/, each run for a bounded time by the suite.
-pub const FUZZ_TARGETS: [&str; 4] = [
+pub const FUZZ_TARGETS: [&str; 5] = [
     "packet_parser",
     "decode_layout",
+    "decode_lua",
     "decode_netflow",
     "decode_syslog",
 ];
@@ -203,6 +204,7 @@ mod tests {
                 "vm tests",
                 "packet_parser",
                 "decode_layout",
+                "decode_lua",
                 "decode_netflow",
                 "decode_syslog",
             ]

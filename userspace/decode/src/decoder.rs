@@ -1,6 +1,6 @@
 //! The decoder interface.
 
-use std::{fmt, net::IpAddr};
+use std::{fmt, net::IpAddr, sync::Arc};
 
 use crate::{schema::RecordSchema, value::Value};
 
@@ -72,7 +72,9 @@ pub struct DecodeOutcome {
 ///
 /// Building and returning one allocates nothing (a flood of malformed payloads must cost
 /// no more per packet than good ones): the field is a static name, the detail
-/// is a static text with a few numbers, both rendered only by `Display`.
+/// is a static text with a few numbers, both rendered only by `Display`. The one
+/// exception is a message only known at run time, a script's own error text
+/// ([`Detail::message`], the `lua` decoder): the script's error already allocated it.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}: field {} at offset {offset}: {detail}", QuotedField(field))]
 pub struct DecodeError {
@@ -203,15 +205,26 @@ impl From<i128> for Arg {
 }
 
 /// The human detail of a [`DecodeError`]: a static text whose `{}` are replaced by the
-/// numbers in order when displayed (`"message length {}, payload {} bytes"`, `[74, 80]`).
+/// numbers in order when displayed (`"message length {}, payload {} bytes"`, `[74, 80]`),
+/// or a message made at run time ([`Detail::message`]), shown as it is.
 /// Packed (numbers as 64-bit words, a bit per signed one) so that a `Result` carrying a
 /// `DecodeError` stays small.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Detail {
-    text: &'static str,
+    text: DetailText,
     words: [u64; DETAIL_ARGS],
     /// Bit `i`: `words[i]` is an `i64`.
     signed: u8,
+}
+
+/// The text of a [`Detail`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum DetailText {
+    /// A template with `{}` for the numbers.
+    Template(&'static str),
+    /// A message known only at run time, without numbers (a thin pointer, so that the
+    /// enum is no larger than the `&str`).
+    Message(Arc<String>),
 }
 
 impl Detail {
@@ -234,7 +247,18 @@ impl Detail {
     /// A detail without numbers.
     pub const fn text(text: &'static str) -> Self {
         Self {
-            text,
+            text: DetailText::Template(text),
+            words: [0; DETAIL_ARGS],
+            signed: 0,
+        }
+    }
+
+    /// A detail whose text is known only at run time (a script's error message), shown as
+    /// it is (`{}` in it are not placeholders). Allocates: for decoders whose errors carry
+    /// text from outside, not for errors a payload alone can provoke at no cost.
+    pub fn message(text: impl Into<String>) -> Self {
+        Self {
+            text: DetailText::Message(Arc::new(text.into())),
             words: [0; DETAIL_ARGS],
             signed: 0,
         }
@@ -251,7 +275,11 @@ macro_rules! detail {
 
 impl fmt::Display for Detail {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut parts = self.text.split("{}");
+        let template = match &self.text {
+            DetailText::Template(template) => template,
+            DetailText::Message(message) => return f.write_str(message),
+        };
+        let mut parts = template.split("{}");
         if let Some(first) = parts.next() {
             f.write_str(first)?;
         }
@@ -368,6 +396,18 @@ mod tests {
             "-3 18446744073709551615 -9223372036854775808"
         );
         assert_eq!(detail!("none", 1_u8).to_string(), "none");
+        // A run-time message is shown as it is, braces and all.
+        let e = DecodeError::new(
+            "lua_error",
+            FieldName::None,
+            0,
+            Detail::message("parse.lua:3: bad {} value"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "lua_error: field None at offset 0: parse.lua:3: bad {} value"
+        );
+        assert_eq!(e.message(), "parse.lua:3: bad {} value");
         // Small enough that a `Result` carrying it is no burden on the good path.
         assert!(
             size_of::<DecodeError>() <= 128,

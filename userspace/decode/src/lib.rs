@@ -1,5 +1,6 @@
 //! Payload decoders: from a UDP payload to typed records, without a scripting runtime in
-//! the packet path.
+//! the packet path — but for the `lua` decoder, which runs the Lua parsers teams already
+//! have for Vector, each worker in a sandboxed state of its own.
 //!
 //! Every decoder publishes its [`RecordSchema`] at start (column names and types, as data:
 //! it drives the NDJSON field order today and Parquet columns / BigQuery DDL later), and
@@ -13,6 +14,7 @@
 
 pub mod decoder;
 pub mod layout;
+pub mod lua;
 pub mod netflow;
 pub mod raw;
 pub mod schema;

@@ -76,7 +76,7 @@ fn base_type(name: &str) -> Option<BaseType> {
 }
 
 /// Whether `name` is a usable column name.
-pub(super) fn valid_name(name: &str) -> bool {
+pub(crate) fn valid_name(name: &str) -> bool {
     let mut bytes = name.bytes();
     bytes
         .next()

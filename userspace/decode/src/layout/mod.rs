@@ -19,8 +19,8 @@ pub mod config;
 
 mod compile;
 mod decode;
-mod field;
-mod intern;
+pub(crate) mod field;
+pub(crate) mod intern;
 mod place;
 mod plan;
 
@@ -141,7 +141,7 @@ impl Decoder for LayoutDecoder {
 /// buffers can hold values borrowed from each payload in turn. Nothing is allocated or
 /// copied: the buffer is the same.
 #[inline(always)]
-fn recycle<'b>(mut values: Vec<Value<'_>>) -> Vec<Value<'b>> {
+pub(crate) fn recycle<'b>(mut values: Vec<Value<'_>>) -> Vec<Value<'b>> {
     values.clear();
     let mut values = std::mem::ManuallyDrop::new(values);
     let (ptr, capacity) = (values.as_mut_ptr(), values.capacity());

@@ -1,0 +1,547 @@
+//! The `lua` decoder through the whole appliance.
+//!
+//! - The ACME-SENSOR v2 events of docs/decoders.md, wrapped in GRE, go twice into Sluice:
+//!   to port 5140, decoded by the `schema` decoder with the document's layout, and to port
+//!   5141, decoded by the Vector-style script `docs/examples/acme-sensor-v2.lua`. The two
+//!   streams' records must be the same, packet by packet (each payload has its own inner
+//!   source port), and both refuse the same payloads. Through XDP in a namespace pair
+//!   (root) and through `sluice replay` of the same pcap (anywhere).
+//! - Four scripts that misbehave on some payloads — a loop without end, allocation
+//!   without end, a wrong type, an error — each on its own port: every bad payload is one
+//!   `decode_error` under its kind (`/metrics`), every good one is recorded, the accounting
+//!   balances, and the daemon exits cleanly on SIGTERM.
+//!
+//! The XDP tests need root, `ip` and `tcpreplay`: in CI a missing prerequisite fails the
+//! test, elsewhere it is skipped with the reason printed.
+
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    io::{Read as _, Write as _},
+    net::{IpAddr, Ipv4Addr, TcpStream},
+    path::Path,
+    time::Duration,
+};
+
+use common::{read_json_records, sluice_binary};
+use sluice_testkit::{
+    daemon::{self, ConfigSpec, RunFiles},
+    frames::{FrameSpec, GreTunnel, OuterIp, UdpDatagram},
+    netns::{MAC_A, MAC_B, NetnsPair},
+    pcap::write_pcap,
+    privilege::{require_root, require_tool},
+    stats::Stats,
+    tcpreplay::{self, ReplayParams, ReplayReport},
+};
+
+const DECODERS_DOC: &str = include_str!("../docs/decoders.md");
+const ACME_SCRIPT: &str = include_str!("../docs/examples/acme-sensor-v2.lua");
+const ACME_DECODER: &str = include_str!("../docs/examples/acme-sensor-v2-lua.toml");
+
+const SCHEMA_PORT: u16 = 5140;
+const LUA_PORT: u16 = 5141;
+/// Inner source ports: payload `i` comes from `FIRST_SRC_PORT + i`.
+const FIRST_SRC_PORT: u16 = 20_000;
+
+/// The ACME-SENSOR v2 layout TOML: the block after the line naming its file.
+fn acme_layout_toml() -> &'static str {
+    let anchor = DECODERS_DOC
+        .find("`/etc/sluice/acme-sensor-v2.toml`")
+        .expect("the layout is in docs/decoders.md");
+    let rest = &DECODERS_DOC[anchor..];
+    let start = rest.find("```toml\n").expect("block") + "```toml\n".len();
+    let end = rest[start..].find("```").expect("block end");
+    &rest[start..start + end]
+}
+
+/// xorshift64*: the same payloads on every run.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    fn bytes(&mut self, n: usize) -> Vec<u8> {
+        (0..n).map(|_| self.next() as u8).collect()
+    }
+}
+
+/// ACME events of every type, some cut, some with a byte too many, some with bad text.
+fn acme_payloads(n: usize) -> Vec<Vec<u8>> {
+    let mut r = Random(0x00ac_3e5e_2026_1122);
+    (0..n)
+        .map(|i| {
+            let kind = [1, 1, 2, 3, 7][i % 5];
+            let mut p = vec![2, kind];
+            p.extend(r.bytes(16));
+            match kind {
+                1 => {
+                    let count = (r.next() % 6) as u8;
+                    p.extend([count, 0]);
+                    p.extend(r.bytes(8 * usize::from(count)));
+                }
+                2 => {
+                    p.extend(r.bytes(3));
+                    let mut text = *b"door open  \0\0\0\0\0";
+                    if r.next().is_multiple_of(4) {
+                        text[2] = 0xe9;
+                    }
+                    p.extend(text);
+                }
+                3 => p.extend(r.bytes(6)),
+                _ => p.extend(r.bytes(3)),
+            }
+            match r.next() % 10 {
+                0 => p.truncate((r.next() % p.len() as u64) as usize),
+                1 => p.push(0),
+                _ => {}
+            }
+            p
+        })
+        .collect()
+}
+
+/// A GRE frame to `dst_port` carrying `payload` from inner source port `src_port`.
+fn gre_frame(dst_port: u16, src_port: u16, payload: &[u8]) -> Vec<u8> {
+    FrameSpec {
+        src_mac: MAC_A,
+        dst_mac: MAC_B,
+        vlans: Vec::new(),
+        tunnel: Some(GreTunnel {
+            outer: OuterIp::V4 {
+                src: Ipv4Addr::new(192, 0, 2, 10),
+                dst: Ipv4Addr::new(192, 0, 2, 1),
+                options_words: 0,
+            },
+            checksum: false,
+            key: Some(7),
+            sequence: None,
+        }),
+        inner: UdpDatagram {
+            src: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
+            dst: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)),
+            src_port,
+            dst_port,
+            payload: payload.to_vec(),
+        },
+    }
+    .build()
+}
+
+/// The scenario's files in `dir`: the pcap (each payload to both ports), the layout and
+/// the script, and a config for `interface` writing to `out`.
+struct AcmeRun {
+    pcap: std::path::PathBuf,
+    payloads: Vec<Vec<u8>>,
+}
+
+fn acme_scenario(dir: &Path, interface: &str, out: &Path, config_path: &Path) -> AcmeRun {
+    let payloads = acme_payloads(300);
+    let frames: Vec<Vec<u8>> = payloads
+        .iter()
+        .enumerate()
+        .flat_map(|(i, p)| {
+            let src_port = FIRST_SRC_PORT + i as u16;
+            [
+                gre_frame(SCHEMA_PORT, src_port, p),
+                gre_frame(LUA_PORT, src_port, p),
+            ]
+        })
+        .collect();
+    let pcap = dir.join("acme.pcap");
+    write_pcap(&pcap, frames.iter().map(Vec::as_slice)).expect("pcap");
+    std::fs::write(dir.join("acme-sensor-v2.toml"), acme_layout_toml()).expect("layout");
+    std::fs::write(dir.join("acme-sensor-v2.lua"), ACME_SCRIPT).expect("script");
+    let mut spec = ConfigSpec::xdp(interface, out);
+    spec.ports = vec![SCHEMA_PORT, LUA_PORT];
+    let config = spec.to_toml()
+        + &format!(
+            "\n[[decoder]]\nname = \"acme\"\nports = [{SCHEMA_PORT}]\n\
+             schema = {{ file = \"acme-sensor-v2.toml\" }}\n\n{ACME_DECODER}"
+        );
+    std::fs::write(config_path, config).expect("config");
+    AcmeRun { pcap, payloads }
+}
+
+/// A stream's records by inner source port, without the destination port and the receive
+/// time (what differs between the two streams' copies of a payload).
+fn by_source_port(out: &Path, stream: &str) -> BTreeMap<u64, Vec<serde_json::Value>> {
+    let mut records: BTreeMap<u64, Vec<serde_json::Value>> = BTreeMap::new();
+    for mut r in read_json_records(&out.join(stream)) {
+        let object = r.as_object_mut().expect("a record is an object");
+        let dst_port = object.remove("dst_port").and_then(|p| p.as_u64());
+        assert!(
+            object.remove("received_at").is_some(),
+            "{stream}: received_at"
+        );
+        let want = if stream == "acme" {
+            SCHEMA_PORT
+        } else {
+            LUA_PORT
+        };
+        assert_eq!(dst_port, Some(u64::from(want)));
+        let src_port = object["src_port"].as_u64().expect("src_port");
+        records.entry(src_port).or_default().push(r);
+    }
+    records
+}
+
+/// Both streams' records are the same, packet by packet; returns (packets with records,
+/// records) of one stream.
+fn assert_streams_agree(out: &Path, what: &str) -> (usize, usize) {
+    let schema = by_source_port(out, "acme");
+    let lua = by_source_port(out, "acme_lua");
+    assert_eq!(
+        schema.keys().collect::<Vec<_>>(),
+        lua.keys().collect::<Vec<_>>(),
+        "{what}: the same packets have records"
+    );
+    for (port, rows) in &schema {
+        assert_eq!(
+            &lua[port], rows,
+            "{what}: records of the packet from port {port}"
+        );
+    }
+    (schema.len(), schema.values().map(Vec::len).sum())
+}
+
+/// Checks a run's stats: every frame seen, the packets both decoders refuse dropped
+/// (twice each: once per stream), everything else recorded.
+fn assert_acme_stats(stats: &Stats, run: &AcmeRun, what: &str) -> u64 {
+    let frames = 2 * run.payloads.len() as u64;
+    let dropped = stats.dropped.get("decode_error").copied().unwrap_or(0);
+    assert_eq!(
+        dropped % 2,
+        0,
+        "{what}: each refused payload twice: {stats:?}"
+    );
+    assert_eq!(
+        (stats.seen, stats.recorded + dropped, stats.dropped_total),
+        (frames, frames, dropped),
+        "{what}: {stats:?}"
+    );
+    assert!(stats.balanced && stats.is_balanced(), "{what}: {stats:?}");
+    dropped / 2
+}
+
+fn replay(dir: &Path, name: &str, config: &Path, pcap: &Path) -> Stats {
+    let mut files = RunFiles::in_dir(dir, name);
+    files.config = config.to_owned();
+    let (status, stats) = daemon::replay(&sluice_binary(), &files, pcap, Duration::from_secs(120))
+        .unwrap_or_else(|e| panic!("sluice replay: {e}"));
+    assert!(
+        status.success(),
+        "sluice replay: {status}; log:\n{}",
+        daemon::log_tail(&files.log, 40)
+    );
+    stats
+}
+
+#[test]
+fn the_lua_stream_records_what_the_schema_stream_records_through_replay() {
+    let dir = sluice_testkit::scratch::tempdir("lua-replay").expect("tempdir");
+    let out = dir.path().join("records");
+    let config = dir.path().join("sluice.toml");
+    let run = acme_scenario(dir.path(), "replay0", &out, &config);
+    let stats = replay(dir.path(), "replay", &config, &run.pcap);
+    let refused = assert_acme_stats(&stats, &run, "replay");
+    let (packets, records) = assert_streams_agree(&out, "replay");
+    // The scenario has good events of every type and refused ones.
+    assert!(
+        refused >= 20 && packets >= 200 && records > packets,
+        "{refused} {packets} {records}"
+    );
+    assert_eq!(
+        stats.recorded,
+        2 * (run.payloads.len() as u64 - refused),
+        "{stats:?}"
+    );
+}
+
+/// `GET /metrics` from the daemon's default listener inside namespace b.
+fn scrape_metrics(pair: &NetnsPair) -> String {
+    let body = pair
+        .b
+        .run_in(|| -> std::io::Result<String> {
+            let mut stream = TcpStream::connect("127.0.0.1:9464")?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text)?;
+            Ok(text)
+        })
+        .expect("enter namespace b");
+    body.unwrap_or_else(|e| panic!("scraping /metrics: {e}"))
+}
+
+/// `sluice_decode_errors_total` by (stream, kind), the non-zero ones.
+fn decode_errors(metrics: &str) -> BTreeMap<(String, String), u64> {
+    let mut out = BTreeMap::new();
+    for line in metrics.lines() {
+        let Some(rest) = line.strip_prefix("sluice_decode_errors_total{kind=\"") else {
+            continue;
+        };
+        let (kind, rest) = rest.split_once("\",stream=\"").expect("labels");
+        let (stream, value) = rest.split_once("\"} ").expect("value");
+        let value: u64 = value.trim().parse().expect("number");
+        if value > 0 {
+            out.insert((stream.to_owned(), kind.to_owned()), value);
+        }
+    }
+    out
+}
+
+fn xdp_prerequisites(name: &str) -> bool {
+    require_root(name) && ["ip", "tcpreplay"].iter().all(|t| require_tool(name, t))
+}
+
+/// Starts `sluice run` on `pair`, sends `pcap` (`frames` frames) from namespace a, scrapes
+/// `/metrics` and stops the daemon.
+fn run_xdp(pair: &NetnsPair, files: &RunFiles, pcap: &Path, frames: u64) -> (Stats, String) {
+    let mut sluice = daemon::start_run(&sluice_binary(), &pair.b, files).expect("start sluice run");
+    sluice
+        .wait_ready(Duration::from_secs(30))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sent = tcpreplay::send(
+        &pair.a,
+        &pair.if_a,
+        pcap,
+        ReplayParams {
+            pps: 1000,
+            loops: 1,
+            timeout: Duration::from_secs(120),
+        },
+    )
+    .expect("tcpreplay");
+    assert_eq!(
+        sent,
+        ReplayReport {
+            successful: frames,
+            failed: 0,
+            truncated: 0
+        }
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    let metrics = scrape_metrics(pair);
+    let (status, in_time, stats) = sluice
+        .stop(Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        in_time && status.success(),
+        "sluice exit on SIGTERM: {status} (in time: {in_time}); log:\n{}",
+        daemon::log_tail(&files.log, 40)
+    );
+    (stats, metrics)
+}
+
+#[test]
+fn the_lua_stream_records_what_the_schema_stream_records_through_xdp() {
+    const NAME: &str =
+        "decoders_lua::the_lua_stream_records_what_the_schema_stream_records_through_xdp";
+    if !xdp_prerequisites(NAME) {
+        return;
+    }
+    let dir = sluice_testkit::scratch::tempdir("lua-xdp").expect("tempdir");
+    let pair = NetnsPair::create().expect("namespaces");
+    let out = dir.path().join("records");
+    let files = RunFiles::in_dir(dir.path(), "xdp");
+    let run = acme_scenario(dir.path(), &pair.if_b, &out, &files.config);
+    let frames = 2 * run.payloads.len() as u64;
+    let (stats, metrics) = run_xdp(&pair, &files, &run.pcap, frames);
+    let refused = assert_acme_stats(&stats, &run, "xdp");
+    let (packets, records) = assert_streams_agree(&out, "xdp");
+    assert!(refused >= 20 && packets >= 200 && records > packets);
+    // Every refused payload once per stream: the script's as `lua_error`.
+    let errors = decode_errors(&metrics);
+    let schema_errors: u64 = errors
+        .iter()
+        .filter(|((stream, _), _)| stream == "acme")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(schema_errors, refused, "{errors:?}");
+    assert_eq!(
+        errors
+            .iter()
+            .filter(|((stream, _), _)| stream == "acme_lua")
+            .collect::<Vec<_>>(),
+        [(&("acme_lua".to_owned(), "lua_error".to_owned()), &refused)],
+    );
+
+    // The same pcap through `sluice replay` gives the same records.
+    let replay_out = dir.path().join("replay-records");
+    let replay_config = dir.path().join("replay.toml");
+    acme_scenario(dir.path(), &pair.if_b, &replay_out, &replay_config);
+    let replay_stats = replay(dir.path(), "replay", &replay_config, &run.pcap);
+    assert_eq!(
+        (
+            replay_stats.seen,
+            replay_stats.recorded,
+            replay_stats.dropped_total
+        ),
+        (stats.seen, stats.recorded, stats.dropped_total)
+    );
+    for stream in ["acme", "acme_lua"] {
+        assert_eq!(
+            by_source_port(&replay_out, stream),
+            by_source_port(&out, stream),
+            "replay vs xdp: {stream}"
+        );
+    }
+}
+
+/// The misbehaving scripts: (stream, port, what it does with a payload `bad`, extra
+/// options, the error kind).
+const MISBEHAVING: [(&str, u16, &str, &str, &str); 4] = [
+    ("loops", 6001, "while true do end", "", "lua_budget"),
+    (
+        "hogs",
+        6002,
+        "local t = {} while true do t[#t + 1] = string.rep('x', 10000) .. #t end",
+        "max_memory_bytes = 2097152, max_instructions = 100000000, ",
+        "lua_memory",
+    ),
+    ("mistypes", 6003, "n = 'not a number'", "", "bad_field"),
+    (
+        "fails",
+        6004,
+        "error('cannot parse this payload')",
+        "",
+        "lua_error",
+    ),
+];
+
+/// Good payloads per stream (decoded to one record, `n` = their length) and bad ones.
+const GOOD: usize = 12;
+const BAD: usize = 4;
+
+/// The misbehaving scenario in `dir`: scripts, config, pcap (good and bad payloads
+/// interleaved). Returns the pcap and the number of frames.
+fn misbehaving_scenario(
+    dir: &Path,
+    interface: &str,
+    out: &Path,
+    config_path: &Path,
+) -> (std::path::PathBuf, u64) {
+    let mut spec = ConfigSpec::xdp(interface, out);
+    spec.ports = MISBEHAVING.iter().map(|m| m.1).collect();
+    let mut config = spec.to_toml();
+    let mut frames = Vec::new();
+    for (stream, port, bad, extra, _) in MISBEHAVING {
+        let script = format!(
+            "function process(event, emit)\n\
+               local n = #event.log.message\n\
+               if event.log.message == 'bad' then\n    {bad}\n  end\n\
+               event.log.n = n\n\
+               emit(event)\n\
+             end\n"
+        );
+        std::fs::write(dir.join(format!("{stream}.lua")), script).expect("script");
+        config += &format!(
+            "\n[[decoder]]\nname = \"{stream}\"\nports = [{port}]\n\
+             lua = {{ file = \"{stream}.lua\", {extra}columns = [{{ name = \"n\", type = \"u16\" }}] }}\n"
+        );
+        for i in 0..GOOD + BAD {
+            let payload = if i % 4 == 3 {
+                b"bad".to_vec()
+            } else {
+                vec![b'g'; 10 + i]
+            };
+            frames.push(gre_frame(port, FIRST_SRC_PORT + i as u16, &payload));
+        }
+    }
+    std::fs::write(config_path, config).expect("config");
+    let pcap = dir.join("misbehaving.pcap");
+    write_pcap(&pcap, frames.iter().map(Vec::as_slice)).expect("pcap");
+    (pcap, frames.len() as u64)
+}
+
+/// Every good payload of every stream recorded, with its length.
+fn assert_good_records(out: &Path) {
+    for (stream, ..) in MISBEHAVING {
+        let mut got: Vec<(u64, u64)> = read_json_records(&out.join(stream))
+            .iter()
+            .map(|r| {
+                (
+                    r["src_port"].as_u64().expect("port"),
+                    r["n"].as_u64().expect("n"),
+                )
+            })
+            .collect();
+        got.sort_unstable();
+        let want: Vec<(u64, u64)> = (0..GOOD + BAD)
+            .filter(|i| i % 4 != 3)
+            .map(|i| (u64::from(FIRST_SRC_PORT) + i as u64, 10 + i as u64))
+            .collect();
+        assert_eq!(got, want, "{stream}");
+    }
+}
+
+fn assert_misbehaving_stats(stats: &Stats, frames: u64, what: &str) {
+    let streams = MISBEHAVING.len() as u64;
+    assert_eq!(
+        (
+            stats.seen,
+            stats.recorded,
+            stats.records_written,
+            stats.dropped_total,
+            stats.dropped.get("decode_error").copied()
+        ),
+        (
+            frames,
+            streams * GOOD as u64,
+            streams * GOOD as u64,
+            streams * BAD as u64,
+            Some(streams * BAD as u64)
+        ),
+        "{what}: {stats:?}"
+    );
+    assert!(stats.balanced && stats.is_balanced(), "{what}: {stats:?}");
+}
+
+#[test]
+fn misbehaving_scripts_are_counted_and_the_daemon_goes_on_through_replay() {
+    let dir = sluice_testkit::scratch::tempdir("lua-misbehaving").expect("tempdir");
+    let out = dir.path().join("records");
+    let config = dir.path().join("sluice.toml");
+    let (pcap, frames) = misbehaving_scenario(dir.path(), "replay0", &out, &config);
+    let stats = replay(dir.path(), "replay", &config, &pcap);
+    assert_misbehaving_stats(&stats, frames, "replay");
+    assert_good_records(&out);
+    // Each stream's first error is in the log, with its kind and the script's message.
+    let log = std::fs::read_to_string(dir.path().join("replay.log")).unwrap_or_default();
+    for needle in [
+        "lua_budget: field None at offset 0: instruction budget exhausted (max_instructions = 1000000)",
+        "lua_memory: field None at offset 0: out of memory",
+        "bad_field: field Some(\"n\") at offset 0: expected an integer, got a string",
+        "lua_error: field None at offset 0: fails.lua:4: cannot parse this payload",
+    ] {
+        assert!(log.contains(needle), "{needle:?} not in the log:\n{log}");
+    }
+}
+
+#[test]
+fn misbehaving_scripts_are_counted_and_the_daemon_goes_on_through_xdp() {
+    const NAME: &str =
+        "decoders_lua::misbehaving_scripts_are_counted_and_the_daemon_goes_on_through_xdp";
+    if !xdp_prerequisites(NAME) {
+        return;
+    }
+    let dir = sluice_testkit::scratch::tempdir("lua-misbehaving-xdp").expect("tempdir");
+    let pair = NetnsPair::create().expect("namespaces");
+    let out = dir.path().join("records");
+    let files = RunFiles::in_dir(dir.path(), "xdp");
+    let (pcap, frames) = misbehaving_scenario(dir.path(), &pair.if_b, &out, &files.config);
+    let (stats, metrics) = run_xdp(&pair, &files, &pcap, frames);
+    assert_misbehaving_stats(&stats, frames, "xdp");
+    assert_good_records(&out);
+    let want: BTreeMap<(String, String), u64> = MISBEHAVING
+        .iter()
+        .map(|(stream, _, _, _, kind)| ((stream.to_string(), kind.to_string()), BAD as u64))
+        .collect();
+    assert_eq!(decode_errors(&metrics), want);
+}

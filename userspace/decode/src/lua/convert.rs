@@ -1,0 +1,417 @@
+//! From an emitted Lua value to a column's value: the conversions a column `type` accepts,
+//! and the message when a value does not fit. Strings are copied into the call's byte
+//! buffer (reused from payload to payload); everything else is held inline in a [`Cell`].
+
+use std::{borrow::Cow, net::IpAddr};
+
+use super::config::{Accept, IpFamily};
+use crate::{Value, layout::TimeUnit};
+
+/// One emitted value, held until the call has ended well.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum Cell {
+    /// No value.
+    Null,
+    /// Bool.
+    Bool(bool),
+    /// UInt64.
+    U64(u64),
+    /// Int64.
+    I64(i64),
+    /// Float64.
+    F64(f64),
+    /// String: a range of the byte buffer, UTF-8.
+    Text { start: usize, end: usize },
+    /// Bytes: a range of the byte buffer.
+    Bytes { start: usize, end: usize },
+    /// IpAddr.
+    Ip(IpAddr),
+    /// MacAddr.
+    Mac([u8; 6]),
+    /// Timestamp, microseconds since the Unix epoch.
+    Timestamp(i64),
+}
+
+impl Cell {
+    /// The value, borrowing strings from `bytes`.
+    pub(crate) fn value<'a>(&self, bytes: &'a [u8]) -> Value<'a> {
+        let slice = |start: usize, end: usize| bytes.get(start..end).unwrap_or_default();
+        match *self {
+            Self::Null => Value::Null,
+            Self::Bool(b) => Value::Bool(b),
+            Self::U64(n) => Value::U64(n),
+            Self::I64(n) => Value::I64(n),
+            Self::F64(n) => Value::F64(n),
+            // Checked to be UTF-8 when it was copied; an empty string were it not.
+            Self::Text { start, end } => Value::Str(Cow::Borrowed(
+                std::str::from_utf8(slice(start, end)).unwrap_or(""),
+            )),
+            Self::Bytes { start, end } => Value::Bytes(Cow::Borrowed(slice(start, end))),
+            Self::Ip(ip) => Value::Ip(ip),
+            Self::Mac(mac) => Value::Mac(mac),
+            Self::Timestamp(t) => Value::Timestamp(t),
+        }
+    }
+}
+
+/// An emitted value as read from Lua, borrowing a string's bytes.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Scalar<'a> {
+    /// `nil` (the field is absent).
+    Nil,
+    /// A boolean.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A string.
+    Str(&'a [u8]),
+    /// Anything else (a table is converted by the caller when a timestamp may be one).
+    Other(&'static str),
+}
+
+/// Why a value does not fit its column (`Display` is the decode error's detail).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Mismatch {
+    /// The Lua type is not one the column accepts.
+    #[error("expected {expected}, got {got}")]
+    Type {
+        /// What the column accepts.
+        expected: &'static str,
+        /// The Lua type given, with its article.
+        got: &'static str,
+    },
+    /// A number outside the column's range (or with a fraction).
+    #[error("{value} is out of range: the column takes {range}")]
+    Range {
+        /// The number as Lua shows it.
+        value: String,
+        /// What is accepted.
+        range: String,
+    },
+    /// A string that is not UTF-8.
+    #[error("the string is not UTF-8 (byte {0})")]
+    NotUtf8(usize),
+    /// A string that is not an address (of the family).
+    #[error("{0:?} is not {1}")]
+    NotAddress(String, &'static str),
+    /// A timestamp table that is not a date, or a time out of range.
+    #[error("{0}")]
+    BadTime(String),
+}
+
+/// A Lua type name with its article, as messages say it (`a string`, `an integer`).
+pub(crate) fn a(type_name: &str) -> &'static str {
+    match type_name {
+        "nil" => "nil",
+        "boolean" => "a boolean",
+        "integer" => "an integer",
+        "number" => "a float",
+        "string" => "a string",
+        "table" => "a table",
+        "function" => "a function",
+        "thread" => "a coroutine",
+        "userdata" | "lightuserdata" => "a userdata",
+        _ => "a value of another type",
+    }
+}
+
+/// What `accept` is called in messages.
+fn expected(accept: Accept) -> &'static str {
+    match accept {
+        Accept::Bool => "a boolean",
+        Accept::Unsigned { .. } | Accept::Signed { .. } => "an integer",
+        Accept::Float => "a number",
+        Accept::Text => "a UTF-8 string",
+        Accept::Bytes => "a string",
+        Accept::Ip { .. } => "an address as a string",
+        Accept::Mac => "a MAC address (6 bytes, or \"aa:bb:cc:dd:ee:ff\")",
+        Accept::Timestamp(_) => "a timestamp (a Vector timestamp table, or a number)",
+    }
+}
+
+/// Converts `scalar` (not `nil`, not a table under a timestamp column) for a column
+/// accepting `accept`, copying strings into `bytes`.
+pub(crate) fn convert(
+    scalar: Scalar<'_>,
+    accept: Accept,
+    bytes: &mut Vec<u8>,
+) -> Result<Cell, Mismatch> {
+    let mismatch = |got: &'static str| Mismatch::Type {
+        expected: expected(accept),
+        got: a(got),
+    };
+    match (accept, scalar) {
+        (_, Scalar::Nil) => Ok(Cell::Null),
+        (Accept::Bool, Scalar::Bool(b)) => Ok(Cell::Bool(b)),
+        (Accept::Unsigned { max }, Scalar::Int(n)) => match u64::try_from(n) {
+            Ok(u) if u <= max => Ok(Cell::U64(u)),
+            _ => Err(range(&n.to_string(), 0, i128::from(max))),
+        },
+        (Accept::Unsigned { max }, Scalar::Float(f)) => match integral(f) {
+            Some(n) if (0..=i128::from(max)).contains(&n) => Ok(Cell::U64(n as u64)),
+            _ => Err(range(&float_text(f), 0, i128::from(max))),
+        },
+        (Accept::Signed { min, max }, Scalar::Int(n)) if (min..=max).contains(&n) => {
+            Ok(Cell::I64(n))
+        }
+        (Accept::Signed { min, max }, Scalar::Int(n)) => {
+            Err(range(&n.to_string(), i128::from(min), i128::from(max)))
+        }
+        (Accept::Signed { min, max }, Scalar::Float(f)) => match integral(f) {
+            Some(n) if (i128::from(min)..=i128::from(max)).contains(&n) => Ok(Cell::I64(n as i64)),
+            _ => Err(range(&float_text(f), i128::from(min), i128::from(max))),
+        },
+        (Accept::Float, Scalar::Int(n)) => Ok(Cell::F64(n as f64)),
+        (Accept::Float, Scalar::Float(f)) => Ok(Cell::F64(f)),
+        (Accept::Text, Scalar::Str(s)) => match std::str::from_utf8(s) {
+            Ok(_) => Ok(copy(bytes, s, true)),
+            Err(e) => Err(Mismatch::NotUtf8(e.valid_up_to())),
+        },
+        (Accept::Bytes, Scalar::Str(s)) => Ok(copy(bytes, s, false)),
+        (Accept::Ip { family }, Scalar::Str(s)) => address(s, family).map(Cell::Ip),
+        (Accept::Mac, Scalar::Str(s)) => mac(s).map(Cell::Mac),
+        (Accept::Timestamp(unit), Scalar::Int(n)) => {
+            micros(i128::from(n), unit).map(Cell::Timestamp)
+        }
+        (Accept::Timestamp(unit), Scalar::Float(f)) => float_micros(f, unit).map(Cell::Timestamp),
+        (_, Scalar::Bool(_)) => Err(mismatch("boolean")),
+        (_, Scalar::Int(_)) => Err(mismatch("integer")),
+        (_, Scalar::Float(_)) => Err(mismatch("number")),
+        (_, Scalar::Str(_)) => Err(mismatch("string")),
+        (_, Scalar::Other(got)) => Err(mismatch(got)),
+    }
+}
+
+fn range(value: &str, lo: i128, hi: i128) -> Mismatch {
+    Mismatch::Range {
+        value: value.to_owned(),
+        range: format!("integers from {lo} to {hi}"),
+    }
+}
+
+/// A float as Lua prints it (`1.5`, `3.0`, `inf`).
+fn float_text(f: f64) -> String {
+    if f.is_finite() && f.fract() == 0.0 && f.abs() < 1e16 {
+        format!("{f:.1}")
+    } else {
+        format!("{f}")
+    }
+}
+
+/// The integer a float holds exactly, if it does (within ±2⁶⁴).
+fn integral(f: f64) -> Option<i128> {
+    const LIMIT: f64 = 18_446_744_073_709_551_616.0; // 2^64
+    (f.is_finite() && f.fract() == 0.0 && f.abs() < LIMIT).then_some(f as i128)
+}
+
+fn copy(bytes: &mut Vec<u8>, s: &[u8], text: bool) -> Cell {
+    let start = bytes.len();
+    bytes.extend_from_slice(s);
+    let end = bytes.len();
+    if text {
+        Cell::Text { start, end }
+    } else {
+        Cell::Bytes { start, end }
+    }
+}
+
+fn address(s: &[u8], family: Option<IpFamily>) -> Result<IpAddr, Mismatch> {
+    let what = match family {
+        None => "an IPv4 or IPv6 address",
+        Some(IpFamily::V4) => "an IPv4 address",
+        Some(IpFamily::V6) => "an IPv6 address",
+    };
+    let bad = || Mismatch::NotAddress(String::from_utf8_lossy(s).into_owned(), what);
+    let ip: IpAddr = std::str::from_utf8(s)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(bad)?;
+    match (family, ip) {
+        (None, _) | (Some(IpFamily::V4), IpAddr::V4(_)) | (Some(IpFamily::V6), IpAddr::V6(_)) => {
+            Ok(ip)
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// Six bytes as they are, or six hex pairs separated by `:` or `-`.
+fn mac(s: &[u8]) -> Result<[u8; 6], Mismatch> {
+    if let Ok(raw) = <[u8; 6]>::try_from(s) {
+        return Ok(raw);
+    }
+    let bad = || {
+        Mismatch::NotAddress(
+            String::from_utf8_lossy(s).into_owned(),
+            "a MAC address (6 bytes, or \"aa:bb:cc:dd:ee:ff\")",
+        )
+    };
+    if s.len() != 17 {
+        return Err(bad());
+    }
+    let sep = s.get(2).copied().filter(|b| *b == b':' || *b == b'-');
+    let sep = sep.ok_or_else(bad)?;
+    let mut out = [0u8; 6];
+    for (i, byte) in out.iter_mut().enumerate() {
+        let at = i * 3;
+        if i > 0 && s.get(at - 1) != Some(&sep) {
+            return Err(bad());
+        }
+        let pair = s
+            .get(at..at + 2)
+            .and_then(|p| std::str::from_utf8(p).ok())
+            .ok_or_else(bad)?;
+        *byte = u8::from_str_radix(pair, 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
+/// Microseconds per unit.
+fn per_unit(unit: TimeUnit) -> (i128, i128) {
+    // (multiply, divide)
+    match unit {
+        TimeUnit::Seconds => (1_000_000, 1),
+        TimeUnit::Millis => (1_000, 1),
+        TimeUnit::Micros => (1, 1),
+        TimeUnit::Nanos => (1, 1_000),
+    }
+}
+
+fn unit_name(unit: TimeUnit) -> &'static str {
+    match unit {
+        TimeUnit::Seconds => "seconds",
+        TimeUnit::Millis => "milliseconds",
+        TimeUnit::Micros => "microseconds",
+        TimeUnit::Nanos => "nanoseconds",
+    }
+}
+
+/// An integer time in `unit` as microseconds (nanoseconds truncated toward the past, as
+/// the `schema` decoder does).
+fn micros(n: i128, unit: TimeUnit) -> Result<i64, Mismatch> {
+    let (mul, div) = per_unit(unit);
+    i64::try_from((n * mul).div_euclid(div)).map_err(|_| {
+        Mismatch::BadTime(format!(
+            "{n} {} is beyond the representable time range",
+            unit_name(unit)
+        ))
+    })
+}
+
+/// A float time in `unit` as microseconds (truncated toward the past).
+fn float_micros(f: f64, unit: TimeUnit) -> Result<i64, Mismatch> {
+    let (mul, div) = per_unit(unit);
+    let us = (f * mul as f64 / div as f64).floor();
+    // i64::MAX as f64 rounds up to 2^63, which does not fit: `<`, not `<=`.
+    if us.is_finite() && us >= i64::MIN as f64 && us < i64::MAX as f64 {
+        Ok(us as i64)
+    } else {
+        Err(Mismatch::BadTime(format!(
+            "{} {} is beyond the representable time range",
+            float_text(f),
+            unit_name(unit)
+        )))
+    }
+}
+
+/// The fields of a Vector timestamp table (`os.date("!*t")` plus `nanosec`), UTC.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CivilTime {
+    pub year: i64,
+    pub month: i64,
+    pub day: i64,
+    pub hour: i64,
+    pub min: i64,
+    pub sec: i64,
+    pub nanosec: i64,
+}
+
+impl CivilTime {
+    /// Microseconds since the Unix epoch; `sec = 60` (a leap second) is the next minute's
+    /// first second.
+    pub(crate) fn micros(&self) -> Result<i64, Mismatch> {
+        let bad = |what: &str| Mismatch::BadTime(format!("not a time: {what}"));
+        if !(1..=12).contains(&self.month) {
+            return Err(bad(&format!("month {}", self.month)));
+        }
+        if !(-1_000_000..=1_000_000).contains(&self.year) {
+            return Err(bad(&format!("year {}", self.year)));
+        }
+        let days_in_month = match self.month {
+            2 if is_leap(self.year) => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        if !(1..=days_in_month).contains(&self.day) {
+            return Err(bad(&format!("day {} of month {}", self.day, self.month)));
+        }
+        if !(0..=23).contains(&self.hour) || !(0..=59).contains(&self.min) {
+            return Err(bad(&format!("{}:{}", self.hour, self.min)));
+        }
+        if !(0..=60).contains(&self.sec) || !(0..1_000_000_000).contains(&self.nanosec) {
+            return Err(bad(&format!("second {}.{:09}", self.sec, self.nanosec)));
+        }
+        let days = days_from_civil(self.year, self.month, self.day);
+        let secs = days * 86_400 + self.hour * 3600 + self.min * 60 + self.sec;
+        secs.checked_mul(1_000_000)
+            .and_then(|us| us.checked_add(self.nanosec / 1000))
+            .ok_or_else(|| bad("beyond the representable time range"))
+    }
+
+    /// The civil time of `micros` since the Unix epoch (UTC), with the day of the year
+    /// (1-based) and of the week (1 = Sunday), as Vector gives them.
+    pub(crate) fn from_micros(micros: i64) -> (Self, i64, i64) {
+        let secs = micros.div_euclid(1_000_000);
+        let nanosec = micros.rem_euclid(1_000_000) * 1000;
+        let days = secs.div_euclid(86_400);
+        let rem = secs.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(days);
+        let yday = days - days_from_civil(year, 1, 1) + 1;
+        // 1970-01-01 was a Thursday (5 when Sunday is 1).
+        let wday = (days + 4).rem_euclid(7) + 1;
+        (
+            Self {
+                year,
+                month,
+                day,
+                hour: rem / 3600,
+                min: rem % 3600 / 60,
+                sec: rem % 60,
+                nanosec,
+            },
+            yday,
+            wday,
+        )
+    }
+}
+
+fn is_leap(year: i64) -> bool {
+    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (month + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// The date of a day number since 1970-01-01.
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
