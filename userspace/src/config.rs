@@ -288,8 +288,9 @@ pub enum WorkerScheduling {
 pub struct PipelineConfig {
     /// Parse/encode/compress worker threads; 0 means one per CPU.
     pub workers: u32,
-    /// Scheduling class of the workers and the sink thread: `idle` (default), `batch` or
-    /// `normal`. With `idle` the receive threads always win the CPU when they wake.
+    /// Scheduling class of the workers: `idle` (default), `batch` or `normal`. With `idle`
+    /// the receive threads always win the CPU when they wake, and one more worker in the
+    /// default class (the reserve) works whenever the queue backs up.
     pub worker_scheduling: WorkerScheduling,
     /// Frame batches that may wait for a worker before receivers drop (counted).
     pub queue_depth: u32,

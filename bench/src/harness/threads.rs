@@ -81,7 +81,8 @@ fn tasks_of(pid: u32, prefix: &str) -> Vec<(u32, String, PathBuf)> {
 pub enum ThreadGroup {
     /// `sluice-rx-q<N>` (one per AF_XDP queue), or `sluice-udp` (the UDP source).
     Receive,
-    /// `sluice-worker-<N>`: decode and encode.
+    /// `sluice-worker-<N>`: decode and encode; and `sluice-reserve`, the worker that
+    /// works only when the queue backs up.
     Workers,
     /// `sluice-sink`: writes (and fsyncs) the batch files.
     Sink,
@@ -94,7 +95,7 @@ impl ThreadGroup {
     pub fn of(comm: &str) -> ThreadGroup {
         if comm.starts_with("sluice-rx-q") || comm == "sluice-udp" {
             ThreadGroup::Receive
-        } else if comm.starts_with("sluice-worker-") {
+        } else if comm.starts_with("sluice-worker-") || comm == "sluice-reserve" {
             ThreadGroup::Workers
         } else if comm == "sluice-sink" {
             ThreadGroup::Sink
@@ -350,6 +351,7 @@ mod tests {
         assert_eq!(ThreadGroup::of("sluice-rx-q12"), ThreadGroup::Receive);
         assert_eq!(ThreadGroup::of("sluice-udp"), ThreadGroup::Receive);
         assert_eq!(ThreadGroup::of("sluice-worker-1"), ThreadGroup::Workers);
+        assert_eq!(ThreadGroup::of("sluice-reserve"), ThreadGroup::Workers);
         assert_eq!(ThreadGroup::of("sluice-sink"), ThreadGroup::Sink);
         assert_eq!(ThreadGroup::of("sluice"), ThreadGroup::Other);
         assert_eq!(ThreadGroup::of("sluice-metrics"), ThreadGroup::Other);

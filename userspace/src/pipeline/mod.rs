@@ -6,7 +6,10 @@ pub mod frames;
 pub mod scheduling;
 pub mod worker;
 
-use std::{sync::Arc, thread::JoinHandle};
+use std::{
+    sync::Arc,
+    thread::{JoinHandle, Thread},
+};
 
 use crossbeam_channel::{Receiver, Sender, TrySendError};
 
@@ -20,7 +23,7 @@ use crate::{
 };
 use batch::{BatchBuilder, SealedBatch};
 use frames::FrameBatch;
-use worker::{Worker, WorkerStream};
+use worker::{Intake, Worker, WorkerStream};
 
 /// Most frames per batch handed to the workers (a receive loop hands over what the ring
 /// held when it drains first).
@@ -57,6 +60,8 @@ pub enum PipelineError {
 pub struct FrameSender {
     tx: Sender<FrameBatch>,
     recycled: Receiver<FrameBatch>,
+    /// The reserve worker (with `SCHED_IDLE` workers) and the queue length that wakes it.
+    reserve: Option<(Thread, usize)>,
 }
 
 impl FrameSender {
@@ -70,7 +75,13 @@ impl FrameSender {
     /// Hands a batch to the workers without waiting; when every worker is busy and the
     /// queue is full, its frames are counted as `worker_queue_full` drops.
     pub fn send_or_drop(&self, batch: FrameBatch, counters: &mut LocalCounters) -> FrameBatch {
-        match self.tx.try_send(batch) {
+        let sent = self.tx.try_send(batch);
+        if let Some((reserve, watermark)) = &self.reserve
+            && self.tx.len() >= *watermark
+        {
+            reserve.unpark();
+        }
+        match sent {
             Ok(()) => self.empty_batch(),
             Err(TrySendError::Full(mut batch)) | Err(TrySendError::Disconnected(mut batch)) => {
                 counters.drop_n(DropReason::WorkerQueueFull, batch.len() as u64);
@@ -121,6 +132,13 @@ impl CounterSet {
     }
 }
 
+/// The queue length (frame batches) from which the reserve worker works: a quarter of
+/// the queue, so that it starts well before the queue is full even at low rates (a batch
+/// per receive-loop pause: 64 of the default 256 are 32 ms of traffic).
+fn reserve_watermark(depth: usize) -> usize {
+    (depth / 4).max(1)
+}
+
 /// Puts a bulk thread in its configured class; a refusal is logged and the thread runs on
 /// in the default class (slower to yield to the receive threads, nothing lost).
 fn lower_class(thread: &'static str, policy: crate::config::WorkerScheduling) {
@@ -162,10 +180,12 @@ impl Pipeline {
         let sink_counters = counters.register();
         let sink_details = details.register();
         let sink_local = details.local();
+        // The sink keeps the default class whatever the workers': it takes little CPU
+        // (writing and syncing compressed batches), and workers that cannot hand over
+        // their batches stall, the reserve worker too.
         let sink = std::thread::Builder::new()
             .name("sluice-sink".into())
             .spawn(move || {
-                lower_class("sluice-sink", scheduling);
                 sink::run_sink(sink, sealed_rx, &sink_counters, &sink_details, sink_local)
             })
             .map_err(|source| PipelineError::Start {
@@ -173,8 +193,14 @@ impl Pipeline {
                 source,
             })?;
 
-        let mut handles = Vec::with_capacity(workers);
-        for id in 0..workers {
+        // With `SCHED_IDLE` workers, one more in the default class for backlogs
+        // (`worker` module).
+        let reserve = usize::from(scheduling == crate::config::WorkerScheduling::Idle);
+        let watermark = reserve_watermark(depth);
+        let mut handles = Vec::with_capacity(workers + reserve);
+        let mut reserve_thread = None;
+        for id in 0..workers + reserve {
+            let is_reserve = id >= workers;
             let mut worker_streams = Vec::with_capacity(streams.streams.len());
             for (index, stream) in streams.streams.iter().enumerate() {
                 let builder =
@@ -202,24 +228,45 @@ impl Pipeline {
                 detail: details.local(),
                 packet_clock: config.pipeline.packet_clock,
                 latest_received_at: 0,
+                intake: if is_reserve {
+                    Intake::Backlog { watermark }
+                } else {
+                    Intake::Always
+                },
+            };
+            let name = if is_reserve {
+                "sluice-reserve".to_owned()
+            } else {
+                format!("sluice-worker-{id}")
             };
             let handle = std::thread::Builder::new()
-                .name(format!("sluice-worker-{id}"))
+                .name(name)
                 .spawn(move || {
-                    lower_class("sluice-worker", scheduling);
+                    if !is_reserve {
+                        lower_class("sluice-worker", scheduling);
+                    }
                     worker.run();
                 })
                 .map_err(|source| PipelineError::Start {
                     what: "worker thread",
                     source,
                 })?;
+            if is_reserve {
+                reserve_thread = Some((handle.thread().clone(), watermark));
+            }
             handles.push(handle);
         }
-        tracing::info!(workers, scheduling = ?scheduling, "workers and sink started");
+        tracing::info!(
+            workers,
+            reserve_workers = reserve,
+            scheduling = ?scheduling,
+            "workers and sink started"
+        );
         Ok(Self {
             frames: FrameSender {
                 tx: frame_tx,
                 recycled: recycle_rx,
+                reserve: reserve_thread,
             },
             workers: handles,
             sink,
@@ -256,5 +303,91 @@ impl Pipeline {
             tracing::error!("the sink thread panicked");
         }
         counters.total()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        net::SocketAddr,
+        sync::atomic::{AtomicBool, Ordering},
+        time::{Duration, Instant},
+    };
+
+    use super::{Pipeline, frames::FrameOrigin};
+    use crate::{
+        accounting::{DropReason, LocalCounters},
+        config::{Config, FilterConfig, WorkerScheduling},
+        decap::PortFilter,
+        detail::DetailSet,
+        record::timestamp::now_micros,
+        streams::Streams,
+    };
+
+    /// Busy loops in the default class on every CPU for `limit` or until `stop`.
+    fn occupy_every_cpu(
+        stop: &'static AtomicBool,
+        limit: Duration,
+    ) -> Vec<std::thread::JoinHandle<()>> {
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (0..cpus)
+            .map(|_| {
+                std::thread::spawn(move || {
+                    let start = Instant::now();
+                    while !stop.load(Ordering::Relaxed) && start.elapsed() < limit {
+                        std::hint::spin_loop();
+                    }
+                })
+            })
+            .collect()
+    }
+
+    /// With `SCHED_IDLE` workers, another program busy on every CPU must not starve the
+    /// pipeline: the reserve worker takes the backlog. 400 batches of 50 KB in about a
+    /// second are more than the queue holds (256): without the reserve, thousands of
+    /// frames were dropped here as `worker_queue_full`.
+    #[test]
+    fn busy_programs_on_every_cpu_do_not_starve_idle_workers()
+    -> Result<(), Box<dyn std::error::Error>> {
+        static STOP: AtomicBool = AtomicBool::new(false);
+        let dir = sluice_testkit::scratch::tempdir("pipeline-starve")?;
+        let mut config = Config::default();
+        config.sink.path = dir.path().join("records");
+        config.pipeline.workers = 2;
+        config.pipeline.worker_scheduling = WorkerScheduling::Idle;
+        let streams = Streams::build(&[], &[], dir.path())?;
+        let names = streams.streams.iter().map(|s| s.name.clone()).collect();
+        let (sink, _) = crate::upload::open_sink(&config, names)?;
+        let filter = PortFilter::new(&FilterConfig::default());
+        let details = DetailSet::default();
+        let pipeline = Pipeline::start(&config, filter, &streams, &details, sink)?;
+        let sender = pipeline.frame_sender();
+        let src: SocketAddr = "192.0.2.7:4000".parse()?;
+        let dst: SocketAddr = "192.0.2.1:9000".parse()?;
+
+        const FRAMES: usize = 50;
+        let payload = vec![0x5a_u8; 1000];
+        let hogs = occupy_every_cpu(&STOP, Duration::from_secs(10));
+        let mut sent = LocalCounters::default();
+        let mut batch = sender.empty_batch();
+        for _ in 0..400 {
+            for _ in 0..FRAMES {
+                batch.push(&payload, now_micros(), FrameOrigin::Socket { src, dst });
+            }
+            batch = sender.send_or_drop(batch, &mut sent);
+            std::thread::sleep(Duration::from_micros(2500));
+        }
+        STOP.store(true, Ordering::Relaxed);
+        for hog in hogs {
+            let _ = hog.join();
+        }
+        drop(sender);
+        let totals = pipeline.finish();
+        assert_eq!(sent.dropped[DropReason::WorkerQueueFull as usize], 0);
+        assert_eq!(
+            (totals.recorded, totals.dropped_total()),
+            (400 * FRAMES as u64, 0)
+        );
+        Ok(())
     }
 }

@@ -1,5 +1,5 @@
-//! The scheduling class of the bulk threads — workers and the sink — so that the receive
-//! threads win the CPU whenever they wake.
+//! The scheduling class of the workers, so that the receive threads win the CPU whenever
+//! they wake.
 //!
 //! A receive thread does little per frame but must run within a few milliseconds of the
 //! kernel filling its ring, or the fill ring runs dry and packets are dropped
@@ -11,9 +11,14 @@
 //! version we support), and a CPU running only them counts as idle when a waking thread
 //! looks for one. Lowering one's own class needs no capability and no rlimit.
 //!
-//! The price: every ordinary thread on the machine comes first. On a VM with other busy
-//! programs, `pipeline.worker_scheduling = "normal"` (or `"batch"`: ordinary weight, but
-//! never preempting on wakeup) shares the CPU evenly again.
+//! The price: every ordinary thread on the machine comes first, and a busy program that
+//! keeps every CPU occupied (a compression job, a build) would leave the workers almost
+//! no CPU at all. So with `idle` the pipeline runs one more worker in the default class,
+//! the reserve (`pipeline::worker`), which takes frames only while the queue is backed up
+//! and then shares the CPU with that program like any ordinary thread; and the sink
+//! thread keeps the default class. `pipeline.worker_scheduling = "normal"` (or `"batch"`:
+//! ordinary weight, but never preempting on wakeup) puts every worker back in the
+//! ordinary share, without a reserve.
 
 use crate::config::WorkerScheduling;
 

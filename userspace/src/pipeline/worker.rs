@@ -4,6 +4,14 @@
 //! worker), parse each frame, hand the payload to its stream's decoder, which writes rows
 //! into the stream's open batch, and seal batches at their size or age limit. Counters are
 //! kept locally and published once per frame batch.
+//!
+//! With `SCHED_IDLE` workers one more worker, the *reserve*, keeps the default class and
+//! takes frames only when the queue backs up: `SCHED_IDLE` threads get almost no CPU while
+//! any ordinary program on the machine is busy (a compression job, another daemon), and
+//! without it such a program would starve every worker and drop every packet as
+//! `worker_queue_full`. The receive thread wakes the reserve when the queue passes its
+//! watermark (see [`super::FrameSender::send_or_drop`]); it then shares the CPU with that
+//! program as any ordinary thread does, until the queue is back under the watermark.
 
 use std::{
     sync::Arc,
@@ -28,6 +36,20 @@ use crate::{
 /// How often held packets (NetFlow data waiting for its template) are re-examined when
 /// no traffic arrives.
 const IDLE_TICK: Duration = Duration::from_millis(200);
+
+/// How a worker takes frames from the shared queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Intake {
+    /// Whenever there are any (every worker of the configured count).
+    Always,
+    /// Only while at least `watermark` frame batches wait, and when woken (the reserve
+    /// worker: between backlogs it takes at most one batch per [`IDLE_TICK`], enough to
+    /// see the queue close at shutdown).
+    Backlog {
+        /// Queue length from which the reserve works.
+        watermark: usize,
+    },
+}
 
 /// One stream as a worker sees it: its own decoder and open batch.
 pub struct WorkerStream {
@@ -117,6 +139,8 @@ pub struct Worker {
     pub packet_clock: bool,
     /// The latest `received_at` this worker saw.
     pub latest_received_at: i64,
+    /// When this worker takes frames.
+    pub intake: Intake,
 }
 
 impl Worker {
@@ -133,22 +157,24 @@ impl Worker {
                 .map_or(IDLE_TICK, |d| {
                     d.saturating_duration_since(Instant::now()).min(IDLE_TICK)
                 });
-            match self.frames.recv_timeout(wait) {
-                Ok(mut batch) => {
-                    self.process(&batch, &mut local);
-                    batch.clear();
-                    // The receiver may have gone (shutdown); the buffer is then just freed.
-                    let _ = self.recycle.try_send(batch);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.settle_held(&mut local, true);
-                    for i in 0..self.streams.len() {
-                        self.seal(i, &mut local);
+            let closed = match self.intake {
+                Intake::Always => match self.frames.recv_timeout(wait) {
+                    Ok(batch) => {
+                        self.take(batch, &mut local);
+                        false
                     }
-                    self.publish(&local);
-                    return;
+                    Err(RecvTimeoutError::Timeout) => false,
+                    Err(RecvTimeoutError::Disconnected) => true,
+                },
+                Intake::Backlog { watermark } => self.work_backlog(wait, watermark, &mut local),
+            };
+            if closed {
+                self.settle_held(&mut local, true);
+                for i in 0..self.streams.len() {
+                    self.seal(i, &mut local);
                 }
+                self.publish(&local);
+                return;
             }
             self.settle_held(&mut local, false);
             let now = Instant::now();
@@ -158,6 +184,36 @@ impl Worker {
                 }
             }
             self.publish(&local);
+        }
+    }
+
+    /// Processes one frame batch and gives its buffer back to the receivers.
+    fn take(&mut self, mut batch: FrameBatch, local: &mut LocalCounters) {
+        self.process(&batch, local);
+        batch.clear();
+        // The receiver may have gone (shutdown); the buffer is then just freed.
+        let _ = self.recycle.try_send(batch);
+    }
+
+    /// The reserve's turn: unless `watermark` batches or more wait, sleeps until woken
+    /// (the queue passed the watermark) or `wait` is over; then takes one batch, if any.
+    /// Returns whether the queue is closed and empty.
+    fn work_backlog(
+        &mut self,
+        wait: Duration,
+        watermark: usize,
+        local: &mut LocalCounters,
+    ) -> bool {
+        if self.frames.len() < watermark {
+            std::thread::park_timeout(wait);
+        }
+        match self.frames.try_recv() {
+            Ok(batch) => {
+                self.take(batch, local);
+                false
+            }
+            Err(crossbeam_channel::TryRecvError::Empty) => false,
+            Err(crossbeam_channel::TryRecvError::Disconnected) => true,
         }
     }
 
