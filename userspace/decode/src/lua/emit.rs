@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use mlua::{Lua, Table, Value as LuaValue};
+use mlua::{Lua, Table, Value as LuaValue, ffi};
 
 use super::{
     config::{Accept, ColumnPlan},
@@ -25,6 +25,8 @@ pub(crate) struct Emitted {
     columns: Arc<[ColumnPlan]>,
     /// Each column's `event.log` key, as a Lua string made once.
     keys: Vec<mlua::LuaString>,
+    /// The same keys as a Lua array, for [`Self::read_row_raw`].
+    key_table: Table,
     log_key: mlua::LuaString,
     metric_key: mlua::LuaString,
     /// Cells of the rows, `columns.len()` per row.
@@ -56,8 +58,10 @@ impl Emitted {
             .iter()
             .map(|c| lua.create_string(&c.field))
             .collect::<mlua::Result<_>>()?;
+        let key_table = lua.create_sequence_from(columns.iter().map(|c| c.field.as_str()))?;
         Ok(Self {
             keys,
+            key_table,
             log_key: lua.create_string("log")?,
             metric_key: lua.create_string("metric")?,
             cells: Vec::with_capacity(columns.len() * 4),
@@ -135,12 +139,21 @@ impl Emitted {
             }
         };
         let (cells, bytes) = (self.cells.len(), self.bytes.len());
-        for i in 0..self.columns.len() {
-            if let Err(e) = self.push_cell(lua, &log, i) {
+        let read = match self.read_row_raw(lua, &log) {
+            Ok(RawRow::Done) => Ok(()),
+            Ok(RawRow::NeedsLua) => {
+                // A value only mlua's API reads (a timestamp table, or the packet's
+                // `timestamp` made on first read): the whole row again, field by field.
                 self.cells.truncate(cells);
                 self.bytes.truncate(bytes);
-                return Err(self.refuse(e));
+                (0..self.columns.len()).try_for_each(|i| self.push_cell(lua, &log, i))
             }
+            Err(e) => Err(e),
+        };
+        if let Err(e) = read {
+            self.cells.truncate(cells);
+            self.bytes.truncate(bytes);
+            return Err(self.refuse(e));
         }
         if self.bytes.len() > self.max_bytes {
             self.cells.truncate(cells);
@@ -159,6 +172,69 @@ impl Emitted {
         Ok(())
     }
 
+    /// Reads every column of `log` in one pass over the raw Lua API (one lock and one
+    /// protected call per row, instead of a table lookup through mlua per column, which
+    /// took most of the decoder's time): the cells are pushed, or the first column that
+    /// does not convert is the error, or [`RawRow::NeedsLua`] when a value needs
+    /// [`Self::push_cell`].
+    fn read_row_raw(&mut self, lua: &Lua, log: &Table) -> Result<RawRow, DecodeError> {
+        let mut outcome = Ok(RawRow::Done);
+        let Self {
+            columns,
+            key_table,
+            cells,
+            bytes,
+            ..
+        } = self;
+        // SAFETY: the closure runs inside mlua's protected call with `log` at index 1 and
+        // the key table at index 2, both tables. It calls only functions that raise no
+        // Lua error: raw gets (no metamethods, no allocation), type queries, and reads of
+        // numbers, booleans and strings that convert nothing. A string's bytes are copied
+        // (by `convert`) before its value is popped. The stack is left empty.
+        let called = unsafe {
+            lua.exec_raw::<()>((log, &*key_table), |state| {
+                for (i, column) in columns.iter().enumerate() {
+                    ffi::lua_rawgeti(state, 2, i as ffi::lua_Integer + 1);
+                    let kind = ffi::lua_rawget(state, 1);
+                    let read = match kind {
+                        ffi::LUA_TNIL if column.field == "timestamp" => Read::NeedsLua,
+                        ffi::LUA_TNIL if column.column.nullable => Read::Cell(Cell::Null),
+                        ffi::LUA_TNIL => Read::Fail(missing(column)),
+                        ffi::LUA_TTABLE if matches!(column.accept, Accept::Timestamp(_)) => {
+                            Read::NeedsLua
+                        }
+                        _ => match convert(raw_scalar(state, kind), column.accept, bytes) {
+                            Ok(cell) => Read::Cell(cell),
+                            Err(m) => Read::Fail(mismatch(column, &m)),
+                        },
+                    };
+                    ffi::lua_settop(state, 2);
+                    match read {
+                        Read::Cell(cell) => cells.push(cell),
+                        Read::Fail(e) => {
+                            outcome = Err(e);
+                            break;
+                        }
+                        Read::NeedsLua => {
+                            outcome = Ok(RawRow::NeedsLua);
+                            break;
+                        }
+                    }
+                }
+                ffi::lua_settop(state, 0);
+            })
+        };
+        match called {
+            Ok(()) => outcome,
+            Err(e) => Err(DecodeError::new(
+                super::LUA_ERROR,
+                FieldName::None,
+                0,
+                Detail::message(super::state::first_line(&e)),
+            )),
+        }
+    }
+
     /// Converts column `i` of `log` into the next cell.
     fn push_cell(&mut self, lua: &Lua, log: &Table, i: usize) -> Result<(), DecodeError> {
         let (Some(column), Some(key)) = (self.columns.get(i), self.keys.get(i)) else {
@@ -172,17 +248,7 @@ impl Emitted {
         }
         let cell = match &value {
             LuaValue::Nil if column.column.nullable => Cell::Null,
-            LuaValue::Nil => {
-                return Err(DecodeError::new(
-                    MISSING_FIELD,
-                    FieldName::Static(column.name),
-                    0,
-                    Detail::message(format!(
-                        "the emitted event has no field {:?} (the column is not nullable)",
-                        column.field
-                    )),
-                ));
-            }
+            LuaValue::Nil => return Err(missing(column)),
             LuaValue::Table(t) if matches!(column.accept, Accept::Timestamp(_)) => {
                 timestamp_table(lua, t)
                     .and_then(|c| c.micros())
@@ -210,6 +276,69 @@ impl Emitted {
         self.failure.get_or_insert(error);
         mlua::Error::runtime(text)
     }
+}
+
+/// What one column of a row read over the raw API gave.
+enum Read {
+    Cell(Cell),
+    Fail(DecodeError),
+    NeedsLua,
+}
+
+/// How [`Emitted::read_row_raw`] ended.
+enum RawRow {
+    /// Every column read.
+    Done,
+    /// A value needs mlua's API: read the row with [`Emitted::push_cell`].
+    NeedsLua,
+}
+
+/// The value on top of the stack, of Lua type `kind` (not nil), as a [`Scalar`]; a
+/// string borrows the stack's copy.
+///
+/// # Safety
+/// `state` is a running Lua state whose top value has type `kind`; the returned string
+/// must not be used after that value is popped.
+unsafe fn raw_scalar<'a>(state: *mut ffi::lua_State, kind: std::os::raw::c_int) -> Scalar<'a> {
+    // SAFETY (every call): the top value exists and has type `kind`, checked by the match;
+    // none of these calls converts a value or raises an error.
+    unsafe {
+        match kind {
+            ffi::LUA_TBOOLEAN => Scalar::Bool(ffi::lua_toboolean(state, -1) != 0),
+            ffi::LUA_TNUMBER if ffi::lua_isinteger(state, -1) != 0 => {
+                Scalar::Int(ffi::lua_tointegerx(state, -1, std::ptr::null_mut()))
+            }
+            ffi::LUA_TNUMBER => Scalar::Float(ffi::lua_tonumberx(state, -1, std::ptr::null_mut())),
+            ffi::LUA_TSTRING => {
+                let mut len = 0usize;
+                let ptr = ffi::lua_tolstring(state, -1, &mut len);
+                if ptr.is_null() {
+                    Scalar::Str(&[])
+                } else {
+                    Scalar::Str(std::slice::from_raw_parts(ptr.cast::<u8>(), len))
+                }
+            }
+            ffi::LUA_TTABLE => Scalar::Other("table"),
+            ffi::LUA_TFUNCTION => Scalar::Other("function"),
+            ffi::LUA_TUSERDATA => Scalar::Other("userdata"),
+            ffi::LUA_TLIGHTUSERDATA => Scalar::Other("lightuserdata"),
+            ffi::LUA_TTHREAD => Scalar::Other("thread"),
+            _ => Scalar::Other("value"),
+        }
+    }
+}
+
+/// The error of a column that is not nullable and was not emitted.
+fn missing(column: &ColumnPlan) -> DecodeError {
+    DecodeError::new(
+        MISSING_FIELD,
+        FieldName::Static(column.name),
+        0,
+        Detail::message(format!(
+            "the emitted event has no field {:?} (the column is not nullable)",
+            column.field
+        )),
+    )
 }
 
 /// A non-string, non-table Lua value as a [`Scalar`].

@@ -58,13 +58,23 @@ local log_meta = {
 }
 return function(message, host, port, received_at)
   local log = setmetatable(
-    { message = message, host = host, port = port, source_type = "socket" },
+    { message = message, host = host, port = port, source_type = "socket"SIZE_HINT },
     log_meta
   )
   current_log, current_received_at = log, received_at
   process({ log = log }, emit)
 end
 "#;
+
+/// The wrapper's code for a script with `columns` columns: `log` is made with room for
+/// them (record fields set to `nil` in a table constructor size its hash part and are not
+/// stored), so the script's field assignments do not grow the table step by step.
+fn wrapper(columns: usize) -> String {
+    let hint: String = (0..columns.min(64))
+        .map(|i| format!(", _sluice_size_hint_{i} = nil"))
+        .collect();
+    WRAPPER.replace("SIZE_HINT", &hint)
+}
 
 /// A worker's state.
 pub(crate) struct LuaState {
@@ -152,7 +162,7 @@ impl LuaState {
             .transpose()?;
         state.call = state
             .lua
-            .load(WRAPPER)
+            .load(wrapper(program.columns.len()))
             .set_name("=sluice event")
             .set_mode(mlua::chunk::ChunkMode::Text)
             .call::<Function>((process, &state.emit, to_timestamp))
