@@ -1,14 +1,15 @@
-//! The benchmark's own instruments, checked before any number is trusted: the live-frames
-//! generator offers exactly what it reports into ceiling A (XDP count-and-drop), and both
-//! kernel-path references (tc-BPF GRE decapsulation, the VXLAN device) deliver exactly the
-//! offered datagrams, byte for byte, to a UDP socket in the receiver namespace. The
-//! kernel paths run at 100 kpps, so test runs are longer than one live-frames batch and
-//! pages are recycled after tc decapsulation rewrote them: every frame must still leave
-//! intact (the generator restores its headers).
+//! The benchmark's own instruments, checked before any number is trusted: the generator
+//! (live frames, or AF_PACKET where the kernel refuses them) offers exactly what it
+//! reports into ceiling A (XDP count-and-drop), and both kernel-path references (tc-BPF
+//! GRE decapsulation, the VXLAN device) deliver exactly the offered datagrams, byte for
+//! byte, to a UDP socket in the receiver namespace. The kernel paths run at 100 kpps, so
+//! test runs are longer than one live-frames batch and pages are recycled after tc
+//! decapsulation rewrote them: every frame must still leave intact (the generator restores
+//! its headers).
 //!
-//! Needs root (namespaces, XDP, tc, BPF_PROG_TEST_RUN), `ip` and `ethtool`: in CI a missing
-//! prerequisite fails the test, elsewhere it is skipped with the reason printed. Every
-//! traffic loop is bounded in count and time; namespaces are deleted on drop.
+//! Needs root (namespaces, XDP, tc, BPF_PROG_TEST_RUN or AF_PACKET), `ip` and `ethtool`: in
+//! CI a missing prerequisite fails the test, elsewhere it is skipped with the reason
+//! printed. Every traffic loop is bounded in count and time; namespaces are deleted on drop.
 
 use std::collections::BTreeSet;
 use std::net::{IpAddr, SocketAddr, UdpSocket};
@@ -16,7 +17,9 @@ use std::time::{Duration, Instant};
 
 use sluice_bench::count_drop::CountDrop;
 use sluice_bench::generator::mix::{INNER_DST_V4, INNER_DST_V6};
-use sluice_bench::generator::{Encap, Generator, PayloadKind, PayloadShare, TrafficMix, Tunnel};
+use sluice_bench::generator::{
+    Encap, GenEngine, Generator, PayloadKind, PayloadShare, TrafficMix, Tunnel,
+};
 use sluice_bench::kernel_path::{TcDecapPath, VxlanPath, bind_udp_in_receiver};
 use sluice_bench::lab::{BenchLab, Side};
 use sluice_testkit::privilege::{require_root, require_tool};
@@ -76,11 +79,19 @@ fn generator_offers_exactly_what_count_drop_sees() {
         .expect("read counters");
     assert_eq!(counts.packets, 100_000 + flat.offered);
     // The veth driver agrees: every offered frame was queued to the peer, none refused.
+    // Live frames arrive through its XDP transmit path; AF_PACKET frames through its
+    // ordinary one, counted where the peer's XDP program ran.
     let sender = lab.veth_stats(Side::Sender).expect("ethtool -S");
-    assert_eq!(sender["tx_queue_0_xdp_xmit"], 100_000 + flat.offered);
+    let receiver = lab.veth_stats(Side::Receiver).expect("ethtool -S");
+    let queued = match flat.engine {
+        GenEngine::XdpLive => sender["tx_queue_0_xdp_xmit"],
+        GenEngine::AfPacket => receiver["rx_queue_0_xdp_packets"],
+    };
+    assert_eq!(queued, 100_000 + flat.offered, "engine {}", flat.engine);
     assert_eq!(sender["tx_queue_0_xdp_xmit_errors"], 0);
     eprintln!(
-        "flat out into count_drop: {} frames in {:.3} s = {:.2} Mpps, generator thread CPU {:.3} s, {} test runs",
+        "flat out into count_drop ({}): {} frames in {:.3} s = {:.2} Mpps, generator thread CPU {:.3} s, {} syscalls",
+        flat.engine,
         flat.offered,
         flat.elapsed.as_secs_f64(),
         flat.rate_pps() / 1e6,

@@ -2,8 +2,9 @@
 //! traffic at a chosen rate and measure what each receiver makes of it.
 //!
 //! - [`lab`]: two network namespaces joined by a veth, plus threaded-NAPI knobs.
-//! - [`generator`]: the in-kernel packet generator (`BPF_PROG_TEST_RUN` with live frames) and the
-//!   traffic mix it sends (GRE / VXLAN / plain UDP, raw and decoder payloads).
+//! - [`generator`]: the packet generator (`BPF_PROG_TEST_RUN` with live frames, or AF_PACKET
+//!   where the kernel refuses them) and the traffic mix it sends (GRE / VXLAN / plain UDP,
+//!   raw and decoder payloads).
 //! - [`count_drop`]: ceiling A, an XDP program that counts and drops.
 //! - [`kernel_path`]: the kernel-stack references: tc-BPF GRE decapsulation and the VXLAN
 //!   device, both delivering inner UDP to sockets in the receiver namespace.

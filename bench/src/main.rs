@@ -8,6 +8,10 @@
 //! did not balance (seen ≠ recorded + dropped) or a row could not be measured, so a
 //! broken benchmark never passes silently. Missed targets are reported, not failed.
 //!
+//! The generator sends with live frames where the kernel runs them and with AF_PACKET
+//! where it refuses them (much lower highest rate); `SLUICE_BENCH_GENERATOR=xdp-live` or
+//! `af-packet` forces one. The report names the engine.
+//!
 //! With `--objects` it measures instead what the uploader makes of the traffic (issue 11,
 //! [`harness::objects`]): objects per hour, their size and the uploader's CPU, batches
 //! combined against one object per batch, into its own section of BENCHMARKS.md; it exits
@@ -19,6 +23,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use clap::Parser;
+use sluice_bench::generator;
 use sluice_bench::harness::{
     chart, cpu,
     medium::{self, DEFAULT_RECORDS_DIR, Medium, TMPFS_RECORDS_DIR},
@@ -51,8 +56,8 @@ struct Cli {
     overload_secs: Option<f64>,
     /// Rows, comma-separated: a, b, sluice-raw-ndjson, sluice-raw-parquet,
     /// sluice-raw-ndjson-tmpfs, sluice-raw-parquet-tmpfs, sluice-schema-ndjson,
-    /// sluice-schema-parquet, kernel-tc, kernel-vxlan (default: all). They run, and are
-    /// tabled, in this order.
+    /// sluice-schema-parquet, sluice-lua-ndjson, sluice-lua-parquet, kernel-tc, kernel-vxlan
+    /// (default: all). They run, and are tabled, in this order.
     #[arg(long)]
     rows: Option<String>,
     /// Sweeps of each sluice XDP row, back to back (the ceilings and the kernel path run
@@ -275,8 +280,8 @@ fn run() -> anyhow::Result<bool> {
         plan.step.as_secs_f64(),
         format!(
             "GRE (IPv4 outer, key {}) carrying IPv4 UDP, {}-byte raw payloads ({} bytes per frame) \
-             or the 36-byte ACME-SENSOR v2 event for the schema rows, 256 inner source ports; \
-             VXLAN (VNI {}) for the VXLAN row",
+             or the 36-byte ACME-SENSOR v2 event for the schema and lua rows, 256 inner source \
+             ports; VXLAN (VNI {}) for the VXLAN row",
             plan::GRE_KEY,
             plan.payload_len,
             14 + 20 + 8 + 20 + 8 + plan.payload_len,
@@ -407,6 +412,9 @@ fn run_context(cli: &Cli, step_secs: f64, traffic: String) -> anyhow::Result<Run
         date: utc_now(),
         step_secs,
         generator_cpu: cli.generator_cpu as u32,
+        // Asked now, as every generator of the run will: the choice (or the kernel's
+        // refusal of live frames) shows before the first row.
+        generator_engine: Some(generator::chosen_engine().context("choosing the generator")?),
         warnings: Vec::new(),
         command: shown_command(std::env::args().skip(1)),
         quick: cli.quick,

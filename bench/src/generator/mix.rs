@@ -1,5 +1,5 @@
 //! The traffic a generator offers: tunnels, encapsulation and weighted payloads, turned into
-//! the complete Ethernet frames (checksums included) that `sluice_gen` transmits.
+//! the complete Ethernet frames (checksums included) that the generator transmits.
 //!
 //! Every address is a documentation address: outer 198.51.100.0/24, 203.0.113.0/24 or
 //! 2001:db8::/32; inner 192.0.2.0/24 or 2001:db8::/32. Each (tunnel, payload) pair is one
@@ -114,7 +114,7 @@ pub struct TrafficMix {
     pub inner_dst: IpAddr,
     /// First inner UDP source port.
     pub src_port: u16,
-    /// Number of distinct inner source ports: `sluice_gen` writes
+    /// Number of distinct inner source ports: the generator writes
     /// `src_port + n % src_ports` into the n-th frame (1 = every frame the same).
     pub src_ports: u16,
 }

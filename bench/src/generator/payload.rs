@@ -18,7 +18,8 @@ pub enum PayloadKind {
     },
     /// An ACME-SENSOR v2 "readings" event with two readings: the 36-byte example of
     /// docs/decoders.md ("The `schema` decoder", layout `acme-sensor-v2.toml`), which
-    /// decodes to two records. Configure the `schema` decoder with that layout.
+    /// decodes to two records. Configure the `schema` decoder with that layout, or the `lua`
+    /// decoder with docs/examples/acme-sensor-v2.lua (the same two records).
     Schema,
     /// A NetFlow v5 export packet with `flows` flow records (24 + 48 × flows bytes; 1–30).
     NetflowV5 {

@@ -1,13 +1,19 @@
 //! The `sluice run` configuration of each benchmark row, written as a file the daemon reads
 //! like any operator's: XDP source on the receiver's veth, or the UDP socket source behind
-//! the kernel path; the `raw` stream or the `schema` decoder; NDJSON+zstd or Parquet to a
-//! directory (on disk, or tmpfs for the `(tmpfs)` rows), or (the `--objects` mode) spooled and uploaded to a Cloud Storage
-//! emulator ([`SinkChoice::Gcs`]).
+//! the kernel path; the `raw` stream, the `schema` decoder or the `lua` decoder;
+//! NDJSON+zstd or Parquet to a directory (on disk, or tmpfs for the `(tmpfs)` rows), or
+//! (the `--objects` mode) spooled and uploaded to a Cloud Storage emulator
+//! ([`SinkChoice::Gcs`]).
 //!
 //! The schema layout is the ACME-SENSOR v2 example of docs/decoders.md, taken from that
 //! file at build time, because the generator's schema payload is that document's example
 //! event: both follow the document, so they cannot drift apart silently (a unit test
-//! checks the block is found).
+//! checks the block is found). The lua rows likewise run exactly what the document shows
+//! for that event: the `[[decoder]]` block of docs/examples/acme-sensor-v2-lua.toml (its
+//! `ports` replaced by the row's schema port) and the script
+//! docs/examples/acme-sensor-v2.lua, both taken at build time. Unit tests check that the
+//! daemon's config parser accepts both rows' configs, routes the schema port to their
+//! stream, and that the two decoders make the same two records of the generator's payload.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
@@ -25,6 +31,57 @@ pub const SCHEMA_FILE: &str = "acme-sensor-v2.toml";
 
 /// Name of the schema stream (its directory under the sink path).
 pub const SCHEMA_STREAM: &str = "acme";
+
+/// docs/examples/acme-sensor-v2-lua.toml: the lua rows' `[[decoder]]` block.
+const LUA_DECODER_EXAMPLE: &str = include_str!("../../../docs/examples/acme-sensor-v2-lua.toml");
+
+/// docs/examples/acme-sensor-v2.lua: the Vector script the lua rows run.
+const LUA_SCRIPT: &str = include_str!("../../../docs/examples/acme-sensor-v2.lua");
+
+/// The file name the script is written to, next to the config (the example block's
+/// `file`, resolved from the config's directory).
+pub const LUA_SCRIPT_FILE: &str = "acme-sensor-v2.lua";
+
+/// Name of the lua stream (its directory under the sink path): the example block's
+/// `name`, kept as it is.
+pub const LUA_STREAM: &str = "acme_lua";
+
+/// The `[[decoder]]` block of docs/examples/acme-sensor-v2-lua.toml with its `ports` line
+/// replaced by `ports`; `None` when the example no longer has the shape this relies on
+/// (one `ports = ` line before `[decoder.lua]`, the stream [`LUA_STREAM`], the script
+/// [`LUA_SCRIPT_FILE`]).
+///
+/// The block ends in the `[decoder.lua]` table, so it must be the last thing in a config.
+pub fn lua_decoder_block(ports: &[u16]) -> Option<String> {
+    let (head, options) = LUA_DECODER_EXAMPLE.split_once("\n[decoder.lua]\n")?;
+    let named = head
+        .lines()
+        .any(|line| line.trim() == format!("name = {}", toml_string(LUA_STREAM)));
+    let scripted = options
+        .lines()
+        .any(|line| line.trim() == format!("file = {}", toml_string(LUA_SCRIPT_FILE)));
+    if !head.contains("[[decoder]]") || !named || !scripted {
+        return None;
+    }
+    let mut replaced = 0;
+    let mut block = String::new();
+    for line in head.lines() {
+        if line.trim_start().starts_with("ports =") {
+            replaced += 1;
+            let _ = writeln!(block, "ports = [{}]", list(ports, false));
+        } else {
+            let _ = writeln!(block, "{line}");
+        }
+    }
+    if replaced != 1 {
+        return None;
+    }
+    let _ = write!(block, "\n[decoder.lua]\n{options}");
+    if !block.ends_with('\n') {
+        block.push('\n');
+    }
+    Some(block)
+}
 
 /// The ACME-SENSOR v2 layout TOML from docs/decoders.md: the first ```toml block after
 /// the line that names `acme-sensor-v2.toml` as its file.
@@ -93,7 +150,7 @@ pub struct DaemonConfig {
     /// The port the schema decoder claims (and that the generator sends schema payloads
     /// to); the raw rows steer it too, so it lands in `raw`.
     pub ports: Vec<u16>,
-    /// `[[decoder]] ports` of the schema stream.
+    /// `[[decoder]] ports` of the schema stream, or of the lua stream in the lua rows.
     pub schema_ports: Vec<u16>,
     /// `pipeline.workers` (0 = one per CPU).
     pub workers: u32,
@@ -189,34 +246,57 @@ impl DaemonConfig {
         );
         // The metrics endpoint stays on (as in production): it costs nothing unscraped,
         // and 127.0.0.1 is the receiver namespace's own loopback.
-        if self.pipeline.decoder == DecoderChoice::Schema {
-            let _ = writeln!(
-                out,
-                "\n[[decoder]]\nname = \"{SCHEMA_STREAM}\"\nports = [{}]\nschema = {{ file = \"{SCHEMA_FILE}\" }}",
-                list(&self.schema_ports, false)
-            );
+        match self.pipeline.decoder {
+            DecoderChoice::Raw => {}
+            DecoderChoice::Schema => {
+                let _ = writeln!(
+                    out,
+                    "\n[[decoder]]\nname = \"{SCHEMA_STREAM}\"\nports = [{}]\nschema = {{ file = \"{SCHEMA_FILE}\" }}",
+                    list(&self.schema_ports, false)
+                );
+            }
+            // Last: the block ends in its `[decoder.lua]` table. `write` refuses to run
+            // without it, so a missing block never turns a lua row into a raw one.
+            DecoderChoice::Lua => {
+                if let Some(block) = lua_decoder_block(&self.schema_ports) {
+                    let _ = write!(out, "\n{block}");
+                }
+            }
         }
         out
     }
 
-    /// Writes the config to `dir/<name>.toml` (and the schema layout next to it when the
-    /// row uses it); returns the config's path.
+    /// Writes the config to `dir/<name>.toml` (and the schema layout or the lua script
+    /// next to it when the row uses it); returns the config's path.
     ///
     /// # Errors
-    /// When a file cannot be written, or the layout is missing from docs/decoders.md.
+    /// When a file cannot be written, the layout is missing from docs/decoders.md, or
+    /// docs/examples/acme-sensor-v2-lua.toml is not the block [`lua_decoder_block`] expects.
     pub fn write(
         &self,
         dir: &Path,
         name: &str,
         sink_path: &Path,
     ) -> Result<std::path::PathBuf, std::io::Error> {
-        if self.pipeline.decoder == DecoderChoice::Schema {
-            let layout = schema_layout().ok_or_else(|| {
-                std::io::Error::other(
-                    "the ACME-SENSOR v2 layout block is missing from docs/decoders.md",
-                )
-            })?;
-            std::fs::write(dir.join(SCHEMA_FILE), layout)?;
+        match self.pipeline.decoder {
+            DecoderChoice::Raw => {}
+            DecoderChoice::Schema => {
+                let layout = schema_layout().ok_or_else(|| {
+                    std::io::Error::other(
+                        "the ACME-SENSOR v2 layout block is missing from docs/decoders.md",
+                    )
+                })?;
+                std::fs::write(dir.join(SCHEMA_FILE), layout)?;
+            }
+            DecoderChoice::Lua => {
+                if lua_decoder_block(&self.schema_ports).is_none() {
+                    return Err(std::io::Error::other(format!(
+                        "docs/examples/acme-sensor-v2-lua.toml is not a [[decoder]] block named \
+                         {LUA_STREAM:?} with one `ports` line and `file = {LUA_SCRIPT_FILE:?}`"
+                    )));
+                }
+                std::fs::write(dir.join(LUA_SCRIPT_FILE), LUA_SCRIPT)?;
+            }
         }
         let path = dir.join(format!("{name}.toml"));
         std::fs::write(&path, self.to_toml(sink_path))?;
@@ -227,6 +307,7 @@ impl DaemonConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generator::PayloadKind;
     use crate::harness::measurement::FormatChoice;
 
     #[test]
@@ -284,6 +365,119 @@ mod tests {
         ));
         assert!(text.contains("format = \"ndjson_zstd\""));
         assert!(!text.contains("[[decoder]]"));
+    }
+
+    fn xdp_config(decoder: DecoderChoice, format: FormatChoice) -> DaemonConfig {
+        DaemonConfig {
+            source: SourceChoice::Xdp {
+                interface: "slab-0b".into(),
+            },
+            pipeline: Pipeline { decoder, format },
+            ports: vec![9000, 5140],
+            schema_ports: vec![5140],
+            workers: 2,
+            queue_depth: 256,
+            busy_poll_usecs: 0,
+            sink: SinkChoice::Directory,
+        }
+    }
+
+    #[test]
+    fn the_lua_block_is_the_documented_example_on_the_rows_port() {
+        let block = lua_decoder_block(&[5140]).expect("the example has the expected shape");
+        assert_eq!(
+            block,
+            LUA_DECODER_EXAMPLE.replacen("\nports = [5141]\n", "\nports = [5140]\n", 1)
+        );
+        assert!(block.contains(
+            "[[decoder]]\nname = \"acme_lua\"\nports = [5140]\n\n[decoder.lua]\n\
+             file = \"acme-sensor-v2.lua\"\nhooks = { process = \"process\" }\ncolumns = [\n"
+        ));
+        assert!(!block.contains("5141"));
+        assert_eq!(
+            lua_decoder_block(&[5140, 5141]).map(|b| b.matches("ports = [5140, 5141]\n").count()),
+            Some(1)
+        );
+        assert!(LUA_SCRIPT.contains("function process(event, emit)"));
+    }
+
+    #[test]
+    fn lua_rows_render_the_example_block_last_and_write_the_script() {
+        let config = xdp_config(DecoderChoice::Lua, FormatChoice::NdjsonZstd);
+        let text = config.to_toml(Path::new("/dev/shm/x"));
+        let block = lua_decoder_block(&[5140]).expect("block");
+        assert!(
+            text.ends_with(&format!("stats_interval_secs = 0\n\n{block}")),
+            "{text}"
+        );
+        assert_eq!(text.matches("[[decoder]]").count(), 1);
+        assert!(!text.contains("schema = "));
+        let dir = tempfile::tempdir().expect("dir");
+        let path = config
+            .write(dir.path(), "lua-row", Path::new("/dev/shm/x"))
+            .expect("written");
+        assert_eq!(path, dir.path().join("lua-row.toml"));
+        assert_eq!(std::fs::read_to_string(&path).expect("config"), text);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(LUA_SCRIPT_FILE)).expect("script"),
+            LUA_SCRIPT
+        );
+        assert!(!dir.path().join(SCHEMA_FILE).exists());
+    }
+
+    /// The rows a written config's decoder stream makes of the generator's schema payload.
+    fn rows_of_the_schema_payload(
+        streams: &sluice::streams::Streams,
+    ) -> Vec<Vec<sluice_decode::Value<'static>>> {
+        let ip = std::net::IpAddr::from([198, 51, 100, 1]);
+        let ctx = sluice_decode::PacketContext {
+            received_at: 1_795_069_525_000_000,
+            tunnel_src: Some(ip),
+            tunnel_dst: Some(ip),
+            gre_key: Some(42),
+            src_ip: ip,
+            src_port: 10_000,
+            dst_ip: ip,
+            dst_port: 5140,
+        };
+        let mut rows = Vec::new();
+        let outcome = streams.streams[1]
+            .factory
+            .build()
+            .decode(&ctx, &PayloadKind::Schema.bytes(), &mut rows)
+            .expect("the payload decodes");
+        assert_eq!(outcome.rows, PayloadKind::Schema.records_per_packet());
+        rows
+    }
+
+    #[test]
+    fn written_configs_are_accepted_by_the_daemon_and_give_the_same_rows() {
+        let mut rows = Vec::new();
+        for (decoder, stream) in [
+            (DecoderChoice::Schema, SCHEMA_STREAM),
+            (DecoderChoice::Lua, LUA_STREAM),
+        ] {
+            for format in [FormatChoice::NdjsonZstd, FormatChoice::Parquet] {
+                let dir = tempfile::tempdir().expect("dir");
+                let records = dir.path().join("records");
+                let path = xdp_config(decoder, format)
+                    .write(dir.path(), "row", &records)
+                    .expect("written");
+                // `load` resolves the layout or script from the config's directory, and
+                // builds every stream (the lua state is made and the script run once).
+                let parsed = sluice::config::Config::load(&path)
+                    .unwrap_or_else(|e| panic!("{decoder:?} {format:?}: {e}"));
+                let streams = parsed.streams().expect("streams");
+                let names: Vec<&str> = streams.streams.iter().map(|s| s.name.as_str()).collect();
+                assert_eq!(names, ["raw", stream]);
+                assert_eq!(streams.router.route(5140, None), 1);
+                assert_eq!(streams.router.route(9000, None), 0);
+                rows.push(rows_of_the_schema_payload(&streams));
+            }
+        }
+        // The lua rows record what the schema rows record: two rows, value for value.
+        assert_eq!(rows[0].len(), 2);
+        assert!(rows.iter().all(|r| *r == rows[0]), "{rows:?}");
     }
 
     #[test]

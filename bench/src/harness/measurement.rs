@@ -53,6 +53,10 @@ pub enum DecoderChoice {
     Raw,
     /// The declarative `schema` decoder on the generator's schema-layout payload.
     Schema,
+    /// The `lua` decoder running the Vector script of docs/examples/acme-sensor-v2.lua on
+    /// the same payload: the same rows as [`DecoderChoice::Schema`], so the two rows
+    /// compare a script with the declarative layout.
+    Lua,
 }
 
 /// Sink format of a sluice row.
@@ -65,12 +69,19 @@ pub enum FormatChoice {
 }
 
 impl DecoderChoice {
-    /// `raw` / `schema`.
+    /// `raw` / `schema` / `lua`.
     pub fn name(self) -> &'static str {
         match self {
             DecoderChoice::Raw => "raw",
             DecoderChoice::Schema => "schema",
+            DecoderChoice::Lua => "lua",
         }
+    }
+
+    /// True for the decoders of the ACME-SENSOR v2 payload (`schema` and `lua`): their
+    /// rows are offered the generator's schema payload on the schema port.
+    pub fn reads_acme_sensor(self) -> bool {
+        matches!(self, DecoderChoice::Schema | DecoderChoice::Lua)
     }
 }
 
@@ -368,13 +379,18 @@ impl RowResults {
             .max_by(f64::total_cmp)
     }
 
-    /// The receiving process's CPU µs per packet at the highest zero-loss step (the cost
-    /// when keeping up).
-    pub fn process_us_at_zero_loss(&self) -> Option<f64> {
+    /// The step with the highest offered rate among those with no loss at all.
+    pub fn highest_zero_loss_step(&self) -> Option<&Measurement> {
         self.steps
             .iter()
             .filter(|m| m.zero_loss())
             .max_by(|a, b| a.offered_pps().total_cmp(&b.offered_pps()))
+    }
+
+    /// The receiving process's CPU µs per packet at the highest zero-loss step (the cost
+    /// when keeping up).
+    pub fn process_us_at_zero_loss(&self) -> Option<f64> {
+        self.highest_zero_loss_step()
             .and_then(Measurement::process_us_per_packet)
     }
 
@@ -485,6 +501,10 @@ mod tests {
         assert_eq!(row.zero_loss_pps(), Some(2_000_000.0));
         assert_eq!(row.peak_handled_pps(), Some(2_500_000.0));
         assert_eq!(row.process_us_at_zero_loss(), Some(0.45));
+        assert_eq!(
+            row.highest_zero_loss_step().map(|m| m.offered),
+            Some(2_000_000)
+        );
         assert_eq!(row.step_at(1e6).map(|m| m.offered), Some(1_000_000));
         assert!(row.asked(3e6));
         assert!(!row.asked(1.5e6));
@@ -590,6 +610,30 @@ mod tests {
             })
             .label(),
             "sluice XDP, raw → Parquet (tmpfs)"
+        );
+    }
+
+    #[test]
+    fn decoders_are_named_and_the_acme_sensor_ones_told_apart() {
+        assert_eq!(
+            [
+                DecoderChoice::Raw,
+                DecoderChoice::Schema,
+                DecoderChoice::Lua
+            ]
+            .map(DecoderChoice::name),
+            ["raw", "schema", "lua"]
+        );
+        assert!(!DecoderChoice::Raw.reads_acme_sensor());
+        assert!(DecoderChoice::Schema.reads_acme_sensor());
+        assert!(DecoderChoice::Lua.reads_acme_sensor());
+        assert_eq!(
+            Receiver::Sluice(Pipeline {
+                decoder: DecoderChoice::Lua,
+                format: FormatChoice::NdjsonZstd,
+            })
+            .label(),
+            "sluice XDP, lua → NDJSON+zstd"
         );
     }
 

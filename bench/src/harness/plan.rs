@@ -1,6 +1,6 @@
 //! What a run measures: which receivers, at which offered rates, for how long, how many
 //! times, and where the daemon and its records live. Built from the command line by
-//! `sluice-bench`; the defaults are the published run (about 17 minutes), `--quick` a
+//! `sluice-bench`; the defaults are the published run (about 20 minutes), `--quick` a
 //! smoke run of seconds.
 //!
 //! The rows always run, and appear in every table, in the order of [`ROW_NAMES`]: per
@@ -15,7 +15,8 @@ use super::measurement::{DecoderChoice, FormatChoice, Pipeline, Receiver};
 
 /// Inner UDP port of the raw payloads (steered, claimed by no decoder).
 pub const RAW_PORT: u16 = 9000;
-/// Inner UDP port of the schema payloads (the `acme` decoder's port).
+/// Inner UDP port of the schema payloads (the port of the `acme` stream of the schema rows
+/// and of the `acme_lua` stream of the lua rows).
 pub const SCHEMA_PORT: u16 = 5140;
 /// GRE key of the generated tunnel.
 pub const GRE_KEY: u32 = 42;
@@ -95,6 +96,12 @@ pub fn parse_row(name: &str) -> Result<Receiver, String> {
         "sluice-schema-parquet" => {
             Receiver::Sluice(pipeline(DecoderChoice::Schema, FormatChoice::Parquet))
         }
+        "sluice-lua-ndjson" => {
+            Receiver::Sluice(pipeline(DecoderChoice::Lua, FormatChoice::NdjsonZstd))
+        }
+        "sluice-lua-parquet" => {
+            Receiver::Sluice(pipeline(DecoderChoice::Lua, FormatChoice::Parquet))
+        }
         "kernel-tc" => Receiver::KernelTc(raw_ndjson),
         "kernel-vxlan" => Receiver::KernelVxlan(raw_ndjson),
         other => {
@@ -107,7 +114,7 @@ pub fn parse_row(name: &str) -> Result<Receiver, String> {
 }
 
 /// Every row name, in the table's order (the default `--rows`).
-pub const ROW_NAMES: [&str; 10] = [
+pub const ROW_NAMES: [&str; 12] = [
     "a",
     "b",
     "sluice-raw-ndjson",
@@ -116,6 +123,8 @@ pub const ROW_NAMES: [&str; 10] = [
     "sluice-raw-parquet-tmpfs",
     "sluice-schema-ndjson",
     "sluice-schema-parquet",
+    "sluice-lua-ndjson",
+    "sluice-lua-parquet",
     "kernel-tc",
     "kernel-vxlan",
 ];
@@ -228,6 +237,30 @@ mod tests {
             assert_eq!(row_name(&receiver), Some(name));
         }
         assert_eq!(row_name(&parse_row("count-drop").expect("a")), Some("a"));
+        // The lua rows sit right after the schema rows (same payload, same columns).
+        assert_eq!(
+            ROW_NAMES[6..10],
+            [
+                "sluice-schema-ndjson",
+                "sluice-schema-parquet",
+                "sluice-lua-ndjson",
+                "sluice-lua-parquet",
+            ]
+        );
+        assert_eq!(
+            parse_row("sluice-lua-ndjson"),
+            Ok(Receiver::Sluice(Pipeline {
+                decoder: DecoderChoice::Lua,
+                format: FormatChoice::NdjsonZstd,
+            }))
+        );
+        assert_eq!(
+            parse_row("sluice-lua-parquet"),
+            Ok(Receiver::Sluice(Pipeline {
+                decoder: DecoderChoice::Lua,
+                format: FormatChoice::Parquet,
+            }))
+        );
     }
 
     #[test]
@@ -237,7 +270,9 @@ mod tests {
         };
         let asked = rows(&[
             "kernel-tc",
+            "sluice-lua-ndjson",
             "sluice-raw-parquet-tmpfs",
+            "sluice-schema-ndjson",
             "sluice-raw-parquet",
             "a",
             "sluice-raw-ndjson",
@@ -251,6 +286,8 @@ mod tests {
                 "sluice-raw-ndjson",
                 "sluice-raw-parquet",
                 "sluice-raw-parquet-tmpfs",
+                "sluice-schema-ndjson",
+                "sluice-lua-ndjson",
                 "kernel-tc",
             ])
         );
@@ -264,6 +301,10 @@ mod tests {
                 "sluice-raw-parquet",
                 "sluice-raw-parquet-tmpfs",
                 "sluice-raw-parquet-tmpfs",
+                "sluice-schema-ndjson",
+                "sluice-schema-ndjson",
+                "sluice-lua-ndjson",
+                "sluice-lua-ndjson",
                 "kernel-tc",
             ])
         );

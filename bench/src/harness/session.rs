@@ -17,7 +17,7 @@ use crate::lab::BenchLab;
 use super::afxdp_count::AfXdpCounter;
 use super::daemon_config::{DaemonConfig, SinkChoice, SourceChoice};
 use super::daemon_run::DaemonRun;
-use super::measurement::{DecoderChoice, Measurement, Pipeline, Receiver};
+use super::measurement::{Measurement, Pipeline, Receiver};
 use super::plan::{GRE_KEY, Plan, RAW_PORT, SCHEMA_PORT, VXLAN_VNI};
 
 /// Why a receiver could not be set up, started or read.
@@ -38,10 +38,11 @@ pub enum SessionError {
 }
 
 /// The traffic each row is offered: one GRE tunnel with a key (VXLAN for the VXLAN row),
-/// raw payloads of `payload_len` bytes, or the schema decoder's example event.
+/// raw payloads of `payload_len` bytes, or the schema decoder's example event (the
+/// ACME-SENSOR v2 event, which the lua rows' script parses too) on [`SCHEMA_PORT`].
 pub fn traffic_for(receiver: &Receiver, payload_len: usize) -> TrafficMix {
     let (kind, port) = match receiver.pipeline().map(|p| p.decoder) {
-        Some(DecoderChoice::Schema) => (PayloadKind::Schema, SCHEMA_PORT),
+        Some(decoder) if decoder.reads_acme_sensor() => (PayloadKind::Schema, SCHEMA_PORT),
         _ => (PayloadKind::Raw { len: payload_len }, RAW_PORT),
     };
     let encap = match receiver {
@@ -252,4 +253,52 @@ impl StepReceiver {
 /// A directory for a row's daemon files inside `work`.
 pub fn row_work_dir(work: &Path, index: usize) -> PathBuf {
     work.join(format!("row{index}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::harness::measurement::{DecoderChoice, FormatChoice};
+
+    fn offered(receiver: &Receiver) -> (Encap, PayloadKind, u16) {
+        let mix = traffic_for(receiver, 18);
+        assert_eq!(mix.payloads.len(), 1);
+        (
+            mix.encap,
+            mix.payloads[0].kind.clone(),
+            mix.payloads[0].dst_port,
+        )
+    }
+
+    #[test]
+    fn the_schema_and_lua_rows_are_offered_the_acme_sensor_event_on_the_schema_port() {
+        let sluice = |decoder| {
+            Receiver::Sluice(Pipeline {
+                decoder,
+                format: FormatChoice::Parquet,
+            })
+        };
+        for decoder in [DecoderChoice::Schema, DecoderChoice::Lua] {
+            assert_eq!(
+                offered(&sluice(decoder)),
+                (Encap::Gre, PayloadKind::Schema, SCHEMA_PORT),
+                "{decoder:?}"
+            );
+        }
+        assert_eq!(
+            offered(&sluice(DecoderChoice::Raw)),
+            (Encap::Gre, PayloadKind::Raw { len: 18 }, RAW_PORT)
+        );
+        assert_eq!(
+            offered(&Receiver::KernelVxlan(Pipeline {
+                decoder: DecoderChoice::Raw,
+                format: FormatChoice::NdjsonZstd,
+            })),
+            (
+                Encap::Vxlan { vni: VXLAN_VNI },
+                PayloadKind::Raw { len: 18 },
+                RAW_PORT
+            )
+        );
+    }
 }

@@ -248,7 +248,7 @@ pub fn section(context: &RunContext, settings: &ObjectsSettings, runs: &[Objects
          `sink.kind = \"gcs\"` uploading to fake-gcs-server (filesystem backend, objects \
          under `{}`) on the receiver namespace's loopback, 127.0.0.1:80; the spool on `{}`; \
          every other upload and batch setting at its default (batches of at most 100 000 \
-         records, 8 MiB or 1 s; `concurrency = 8`). Traffic: {}, generator pinned to CPU {}; \
+         records, 8 MiB or 1 s; `concurrency = 8`). Traffic: {}, from {} pinned to CPU {}; \
          one stream (`raw`). Each run has a fresh daemon, spool, emulator and bucket.\n",
         context.date,
         context.cpu_model,
@@ -258,6 +258,7 @@ pub fn section(context: &RunContext, settings: &ObjectsSettings, runs: &[Objects
         settings.emulator_root,
         settings.spool_root,
         context.traffic,
+        crate::harness::report::generator_phrase(context.generator_engine),
         context.generator_cpu,
     );
     let default_age = default_max_age_secs();

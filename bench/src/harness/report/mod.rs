@@ -4,8 +4,11 @@
 //! markers, which leaves the rest of that file to its other authors.
 //!
 //! - [`tables`]: the summary and the two per-step tables (packets, CPU).
-//! - [`targets`]: the targets and their verdicts, and the comparisons.
+//! - [`targets`]: the targets (issue 13) and their verdicts, and the comparisons.
+//! - [`lua_targets`]: the `lua` decoder's targets (issue 14), and its CPU against the
+//!   `schema` decoder's.
 
+pub mod lua_targets;
 pub mod tables;
 pub mod targets;
 
@@ -13,6 +16,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::measurement::{Measurement, RowResults, by_receiver};
+use crate::generator::GenEngine;
 use tables::{cpu_table, machine_note, mpps, steps_table, summary_table, target_label};
 
 /// Opening marker of the generated section.
@@ -58,6 +62,8 @@ pub struct RunContext {
     pub step_secs: f64,
     /// The generator's CPU.
     pub generator_cpu: u32,
+    /// The generator's engine (`None`: not known).
+    pub generator_engine: Option<GenEngine>,
     /// Warnings about the machine (not quiet, ...).
     pub warnings: Vec<String>,
     /// The command line that produced it.
@@ -130,9 +136,9 @@ fn intro(context: &RunContext) -> String {
     format!(
         "Measured {} on {} ({} cores), Linux {}, with `{}`. Records written to {}{tmpfs}; the \
          daemon fsyncs every batch file it writes, so the disk is part of what is measured. \
-         Each step offers {:.0} s of traffic from an in-kernel generator (`BPF_PROG_TEST_RUN` \
-         with live frames, pinned to CPU {}) in one network namespace into a veth whose other \
-         end, in a second namespace, is the receiver. Traffic: {}.\n",
+         Each step offers {:.0} s of traffic from {}, pinned to CPU {}, in one network \
+         namespace into a veth whose other end, in a second namespace, is the receiver. \
+         Traffic: {}.{}\n",
         context.date,
         context.cpu_model,
         context.cores,
@@ -140,10 +146,36 @@ fn intro(context: &RunContext) -> String {
         context.command,
         context.records,
         context.step_secs,
+        generator_phrase(context.generator_engine),
         context.generator_cpu,
         context.traffic,
+        if context.generator_engine == Some(GenEngine::AfPacket) {
+            AF_PACKET_NOTE
+        } else {
+            ""
+        },
     )
 }
+
+/// The generator, as the reports name it.
+pub fn generator_phrase(engine: Option<GenEngine>) -> &'static str {
+    match engine {
+        Some(GenEngine::XdpLive) => {
+            "an in-kernel generator (`BPF_PROG_TEST_RUN` with live frames, engine `xdp-live`)"
+        }
+        Some(GenEngine::AfPacket) => {
+            "an AF_PACKET generator (`sendmmsg` on a raw socket bound to the veth, qdisc \
+             bypassed, engine `af-packet`)"
+        }
+        None => "the packet generator",
+    }
+}
+
+/// Why the engine matters, when it is not live frames.
+const AF_PACKET_NOTE: &str = " The AF_PACKET engine is used where the kernel refuses \
+`BPF_PROG_TEST_RUN` with live frames (or where `SLUICE_BENCH_GENERATOR` chose it); it offers \
+far fewer packets per second than live frames, so a flat-out step may measure the generator \
+rather than the receiver.";
 
 /// What the CPU figures are, and where they come from.
 const CPU_NOTE: &str = "*CPU µs/packet (process)* is the receiving process's own user+system \
@@ -244,11 +276,18 @@ pub fn section(
     out.push('\n');
     out.push_str("### Targets\n\n");
     out.push_str("Goals of the benchmark, not tests: a missed target is reported here.\n\n");
-    for target in targets::targets(rows, memory) {
+    for target in targets::targets(rows, memory)
+        .into_iter()
+        .chain(lua_targets::targets(rows))
+    {
         let _ = writeln!(out, "- {}", target.line());
     }
     out.push('\n');
-    let comparisons = targets::comparisons(rows);
+    let mut comparisons = targets::comparisons(rows);
+    comparisons.extend(lua_targets::comparisons(rows));
+    if most_runs > 1 && !comparisons.is_empty() {
+        comparisons.push(targets::SEVERAL_RUNS_NOTE.into());
+    }
     if !comparisons.is_empty() {
         out.push_str("### Comparisons (information, not targets)\n\n");
         for line in comparisons {
@@ -466,5 +505,82 @@ mod tests {
         assert!(
             text.contains("- sluice XDP, raw → Parquet (on disk) with zero loss at ≥ 1.0 Mpps")
         );
+        // The lua targets follow issue 13's, not measured when their row did not run.
+        assert!(text.contains(
+            "balanced)\n- sluice XDP, lua → NDJSON+zstd (on disk) with zero loss at \
+             ≥ 0.3 Mpps in every run: not measured (the row was not run)\n- the daemon's CPU, \
+             sluice XDP, lua → NDJSON+zstd (on disk), at 0.3 Mpps"
+        ));
+    }
+
+    #[test]
+    fn the_lua_comparison_comes_before_the_several_runs_note() {
+        let sweep = |decoder, run, cpu| RowResults {
+            receiver: Receiver::Sluice(Pipeline {
+                decoder,
+                format: FormatChoice::NdjsonZstd,
+            }),
+            run,
+            steps: vec![Measurement {
+                target_pps: Some(300_000.0),
+                offered: 300_000,
+                elapsed: std::time::Duration::from_secs(1),
+                handled: 300_000,
+                process_cpu_seconds: Some(cpu),
+                ..Measurement::default()
+            }],
+        };
+        let rows = [
+            sweep(DecoderChoice::Schema, 0, 0.15),
+            sweep(DecoderChoice::Lua, 0, 0.6),
+            sweep(DecoderChoice::Lua, 1, 0.45),
+        ];
+        let text = section(
+            &RunContext::default(),
+            &rows,
+            &MemoryReport::default(),
+            None,
+        );
+        assert!(
+            text.contains(
+                "### Comparisons (information, not targets)\n\n- lua → NDJSON+zstd against schema \
+                 → NDJSON+zstd on disk (the same payload and rows), CPU at 0.300 Mpps: 2.000 vs \
+                 0.500 µs per packet, 4.0× the schema decoder's\n- (over several runs: each row's \
+                 lowest zero-loss rate and highest CPU figure)\n\n"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "- the daemon's CPU, sluice XDP, lua → NDJSON+zstd (on disk), at 0.3 Mpps (at each \
+             run's highest zero-loss rate when 0.3 Mpps is not one of the rates): ≤ 3.00 µs per \
+             packet in every run: met (2.000 / 1.500 µs per packet at 0.3 Mpps)\n"
+        ));
+    }
+
+    #[test]
+    fn the_intro_names_the_generator_engine() {
+        let context = |engine| RunContext {
+            step_secs: 2.0,
+            generator_engine: engine,
+            ..RunContext::default()
+        };
+        let live = intro(&context(Some(GenEngine::XdpLive)));
+        assert!(
+            live.contains(
+                "2 s of traffic from an in-kernel generator (`BPF_PROG_TEST_RUN` with live \
+                 frames, engine `xdp-live`), pinned to CPU 0,"
+            ),
+            "{live}"
+        );
+        assert!(!live.contains("AF_PACKET"), "{live}");
+        let af_packet = intro(&context(Some(GenEngine::AfPacket)));
+        assert!(
+            af_packet.contains(
+                "2 s of traffic from an AF_PACKET generator (`sendmmsg` on a raw socket bound \
+                 to the veth, qdisc bypassed, engine `af-packet`), pinned to CPU 0,"
+            ),
+            "{af_packet}"
+        );
+        assert!(af_packet.ends_with(&format!("Traffic: .{AF_PACKET_NOTE}\n")));
     }
 }

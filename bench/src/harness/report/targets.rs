@@ -1,7 +1,8 @@
 //! The packet-rate targets (issue 13, "Benchmark what operators run"), each with what the
 //! run measured, and the comparisons with the ceilings, the kernel path and tmpfs, which
 //! are information, not targets. Targets are the benchmark's goals, never tests: a missed
-//! one is reported in BENCHMARKS.md, it does not fail the run.
+//! one is reported in BENCHMARKS.md, it does not fail the run. The `lua` decoder's
+//! targets (issue 14) are in [`super::lua_targets`], built from the verdicts here.
 //!
 //! A target over several runs (`--runs`) is met only if it was met in every run. Rates
 //! and CPU figures are compared as the tables show them (Mpps and µs to three decimals),
@@ -104,14 +105,21 @@ pub fn cpu_verdict(runs: &[Option<f64>], at_most_us: f64) -> Verdict {
     }
 }
 
-fn runs_of<'a>(groups: &'a [ReceiverRuns<'a>], receiver: &Receiver) -> &'a [&'a RowResults] {
+pub(super) fn runs_of<'a>(
+    groups: &'a [ReceiverRuns<'a>],
+    receiver: &Receiver,
+) -> &'a [&'a RowResults] {
     groups
         .iter()
         .find(|g| g.receiver == receiver)
         .map_or(&[], |g| g.runs.as_slice())
 }
 
-fn zero_loss_target(groups: &[ReceiverRuns<'_>], pipeline: Pipeline, pps: f64) -> TargetResult {
+pub(super) fn zero_loss_target(
+    groups: &[ReceiverRuns<'_>],
+    pipeline: Pipeline,
+    pps: f64,
+) -> TargetResult {
     let receiver = Receiver::Sluice(pipeline);
     let runs = runs_of(groups, &receiver);
     let rates: Vec<Option<f64>> = runs.iter().map(|r| r.zero_loss_pps()).collect();
@@ -209,7 +217,8 @@ fn highest_cpu_at_zero_loss(runs: &[&RowResults]) -> Option<f64> {
 }
 
 /// The comparisons with ceiling B, the kernel path and tmpfs (information, not targets),
-/// each from the lowest zero-loss rate and the highest CPU figure of a row's runs.
+/// each from the lowest zero-loss rate and the highest CPU figure of a row's runs (the
+/// report adds [`SEVERAL_RUNS_NOTE`] under them when rows were swept more than once).
 pub fn comparisons(rows: &[RowResults]) -> Vec<String> {
     let groups = by_receiver(rows);
     let sluice = Receiver::Sluice(RAW_NDJSON);
@@ -272,13 +281,12 @@ pub fn comparisons(rows: &[RowResults]) -> Vec<String> {
             ));
         }
     }
-    if groups.iter().any(|g| g.runs.len() > 1) && !out.is_empty() {
-        out.push(
-            "(over several runs: each row's lowest zero-loss rate and highest CPU figure)".into(),
-        );
-    }
     out
 }
+
+/// The note under the comparisons when rows were swept more than once.
+pub const SEVERAL_RUNS_NOTE: &str =
+    "(over several runs: each row's lowest zero-loss rate and highest CPU figure)";
 
 #[cfg(test)]
 mod tests {
