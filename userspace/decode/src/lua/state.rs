@@ -43,8 +43,13 @@ pub(crate) struct LoadError {
 }
 
 /// Builds the packet's event and calls `process` (see the module's documentation).
+///
+/// `process` runs under Lua's own `pcall` (the one the sandbox made, kept before the script
+/// ran), and the wrapper returns `ok, error`: a script's error then costs its message only,
+/// where an error crossing into mlua costs a traceback that searches every loaded library
+/// for function names (16.6 µs per refused ACME payload, against 4 µs for a decoded one).
 const WRAPPER: &str = r#"
-local process, emit, to_timestamp = ...
+local process, emit, to_timestamp, pcall = ...
 local setmetatable, rawset = setmetatable, rawset
 local current_log, current_received_at
 local log_meta = {
@@ -62,7 +67,7 @@ return function(message, host, port, received_at)
     log_meta
   )
   current_log, current_received_at = log, received_at
-  process({ log = log }, emit)
+  return pcall(process, { log = log }, emit)
 end
 "#;
 
@@ -138,6 +143,11 @@ impl LuaState {
             host: None,
             lua,
         };
+        let pcall: Function = state
+            .lua
+            .globals()
+            .raw_get("pcall")
+            .map_err(sandbox_error)?;
         let loaded = state
             .lua
             .load(program.script.text.as_str())
@@ -165,7 +175,7 @@ impl LuaState {
             .load(wrapper(program.columns.len()))
             .set_name("=sluice event")
             .set_mode(mlua::chunk::ChunkMode::Text)
-            .call::<Function>((process, &state.emit, to_timestamp))
+            .call::<Function>((process, &state.emit, to_timestamp, pcall))
             .map_err(sandbox_error)?;
         if let Some(init) = init {
             state
@@ -277,7 +287,22 @@ impl LuaState {
             } else {
                 ProcessError::Decode(failure)
             }),
-            (Ok(false), Ok(()), None) => Ok(()),
+            (Ok(false), Ok(None), None) => Ok(()),
+            (Ok(false), Ok(Some(raised)), None) => Err(if raised.memory {
+                ProcessError::Memory(DecodeError::new(
+                    LUA_MEMORY,
+                    FieldName::None,
+                    0,
+                    Detail::message(raised.message),
+                ))
+            } else {
+                ProcessError::Decode(DecodeError::new(
+                    LUA_ERROR,
+                    FieldName::None,
+                    0,
+                    Detail::message(raised.message),
+                ))
+            }),
             (Ok(false), Err(e), None) if is_memory_error(&e) => {
                 Err(ProcessError::Memory(DecodeError::new(
                     LUA_MEMORY,
@@ -295,15 +320,22 @@ impl LuaState {
         }
     }
 
-    fn call_process(&mut self, ctx: &PacketContext, payload: &[u8]) -> mlua::Result<()> {
+    /// Calls the wrapper: `None` when `process` returned, the error it raised otherwise.
+    fn call_process(
+        &mut self,
+        ctx: &PacketContext,
+        payload: &[u8],
+    ) -> mlua::Result<Option<Raised>> {
         let message = self.lua.create_string(payload)?;
         let host = match self.host.take() {
             Some((ip, text)) if ip == ctx.src_ip => text,
             _ => self.lua.create_string(ip_text(ctx.src_ip).as_bytes())?,
         };
         let host = &self.host.insert((ctx.src_ip, host)).1;
-        self.call
-            .call::<()>((message, host, ctx.src_port, ctx.received_at))
+        let (ok, error) =
+            self.call
+                .call::<(bool, LuaValue)>((message, host, ctx.src_port, ctx.received_at))?;
+        Ok((!ok).then(|| Raised::from_value(error)))
     }
 
     /// The rows of the last successful [`Self::process`].
@@ -320,6 +352,45 @@ impl LuaState {
     /// Bytes the state holds.
     pub(crate) fn used_memory(&self) -> usize {
         self.lua.used_memory()
+    }
+}
+
+/// An error `process` raised, as Lua's `pcall` returned it.
+#[derive(Debug)]
+pub(crate) struct Raised {
+    /// The first line of its message.
+    message: String,
+    /// The state ran out of memory (Lua's own message for that: mlua's allocator refused).
+    memory: bool,
+}
+
+impl Raised {
+    /// The error value `pcall` gave: a string (the script's `error`, Lua's own errors), an
+    /// mlua error (raised by `emit`), or any other value a script may pass to `error`.
+    fn from_value(value: LuaValue) -> Self {
+        match value {
+            LuaValue::String(text) => {
+                let text = text.to_string_lossy();
+                let memory = text == "not enough memory";
+                Self {
+                    // As an mlua memory error reads (`first_line`).
+                    message: if memory {
+                        format!("out of memory: {text}")
+                    } else {
+                        first_line_of(&text)
+                    },
+                    memory,
+                }
+            }
+            LuaValue::Error(e) => Self {
+                memory: is_memory_error(&e),
+                message: first_line(&e),
+            },
+            other => Self {
+                message: format!("(error object is {})", super::convert::a(other.type_name())),
+                memory: false,
+            },
+        }
     }
 }
 
@@ -348,6 +419,11 @@ pub(crate) fn first_line(e: &mlua::Error) -> String {
         mlua::Error::MemoryError(message) => format!("out of memory: {message}"),
         other => other.to_string(),
     };
+    first_line_of(&text)
+}
+
+/// The first line of `text`, at most 512 bytes.
+fn first_line_of(text: &str) -> String {
     let line = text.lines().next().unwrap_or_default();
     let mut end = line.len().min(512);
     while !line.is_char_boundary(end) {

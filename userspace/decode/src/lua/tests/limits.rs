@@ -173,7 +173,7 @@ fn script_errors_are_counted_with_their_message_and_line() {
             b"\0\0\0\x01",
             "source:4: attempt to index a nil value (local 't')",
         ),
-        (b"\0\0\0\x02", "table: 0x"),
+        (b"\0\0\0\x02", "(error object is a table)"),
     ];
     for (payload, expected) in cases {
         let (kind, field, message) = error(&mut d, payload);
