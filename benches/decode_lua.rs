@@ -27,19 +27,12 @@ mod discard_sink;
 
 use discard_sink::Discard;
 
-const DECODERS_DOC: &str = include_str!("../docs/decoders.md");
-const ACME_SCRIPT: &str = include_str!("../docs/examples/acme-sensor-v2.lua");
-const ACME_DECODER: &str = include_str!("../docs/examples/acme-sensor-v2-lua.toml");
+use sluice_testkit::acme::{LUA_DECODER as ACME_DECODER, LUA_SCRIPT as ACME_SCRIPT};
 
 /// The ACME-SENSOR v2 layout: the TOML block after the line naming its file.
 fn layout() -> LayoutConfig {
-    let anchor = DECODERS_DOC
-        .find("`/etc/sluice/acme-sensor-v2.toml`")
-        .expect("the layout is in docs/decoders.md");
-    let rest = &DECODERS_DOC[anchor..];
-    let start = rest.find("```toml\n").expect("block") + "```toml\n".len();
-    let end = rest[start..].find("```").expect("block end");
-    toml::from_str(&rest[start..start + end]).expect("layout")
+    let layout = sluice_testkit::acme::layout_toml().expect("the layout is in docs/decoders.md");
+    toml::from_str(layout).expect("layout")
 }
 
 fn lua_factory() -> LuaFactory {

@@ -18,13 +18,12 @@ mod common;
 
 use std::{
     collections::BTreeMap,
-    io::{Read as _, Write as _},
-    net::{IpAddr, Ipv4Addr, TcpStream},
+    net::{IpAddr, Ipv4Addr},
     path::Path,
     time::Duration,
 };
 
-use common::{read_json_records, sluice_binary};
+use common::{read_json_records, scrape_metrics, sluice_binary};
 use sluice_testkit::{
     daemon::{self, ConfigSpec, RunFiles},
     frames::{FrameSpec, GreTunnel, OuterIp, UdpDatagram},
@@ -35,25 +34,12 @@ use sluice_testkit::{
     tcpreplay::{self, ReplayParams, ReplayReport},
 };
 
-const DECODERS_DOC: &str = include_str!("../docs/decoders.md");
-const ACME_SCRIPT: &str = include_str!("../docs/examples/acme-sensor-v2.lua");
-const ACME_DECODER: &str = include_str!("../docs/examples/acme-sensor-v2-lua.toml");
+use sluice_testkit::acme::{LUA_DECODER as ACME_DECODER, LUA_SCRIPT as ACME_SCRIPT};
 
 const SCHEMA_PORT: u16 = 5140;
 const LUA_PORT: u16 = 5141;
 /// Inner source ports: payload `i` comes from `FIRST_SRC_PORT + i`.
 const FIRST_SRC_PORT: u16 = 20_000;
-
-/// The ACME-SENSOR v2 layout TOML: the block after the line naming its file.
-fn acme_layout_toml() -> &'static str {
-    let anchor = DECODERS_DOC
-        .find("`/etc/sluice/acme-sensor-v2.toml`")
-        .expect("the layout is in docs/decoders.md");
-    let rest = &DECODERS_DOC[anchor..];
-    let start = rest.find("```toml\n").expect("block") + "```toml\n".len();
-    let end = rest[start..].find("```").expect("block end");
-    &rest[start..start + end]
-}
 
 /// xorshift64*: the same payloads on every run.
 struct Random(u64);
@@ -155,7 +141,11 @@ fn acme_scenario(dir: &Path, interface: &str, out: &Path, config_path: &Path) ->
         .collect();
     let pcap = dir.join("acme.pcap");
     write_pcap(&pcap, frames.iter().map(Vec::as_slice)).expect("pcap");
-    std::fs::write(dir.join("acme-sensor-v2.toml"), acme_layout_toml()).expect("layout");
+    std::fs::write(
+        dir.join("acme-sensor-v2.toml"),
+        sluice_testkit::acme::layout_toml().expect("the layout is in docs/decoders.md"),
+    )
+    .expect("layout");
     std::fs::write(dir.join("acme-sensor-v2.lua"), ACME_SCRIPT).expect("script");
     let mut spec = ConfigSpec::xdp(interface, out);
     spec.ports = vec![SCHEMA_PORT, LUA_PORT];
@@ -261,22 +251,6 @@ fn the_lua_stream_records_what_the_schema_stream_records_through_replay() {
         2 * (run.payloads.len() as u64 - refused),
         "{stats:?}"
     );
-}
-
-/// `GET /metrics` from the daemon's default listener inside namespace b.
-fn scrape_metrics(pair: &NetnsPair) -> String {
-    let body = pair
-        .b
-        .run_in(|| -> std::io::Result<String> {
-            let mut stream = TcpStream::connect("127.0.0.1:9464")?;
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-            let mut text = String::new();
-            stream.read_to_string(&mut text)?;
-            Ok(text)
-        })
-        .expect("enter namespace b");
-    body.unwrap_or_else(|e| panic!("scraping /metrics: {e}"))
 }
 
 /// `sluice_decode_errors_total` by (stream, kind), the non-zero ones.

@@ -10,12 +10,13 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
 
-use common::{Scenario, assert_lossless, assert_same_records, read_checked_output, sluice_binary};
+use common::{
+    Scenario, assert_lossless, assert_same_records, read_checked_output, scrape_metrics,
+    sluice_binary,
+};
 use sluice_common::Verdict;
 use sluice_testkit::daemon::{self, ConfigSpec, RunFiles, SourceSpec};
 use sluice_testkit::netns::{ADDR_V4_B, NetnsPair};
@@ -34,22 +35,6 @@ fn nonzero(counters: &BTreeMap<String, u64>) -> BTreeMap<String, u64> {
         .filter(|(_, n)| **n > 0)
         .map(|(k, n)| (k.clone(), *n))
         .collect()
-}
-
-/// `GET /metrics` from the daemon's default listener inside namespace b.
-fn scrape_metrics(pair: &NetnsPair) -> String {
-    let body = pair
-        .b
-        .run_in(|| -> std::io::Result<String> {
-            let mut stream = TcpStream::connect("127.0.0.1:9464")?;
-            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-            stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
-            let mut text = String::new();
-            stream.read_to_string(&mut text)?;
-            Ok(text)
-        })
-        .expect("enter namespace b");
-    body.unwrap_or_else(|e| panic!("scraping /metrics: {e}"))
 }
 
 fn prerequisites() -> bool {

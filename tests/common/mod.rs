@@ -25,6 +25,23 @@ use sluice_testkit::frames::{
 use sluice_testkit::records::{self, Record};
 use sluice_testkit::stats::Stats;
 
+/// `GET /metrics` from the daemon's default listener (127.0.0.1:9464) inside namespace b.
+pub fn scrape_metrics(pair: &sluice_testkit::netns::NetnsPair) -> String {
+    use std::io::{Read as _, Write as _};
+    let body = pair
+        .b
+        .run_in(|| -> std::io::Result<String> {
+            let mut stream = std::net::TcpStream::connect("127.0.0.1:9464")?;
+            stream.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+            stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            let mut text = String::new();
+            stream.read_to_string(&mut text)?;
+            Ok(text)
+        })
+        .expect("enter namespace b");
+    body.unwrap_or_else(|e| panic!("scraping /metrics: {e}"))
+}
+
 /// The daemon under test, built by cargo for this test target.
 pub fn sluice_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_sluice"))

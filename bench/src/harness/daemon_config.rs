@@ -23,20 +23,15 @@ use sluice_testkit::daemon::toml_string;
 
 use super::measurement::{DecoderChoice, Pipeline};
 
-/// docs/decoders.md, whose ACME-SENSOR v2 layout the schema rows use.
-const DECODERS_DOC: &str = include_str!("../../../docs/decoders.md");
-
 /// The file name the layout is written to, next to the config (as in the document).
 pub const SCHEMA_FILE: &str = "acme-sensor-v2.toml";
 
 /// Name of the schema stream (its directory under the sink path).
 pub const SCHEMA_STREAM: &str = "acme";
 
-/// docs/examples/acme-sensor-v2-lua.toml: the lua rows' `[[decoder]]` block.
-const LUA_DECODER_EXAMPLE: &str = include_str!("../../../docs/examples/acme-sensor-v2-lua.toml");
-
+/// docs/examples/acme-sensor-v2-lua.toml: the lua rows' `[[decoder]]` block; and
 /// docs/examples/acme-sensor-v2.lua: the Vector script the lua rows run.
-const LUA_SCRIPT: &str = include_str!("../../../docs/examples/acme-sensor-v2.lua");
+use sluice_testkit::acme::{LUA_DECODER as LUA_DECODER_EXAMPLE, LUA_SCRIPT};
 
 /// The file name the script is written to, next to the config (the example block's
 /// `file`, resolved from the config's directory).
@@ -86,12 +81,7 @@ pub fn lua_decoder_block(ports: &[u16]) -> Option<String> {
 /// The ACME-SENSOR v2 layout TOML from docs/decoders.md: the first ```toml block after
 /// the line that names `acme-sensor-v2.toml` as its file.
 pub fn schema_layout() -> Option<&'static str> {
-    let anchor = DECODERS_DOC.find("`/etc/sluice/acme-sensor-v2.toml`")?;
-    let rest = &DECODERS_DOC[anchor..];
-    let start = rest.find("```toml\n")? + "```toml\n".len();
-    let body = &rest[start..];
-    let end = body.find("\n```")?;
-    Some(&body[..=end])
+    sluice_testkit::acme::layout_toml()
 }
 
 /// Where packets come from.

@@ -16,13 +16,15 @@
 //! - [`python`] finds the test venv's interpreter; [`duckdb`] reads a bucket's worth of
 //!   Parquet, gzip NDJSON or gzip CSV objects as one hive-partitioned table with the DDL's
 //!   types, as BigQuery would.
-//! - [`scratch`] makes the temporary directories tests work in.
+//! - [`scratch`] makes the temporary directories tests work in; [`acme`] is the ACME-SENSOR
+//!   v2 example of docs/decoders.md (layout, Lua script) that several tests decode.
 //! - [`daemon`] runs the `sluice` binary (config file, `run` in a namespace with its ready
 //!   file, SIGTERM, `replay`); [`stats`] reads the stats file it leaves.
 //!
 //! The kit depends on neither aya nor the sluice crate, so it tests the daemon only
 //! through its command line and its files, as an operator would see it.
 
+pub mod acme;
 pub mod cleanup;
 pub mod daemon;
 pub mod duckdb;

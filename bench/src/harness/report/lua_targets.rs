@@ -153,46 +153,13 @@ pub fn comparisons(rows: &[RowResults]) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::harness::measurement::Accounting;
-    use crate::harness::report::targets::Verdict;
+    use crate::harness::report::targets::{Verdict, tests::sweep};
 
     const SCHEMA_NDJSON: Pipeline = Pipeline {
         decoder: DecoderChoice::Schema,
         format: FormatChoice::NdjsonZstd,
     };
-
-    /// A sweep of `receiver` with one step per (asked pps, lost, process CPU seconds).
-    fn sweep(receiver: Receiver, run: usize, steps: &[(u64, u64, f64)]) -> RowResults {
-        RowResults {
-            receiver,
-            run,
-            steps: steps
-                .iter()
-                .map(|&(asked, lost, cpu)| Measurement {
-                    target_pps: Some(asked as f64),
-                    offered: asked,
-                    elapsed: Duration::from_secs(1),
-                    handled: asked - lost,
-                    dropped: if lost > 0 {
-                        [("worker_queue_full".to_owned(), lost)].into()
-                    } else {
-                        Default::default()
-                    },
-                    process_cpu_seconds: Some(cpu),
-                    accounting: Some(Accounting {
-                        seen: asked,
-                        recorded: asked - lost,
-                        dropped_total: lost,
-                        ..Accounting::default()
-                    }),
-                    ..Measurement::default()
-                })
-                .collect(),
-        }
-    }
 
     fn lines(rows: &[RowResults]) -> Vec<String> {
         targets(rows).iter().map(TargetResult::line).collect()

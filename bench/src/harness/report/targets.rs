@@ -289,7 +289,7 @@ pub const SEVERAL_RUNS_NOTE: &str =
     "(over several runs: each row's lowest zero-loss rate and highest CPU figure)";
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use std::time::Duration;
 
     use super::*;
@@ -329,8 +329,13 @@ mod tests {
         assert_eq!(cpu_verdict(&[], 0.45), Verdict::NotMeasured);
     }
 
-    /// A sweep of `receiver` with one step per (asked pps, lost, process CPU seconds).
-    fn sweep(receiver: Receiver, run: usize, steps: &[(u64, u64, f64)]) -> RowResults {
+    /// A sweep of `receiver` with one step per (asked pps, lost, process CPU seconds); the
+    /// lost packets are `ring_full` drops. Also the lua targets' tests' sweep.
+    pub(in crate::harness::report) fn sweep(
+        receiver: Receiver,
+        run: usize,
+        steps: &[(u64, u64, f64)],
+    ) -> RowResults {
         RowResults {
             receiver,
             run,

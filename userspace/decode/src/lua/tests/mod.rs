@@ -15,25 +15,18 @@ use crate::{
     ConfigFieldError, DecodeError, Decoder as _, PacketContext, Value, layout::LayoutConfig,
 };
 
-/// The daemon's documentation, where the ACME-SENSOR v2 layout is written down.
-pub(super) const DECODERS_DOC: &str = include_str!("../../../../../docs/decoders.md");
-/// The ACME-SENSOR v2 script (a Vector `lua` transform script).
-pub(super) const ACME_SCRIPT: &str =
-    include_str!("../../../../../docs/examples/acme-sensor-v2.lua");
-/// The `[[decoder]]` block that runs it.
-pub(super) const ACME_DECODER: &str =
-    include_str!("../../../../../docs/examples/acme-sensor-v2-lua.toml");
+/// The daemon's documentation, the ACME-SENSOR v2 script (a Vector `lua` transform script)
+/// and the `[[decoder]]` block that runs it.
+pub(super) use sluice_testkit::acme::{
+    DECODERS_DOC, LUA_DECODER as ACME_DECODER, LUA_SCRIPT as ACME_SCRIPT,
+};
 
 /// The ACME-SENSOR v2 layout of docs/decoders.md: the first TOML block after the line
 /// naming `acme-sensor-v2.toml`.
 pub(super) fn acme_layout() -> LayoutConfig {
-    let anchor = DECODERS_DOC
-        .find("`/etc/sluice/acme-sensor-v2.toml`")
+    let layout = sluice_testkit::acme::layout_toml()
         .expect("the layout's file is named in docs/decoders.md");
-    let rest = &DECODERS_DOC[anchor..];
-    let start = rest.find("```toml\n").expect("a TOML block follows") + "```toml\n".len();
-    let end = rest[start..].find("```").expect("the block ends");
-    toml::from_str(&rest[start..start + end]).expect("the layout parses")
+    toml::from_str(layout).expect("the layout parses")
 }
 
 /// The `lua` options of the ACME `[[decoder]]` block.
