@@ -376,7 +376,7 @@ const MISBEHAVING: [(&str, u16, &str, &str, &str); 4] = [
         "hogs",
         6002,
         "local t = {} while true do t[#t + 1] = string.rep('x', 10000) .. #t end",
-        "max_memory_bytes = 2097152, max_instructions = 100000000, ",
+        "max_memory_bytes = 2097152, max_call_cpu_ms = 1000, ",
         "lua_memory",
     ),
     ("mistypes", 6003, "n = 'not a number'", "", "bad_field"),
@@ -489,7 +489,7 @@ fn misbehaving_scripts_are_counted_and_the_daemon_goes_on_through_replay() {
     // Each stream's first error is in the log, with its kind and the script's message.
     let log = std::fs::read_to_string(dir.path().join("replay.log")).unwrap_or_default();
     for needle in [
-        "lua_budget: field None at offset 0: instruction budget exhausted (max_instructions = 1000000)",
+        "lua_budget: field None at offset 0: CPU time budget exhausted (max_call_cpu_ms = 50)",
         "lua_memory: field None at offset 0: out of memory",
         "bad_field: field Some(\"n\") at offset 0: expected an integer, got a string",
         "lua_error: field None at offset 0: fails.lua:4: cannot parse this payload",

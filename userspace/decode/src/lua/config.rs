@@ -13,8 +13,8 @@ use crate::{
     layout::{BytesFormat, TimeUnit, field::valid_name},
 };
 
-/// Instructions a call may run when `max_instructions` is not set.
-pub const DEFAULT_MAX_INSTRUCTIONS: u64 = 1_000_000;
+/// CPU time a call may take when `max_call_cpu_ms` is not set, in milliseconds.
+pub const DEFAULT_MAX_CALL_CPU_MS: u64 = 50;
 /// Bytes a worker's Lua state may hold when `max_memory_bytes` is not set (16 MiB).
 pub const DEFAULT_MAX_MEMORY_BYTES: u64 = 16 << 20;
 /// Rows one payload may emit when `max_rows_per_payload` is not set.
@@ -24,6 +24,7 @@ pub const DEFAULT_MAX_ROWS_PER_PAYLOAD: u32 = 1024;
 pub const BUDGET_CHECK_INTERVAL: u32 = 1000;
 
 const MAX_INSTRUCTIONS_RANGE: (u64, u64) = (BUDGET_CHECK_INTERVAL as u64, 1_000_000_000);
+const MAX_CALL_CPU_MS_RANGE: (u64, u64) = (1, 10_000);
 const MAX_MEMORY_RANGE: (u64, u64) = (1 << 20, 1 << 30);
 const MAX_ROWS_RANGE: (u32, u32) = (1, 65_536);
 const MAX_COLUMNS: usize = 1024;
@@ -49,9 +50,15 @@ pub struct LuaConfig {
     /// The emitted fields that become columns, in column order.
     #[serde(default)]
     pub columns: Vec<ColumnConfig>,
-    /// Lua VM instructions one call (`init`, `process` for one payload, `shutdown`) may
-    /// run; a call past it is stopped (decode error `lua_budget`). 1000 to 10⁹, default
-    /// 1 000 000; checked every 1000 instructions.
+    /// CPU time one call (`init`, `process` for one payload, `shutdown`) may take, in
+    /// milliseconds of its worker thread's CPU time; a call past it is stopped (decode
+    /// error `lua_budget`) by a watchdog, within about half as much again. 1 to 10 000,
+    /// default 50.
+    #[serde(default)]
+    pub max_call_cpu_ms: Option<u64>,
+    /// Lua VM instructions one call may run, as well (decode error `lua_budget`): exact,
+    /// but a count hook makes Lua 5.4 trap on every instruction (~10–30% of a call).
+    /// 1000 to 10⁹, off by default; checked every 1000 instructions.
     #[serde(default)]
     pub max_instructions: Option<u64>,
     /// Memory one worker's Lua state may hold, in bytes; an allocation past it fails
@@ -182,8 +189,10 @@ pub(crate) struct Checked {
     pub shutdown: Option<String>,
     /// Columns in order.
     pub columns: Vec<ColumnPlan>,
-    /// Instructions per call.
-    pub max_instructions: u64,
+    /// CPU time per call, in milliseconds.
+    pub max_call_cpu_ms: u64,
+    /// Instructions per call, if counted.
+    pub max_instructions: Option<u64>,
     /// Bytes per state.
     pub max_memory_bytes: usize,
     /// Rows per payload.
@@ -274,12 +283,24 @@ impl LuaConfig {
         let process = hook("process", &self.hooks.process)?.unwrap_or_else(|| "process".into());
         let init = hook("init", &self.hooks.init)?;
         let shutdown = hook("shutdown", &self.hooks.shutdown)?;
-        let max_instructions = in_range(
-            "max_instructions",
-            self.max_instructions,
-            DEFAULT_MAX_INSTRUCTIONS,
-            MAX_INSTRUCTIONS_RANGE,
+        let max_call_cpu_ms = in_range(
+            "max_call_cpu_ms",
+            self.max_call_cpu_ms,
+            DEFAULT_MAX_CALL_CPU_MS,
+            MAX_CALL_CPU_MS_RANGE,
         )?;
+        let max_instructions = match self.max_instructions {
+            Some(n) if n < MAX_INSTRUCTIONS_RANGE.0 || n > MAX_INSTRUCTIONS_RANGE.1 => {
+                return Err(ConfigFieldError::new(
+                    "max_instructions",
+                    format!(
+                        "{n} is out of range: use {} to {} (not counted by default)",
+                        MAX_INSTRUCTIONS_RANGE.0, MAX_INSTRUCTIONS_RANGE.1
+                    ),
+                ));
+            }
+            other => other,
+        };
         let max_memory_bytes = in_range(
             "max_memory_bytes",
             self.max_memory_bytes,
@@ -297,6 +318,7 @@ impl LuaConfig {
             init,
             shutdown,
             columns: columns(&self.columns)?,
+            max_call_cpu_ms,
             max_instructions,
             max_memory_bytes: usize::try_from(max_memory_bytes).unwrap_or(usize::MAX),
             max_rows,

@@ -57,8 +57,6 @@ impl Cell {
 /// An emitted value as read from Lua, borrowing a string's bytes.
 #[derive(Clone, Copy, Debug)]
 pub(crate) enum Scalar<'a> {
-    /// `nil` (the field is absent).
-    Nil,
     /// A boolean.
     Bool(bool),
     /// An integer.
@@ -143,7 +141,6 @@ pub(crate) fn convert(
         got: a(got),
     };
     match (accept, scalar) {
-        (_, Scalar::Nil) => Ok(Cell::Null),
         (Accept::Bool, Scalar::Bool(b)) => Ok(Cell::Bool(b)),
         (Accept::Unsigned { max }, Scalar::Int(n)) => match u64::try_from(n) {
             Ok(u) if u <= max => Ok(Cell::U64(u)),

@@ -108,9 +108,7 @@ impl Decoder for LuaDecoder {
         };
         match state.process(ctx, payload) {
             Ok(()) => {
-                let Some(emitted) = state.emitted() else {
-                    return Ok(DecodeOutcome::default());
-                };
+                let emitted = state.emitted();
                 let rows = emitted.rows();
                 let mut row = recycle(std::mem::take(&mut self.row));
                 emitted.for_each_row(&mut row, |values| sink.row(ctx, values));

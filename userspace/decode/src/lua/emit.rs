@@ -2,10 +2,16 @@
 //! event and emit it again, as Vector scripts do for repeated elements). Rows wait in the
 //! state's [`Emitted`] buffer, reused from payload to payload, and leave only when the
 //! whole call ended well: all of a payload's rows or none.
+//!
+//! `emit` is a C function ([`emit_c`]) reading the event over the raw Lua API: no mlua
+//! callback, lock or protected call per row (that machinery was most of a row's cost).
 
-use std::sync::Arc;
+use std::{
+    os::raw::{c_int, c_void},
+    sync::Arc,
+};
 
-use mlua::{Lua, Table, Value as LuaValue, ffi};
+use mlua::ffi;
 
 use super::{
     config::{Accept, ColumnPlan},
@@ -20,15 +26,32 @@ pub const MISSING_FIELD: &str = "missing_field";
 /// More rows than `max_rows_per_payload`.
 pub const TOO_MANY_ROWS: &str = "too_many_rows";
 
-/// The rows of the call in progress, kept in the state's app data.
+/// Keys after the columns' in `emit`'s key table (see [`key_names`]).
+const EXTRA_KEYS: [&str; 9] = [
+    "log", "metric", "year", "month", "day", "hour", "min", "sec", "nanosec",
+];
+const KEY_LOG: usize = 0;
+const KEY_METRIC: usize = 1;
+const KEY_YEAR: usize = 2;
+
+/// The strings of `emit`'s key table, in order: each column's `event.log` field, then
+/// [`EXTRA_KEYS`]. [`emit_c`] reads keys from it by index (made once, no string is
+/// interned per row).
+pub(crate) fn key_names(columns: &[ColumnPlan]) -> impl Iterator<Item = &str> {
+    columns
+        .iter()
+        .map(|c| c.field.as_str())
+        .chain(EXTRA_KEYS.iter().copied())
+}
+
+/// The rows of the call in progress, owned by the state and reached by [`emit_c`]
+/// through its first upvalue.
 pub(crate) struct Emitted {
     columns: Arc<[ColumnPlan]>,
-    /// Each column's `event.log` key, as a Lua string made once.
-    keys: Vec<mlua::LuaString>,
-    /// The same keys as a Lua array, for [`Self::read_row_raw`].
-    key_table: Table,
-    log_key: mlua::LuaString,
-    metric_key: mlua::LuaString,
+    /// Whether a column reads the field `timestamp` (made when first read, see `state.rs`).
+    reads_timestamp: bool,
+    /// Index of `log` in the key table, less one (after the columns' keys).
+    log_key: usize,
     /// Cells of the rows, `columns.len()` per row.
     cells: Vec<Cell>,
     /// Strings of the cells.
@@ -44,26 +67,17 @@ pub(crate) struct Emitted {
     /// Why the call's rows cannot be used, when `emit` refused one (the script may have
     /// caught the error it raised).
     pub(crate) failure: Option<DecodeError>,
+    /// The message `emit` raises, kept here so that nothing owned is alive in the frame
+    /// that `lua_error` leaves.
+    raising: String,
 }
 
 impl Emitted {
-    /// An empty buffer for `columns`, with their keys made in `lua`.
-    pub(crate) fn new(
-        lua: &Lua,
-        columns: Arc<[ColumnPlan]>,
-        max_rows: u32,
-        max_bytes: usize,
-    ) -> mlua::Result<Self> {
-        let keys = columns
-            .iter()
-            .map(|c| lua.create_string(&c.field))
-            .collect::<mlua::Result<_>>()?;
-        let key_table = lua.create_sequence_from(columns.iter().map(|c| c.field.as_str()))?;
-        Ok(Self {
-            keys,
-            key_table,
-            log_key: lua.create_string("log")?,
-            metric_key: lua.create_string("metric")?,
+    /// An empty buffer for `columns`.
+    pub(crate) fn new(columns: Arc<[ColumnPlan]>, max_rows: u32, max_bytes: usize) -> Self {
+        Self {
+            reads_timestamp: columns.iter().any(|c| c.field == "timestamp"),
+            log_key: columns.len() + KEY_LOG,
             cells: Vec::with_capacity(columns.len() * 4),
             bytes: Vec::new(),
             rows: 0,
@@ -72,8 +86,9 @@ impl Emitted {
             accepting: false,
             discarded: 0,
             failure: None,
+            raising: String::new(),
             columns,
-        })
+        }
     }
 
     /// Forgets the rows (keeping the buffers) before a call.
@@ -104,193 +119,300 @@ impl Emitted {
         row.clear();
     }
 
-    /// One `emit(event)`: the row, or the error raised in the script.
-    pub(crate) fn push(&mut self, lua: &Lua, event: &LuaValue) -> mlua::Result<()> {
+    /// One `emit(event)` with the event at stack index 1 and the key table at `keys`:
+    /// the row pushed, or `false` with the message to raise in [`Self::raising`].
+    ///
+    /// # Safety
+    /// `state` is in a call of [`emit_c`]; `keys` is the absolute index of the key
+    /// table. Only calls that raise no Lua error are made (raw gets, type queries, reads
+    /// of numbers, booleans and strings that convert nothing); the stack is left as found.
+    unsafe fn push(&mut self, state: *mut ffi::lua_State, keys: c_int) -> bool {
         if !self.accepting {
             self.discarded += 1;
-            return Ok(());
+            return true;
         }
         if self.rows >= self.max_rows {
-            return Err(self.refuse(DecodeError::new(
+            return self.refuse(DecodeError::new(
                 TOO_MANY_ROWS,
                 FieldName::None,
                 0,
                 crate::detail!("more than max_rows_per_payload = {} rows", self.max_rows),
-            )));
+            ));
         }
-        let LuaValue::Table(event) = event else {
-            return Err(mlua::Error::runtime(format!(
-                "emit: an event is a table {{ log = {{ ... }} }}, not {}",
-                a(event.type_name())
-            )));
-        };
-        let log = match event.raw_get::<LuaValue>(&self.log_key)? {
-            LuaValue::Table(log) => log,
-            LuaValue::Nil if !event.raw_get::<LuaValue>(&self.metric_key)?.is_nil() => {
-                return Err(mlua::Error::runtime(
-                    "emit: metric events are not supported: Sluice records log events",
-                ));
+        let top = unsafe { ffi::lua_gettop(state) };
+        let read = unsafe { self.read_event(state, keys) };
+        unsafe { ffi::lua_settop(state, top) };
+        match read {
+            Ok(()) => {
+                self.rows += 1;
+                true
             }
-            other => {
-                return Err(mlua::Error::runtime(format!(
-                    "emit: the event's `log` is {}, not a table",
-                    a(other.type_name())
-                )));
+            Err(Refusal::Row(e)) => self.refuse(e),
+            Err(Refusal::Event(message)) => {
+                self.raising = message;
+                false
             }
-        };
-        let (cells, bytes) = (self.cells.len(), self.bytes.len());
-        let read = match self.read_row_raw(lua, &log) {
-            Ok(RawRow::Done) => Ok(()),
-            Ok(RawRow::NeedsLua) => {
-                // A value only mlua's API reads (a timestamp table, or the packet's
-                // `timestamp` made on first read): the whole row again, field by field.
-                self.cells.truncate(cells);
-                self.bytes.truncate(bytes);
-                (0..self.columns.len()).try_for_each(|i| self.push_cell(lua, &log, i))
-            }
-            Err(e) => Err(e),
-        };
-        if let Err(e) = read {
-            self.cells.truncate(cells);
-            self.bytes.truncate(bytes);
-            return Err(self.refuse(e));
         }
-        if self.bytes.len() > self.max_bytes {
-            self.cells.truncate(cells);
-            self.bytes.truncate(bytes);
-            return Err(self.refuse(DecodeError::new(
-                super::LUA_MEMORY,
-                FieldName::None,
-                0,
-                crate::detail!(
-                    "the emitted strings exceed {} bytes (max_memory_bytes)",
-                    self.max_bytes
-                ),
-            )));
-        }
-        self.rows += 1;
-        Ok(())
     }
 
-    /// Reads every column of `log` in one pass over the raw Lua API (one lock and one
-    /// protected call per row, instead of a table lookup through mlua per column, which
-    /// took most of the decoder's time): the cells are pushed, or the first column that
-    /// does not convert is the error, or [`RawRow::NeedsLua`] when a value needs
-    /// [`Self::push_cell`].
-    fn read_row_raw(&mut self, lua: &Lua, log: &Table) -> Result<RawRow, DecodeError> {
-        let mut outcome = Ok(RawRow::Done);
+    /// Reads the event at index 1 into a row (cells dropped again when it fails).
+    ///
+    /// # Safety
+    /// As [`Self::push`]; values are pushed above the caller's top.
+    unsafe fn read_event(
+        &mut self,
+        state: *mut ffi::lua_State,
+        keys: c_int,
+    ) -> Result<(), Refusal> {
+        let event_kind = unsafe { ffi::lua_type(state, 1) };
+        if event_kind != ffi::LUA_TTABLE {
+            return Err(Refusal::Event(format!(
+                "emit: an event is a table {{ log = {{ ... }} }}, not {}",
+                a(unsafe { type_name(state, 1, event_kind) })
+            )));
+        }
+        let extra = self.columns.len();
+        let log_kind = unsafe { raw_get_key(state, 1, keys, extra + KEY_LOG) };
+        if log_kind != ffi::LUA_TTABLE {
+            let metric = log_kind == ffi::LUA_TNIL
+                && unsafe { raw_get_key(state, 1, keys, extra + KEY_METRIC) } != ffi::LUA_TNIL;
+            return Err(Refusal::Event(if metric {
+                "emit: metric events are not supported: Sluice records log events".to_owned()
+            } else {
+                format!(
+                    "emit: the event's `log` is {}, not a table",
+                    a(unsafe { type_name(state, -1, log_kind) })
+                )
+            }));
+        }
+        let log = unsafe { ffi::lua_gettop(state) };
+        let (cells, bytes) = (self.cells.len(), self.bytes.len());
+        let read = unsafe { self.read_row(state, log, keys) };
+        let read = read.and_then(|()| {
+            if self.bytes.len() > self.max_bytes {
+                Err(DecodeError::new(
+                    super::LUA_MEMORY,
+                    FieldName::None,
+                    0,
+                    crate::detail!(
+                        "the emitted strings exceed {} bytes (max_memory_bytes)",
+                        self.max_bytes
+                    ),
+                ))
+            } else {
+                Ok(())
+            }
+        });
+        if read.is_err() {
+            self.cells.truncate(cells);
+            self.bytes.truncate(bytes);
+        }
+        read.map_err(Refusal::Row)
+    }
+
+    /// Reads every column of the table at `log` into cells: the first column that does
+    /// not convert is the error.
+    ///
+    /// # Safety
+    /// As [`Self::push`].
+    unsafe fn read_row(
+        &mut self,
+        state: *mut ffi::lua_State,
+        log: c_int,
+        keys: c_int,
+    ) -> Result<(), DecodeError> {
         let Self {
             columns,
-            key_table,
             cells,
             bytes,
             ..
         } = self;
-        // SAFETY: the closure runs inside mlua's protected call with `log` at index 1 and
-        // the key table at index 2, both tables. It calls only functions that raise no
-        // Lua error: raw gets (no metamethods, no allocation), type queries, and reads of
-        // numbers, booleans and strings that convert nothing. A string's bytes are copied
-        // (by `convert`) before its value is popped. The stack is left empty.
-        let called = unsafe {
-            lua.exec_raw::<()>((log, &*key_table), |state| {
-                for (i, column) in columns.iter().enumerate() {
-                    ffi::lua_rawgeti(state, 2, i as ffi::lua_Integer + 1);
-                    let kind = ffi::lua_rawget(state, 1);
-                    let read = match kind {
-                        ffi::LUA_TNIL if column.field == "timestamp" => Read::NeedsLua,
-                        ffi::LUA_TNIL if column.column.nullable => Read::Cell(Cell::Null),
-                        ffi::LUA_TNIL => Read::Fail(missing(column)),
-                        ffi::LUA_TTABLE if matches!(column.accept, Accept::Timestamp(_)) => {
-                            Read::NeedsLua
-                        }
-                        _ => match convert(raw_scalar(state, kind), column.accept, bytes) {
-                            Ok(cell) => Read::Cell(cell),
-                            Err(m) => Read::Fail(mismatch(column, &m)),
-                        },
-                    };
-                    ffi::lua_settop(state, 2);
-                    match read {
-                        Read::Cell(cell) => cells.push(cell),
-                        Read::Fail(e) => {
-                            outcome = Err(e);
-                            break;
-                        }
-                        Read::NeedsLua => {
-                            outcome = Ok(RawRow::NeedsLua);
-                            break;
-                        }
+        for (i, column) in columns.iter().enumerate() {
+            // SAFETY: raw gets and reads that raise nothing; a string's bytes are copied
+            // (by `convert`) before its value is popped.
+            let cell = unsafe {
+                let kind = raw_get_key(state, log, keys, i);
+                let cell = match kind {
+                    ffi::LUA_TNIL if column.column.nullable => Ok(Cell::Null),
+                    ffi::LUA_TNIL => Err(missing(column)),
+                    ffi::LUA_TTABLE if matches!(column.accept, Accept::Timestamp(_)) => {
+                        timestamp_table(state, keys, columns.len())
+                            .and_then(|c| c.micros())
+                            .map(Cell::Timestamp)
+                            .map_err(|m| mismatch(column, &m))
                     }
-                }
-                ffi::lua_settop(state, 0);
-            })
-        };
-        match called {
-            Ok(()) => outcome,
-            Err(e) => Err(DecodeError::new(
-                super::LUA_ERROR,
-                FieldName::None,
-                0,
-                Detail::message(super::state::first_line(&e)),
-            )),
+                    _ => convert(raw_scalar(state, kind), column.accept, bytes)
+                        .map_err(|m| mismatch(column, &m)),
+                };
+                ffi::lua_settop(state, log);
+                cell
+            }?;
+            cells.push(cell);
         }
-    }
-
-    /// Converts column `i` of `log` into the next cell.
-    fn push_cell(&mut self, lua: &Lua, log: &Table, i: usize) -> Result<(), DecodeError> {
-        let (Some(column), Some(key)) = (self.columns.get(i), self.keys.get(i)) else {
-            return Ok(());
-        };
-        let lua_error = |e: mlua::Error| field_error(column, &e.to_string());
-        let mut value = log.raw_get::<LuaValue>(key).map_err(lua_error)?;
-        if value.is_nil() && column.field == "timestamp" {
-            // The packet's `timestamp` is made when first read (see `state.rs`).
-            value = log.get::<LuaValue>(key).map_err(lua_error)?;
-        }
-        let cell = match &value {
-            LuaValue::Nil if column.column.nullable => Cell::Null,
-            LuaValue::Nil => return Err(missing(column)),
-            LuaValue::Table(t) if matches!(column.accept, Accept::Timestamp(_)) => {
-                timestamp_table(lua, t)
-                    .and_then(|c| c.micros())
-                    .map(Cell::Timestamp)
-                    .map_err(|m| mismatch(column, &m))?
-            }
-            LuaValue::String(s) => {
-                let bytes = s.as_bytes();
-                convert(Scalar::Str(&bytes[..]), column.accept, &mut self.bytes)
-                    .map_err(|m| mismatch(column, &m))?
-            }
-            other => convert(scalar(other), column.accept, &mut self.bytes)
-                .map_err(|m| mismatch(column, &m))?,
-        };
-        self.cells.push(cell);
         Ok(())
     }
 
-    /// Keeps `error` as the call's failure and gives the error to raise in the script.
-    fn refuse(&mut self, error: DecodeError) -> mlua::Error {
-        let text = match error.field_text() {
+    /// Keeps `error` as the call's failure and the message to raise in the script.
+    fn refuse(&mut self, error: DecodeError) -> bool {
+        self.raising = match error.field_text() {
             Some(field) => format!("emit: column {field}: {}", error.message()),
             None => format!("emit: {}", error.message()),
         };
         self.failure.get_or_insert(error);
-        mlua::Error::runtime(text)
+        false
     }
 }
 
-/// What one column of a row read over the raw API gave.
-enum Read {
-    Cell(Cell),
-    Fail(DecodeError),
-    NeedsLua,
+/// Why `emit` raised: the row does not convert (the payload's rows are refused whatever
+/// the script does next), or the event is not a log event at all (a script error).
+enum Refusal {
+    Row(DecodeError),
+    Event(String),
 }
 
-/// How [`Emitted::read_row_raw`] ended.
-enum RawRow {
-    /// Every column read.
-    Done,
-    /// A value needs mlua's API: read the row with [`Emitted::push_cell`].
-    NeedsLua,
+/// `emit(event)`. Upvalues: the state's [`Emitted`] (light userdata) and the key table
+/// ([`key_names`]).
+///
+/// # Safety
+/// Called by Lua only, as a C closure with those upvalues, while the [`Emitted`] it
+/// points to is alive and not otherwise borrowed (the state owns it, and only reaches it
+/// between calls into Lua). Nothing owned is alive in this frame when `lua_error` or a
+/// call that may raise (`lua_getfield` through `__index`) leaves it.
+pub(crate) unsafe extern "C-unwind" fn emit_c(state: *mut ffi::lua_State) -> c_int {
+    unsafe {
+        let emitted = ffi::lua_touserdata(state, ffi::lua_upvalueindex(1)).cast::<Emitted>();
+        if emitted.is_null() {
+            return 0;
+        }
+        ffi::lua_settop(state, 1);
+        ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
+        // Read through the pointer, no reference held: `__index` below is Lua code, which
+        // may call `emit` again.
+        if (*emitted).reads_timestamp && (*emitted).accepting {
+            // The packet's `timestamp` is made when first read: read it once through
+            // `__index`, which stores it in `log` (see `state.rs`).
+            let log_key = (*emitted).log_key;
+            if ffi::lua_type(state, 1) == ffi::LUA_TTABLE
+                && raw_get_key(state, 1, 2, log_key) == ffi::LUA_TTABLE
+            {
+                ffi::lua_getfield(state, 3, c"timestamp".as_ptr());
+            }
+            ffi::lua_settop(state, 2);
+        }
+        let emitted = &mut *emitted;
+        if emitted.push(state, 2) {
+            return 0;
+        }
+        let message = &emitted.raising;
+        ffi::lua_pushlstring(state, message.as_ptr().cast(), message.len());
+        ffi::lua_error(state)
+    }
+}
+
+/// Pushes the emit closure for `emitted`, with the key table on top of the stack as its
+/// second upvalue (popped).
+///
+/// # Safety
+/// `state` has the key table on top; `emitted` outlives every call of the closure.
+pub(crate) unsafe fn push_emit(state: *mut ffi::lua_State, emitted: *mut Emitted) {
+    unsafe {
+        ffi::lua_pushlightuserdata(state, emitted.cast::<c_void>());
+        ffi::lua_rotate(state, -2, 1);
+        ffi::lua_pushcclosure(state, emit_c, 2);
+    }
+}
+
+/// Pushes `t[keys[index + 1]]` (raw) for the table at `table`: its type.
+///
+/// # Safety
+/// `table` and `keys` are absolute indices of tables; the key table holds that index.
+unsafe fn raw_get_key(
+    state: *mut ffi::lua_State,
+    table: c_int,
+    keys: c_int,
+    index: usize,
+) -> c_int {
+    unsafe {
+        ffi::lua_rawgeti(state, keys, index as ffi::lua_Integer + 1);
+        ffi::lua_rawget(state, table)
+    }
+}
+
+/// The Lua type name of the value at `index` of type `kind`, as mlua names it
+/// (`integer` and `number` apart).
+///
+/// # Safety
+/// `index` is a valid index holding a value of type `kind`.
+pub(crate) unsafe fn type_name(
+    state: *mut ffi::lua_State,
+    index: c_int,
+    kind: c_int,
+) -> &'static str {
+    match kind {
+        ffi::LUA_TNIL | ffi::LUA_TNONE => "nil",
+        ffi::LUA_TBOOLEAN => "boolean",
+        ffi::LUA_TNUMBER if unsafe { ffi::lua_isinteger(state, index) } != 0 => "integer",
+        ffi::LUA_TNUMBER => "number",
+        ffi::LUA_TSTRING => "string",
+        ffi::LUA_TTABLE => "table",
+        ffi::LUA_TFUNCTION => "function",
+        ffi::LUA_TTHREAD => "thread",
+        ffi::LUA_TLIGHTUSERDATA => "lightuserdata",
+        _ => "userdata",
+    }
+}
+
+/// The fields of the Vector timestamp table on top of the stack (`year`, `month`, `day`,
+/// `hour`, `min`, `sec` required, `nanosec` optional).
+///
+/// # Safety
+/// The top value is a table; `keys` is the key table's absolute index and `columns` the
+/// number of columns before its extra keys.
+unsafe fn timestamp_table(
+    state: *mut ffi::lua_State,
+    keys: c_int,
+    columns: usize,
+) -> Result<CivilTime, Mismatch> {
+    let table = unsafe { ffi::lua_gettop(state) };
+    let field = |offset: usize, required: bool| -> Result<i64, Mismatch> {
+        // SAFETY: a raw get on the table and reads of the number it gave, then popped.
+        unsafe {
+            let kind = raw_get_key(state, table, keys, columns + KEY_YEAR + offset);
+            let value = match kind {
+                ffi::LUA_TNUMBER if ffi::lua_isinteger(state, -1) != 0 => {
+                    Ok(ffi::lua_tointegerx(state, -1, std::ptr::null_mut()))
+                }
+                ffi::LUA_TNUMBER => {
+                    let f = ffi::lua_tonumberx(state, -1, std::ptr::null_mut());
+                    if f.fract() == 0.0 && f.abs() < 1e15 {
+                        Ok(f as i64)
+                    } else {
+                        Err(kind)
+                    }
+                }
+                ffi::LUA_TNIL if !required => Ok(0),
+                _ => Err(kind),
+            };
+            let name = value.map_err(|kind| type_name(state, -1, kind));
+            ffi::lua_settop(state, table);
+            name.map_err(|got| {
+                Mismatch::BadTime(format!(
+                    "a timestamp table needs an integer `{}`, it has {}",
+                    EXTRA_KEYS[KEY_YEAR + offset],
+                    a(got)
+                ))
+            })
+        }
+    };
+    Ok(CivilTime {
+        year: field(0, true)?,
+        month: field(1, true)?,
+        day: field(2, true)?,
+        hour: field(3, true)?,
+        min: field(4, true)?,
+        sec: field(5, true)?,
+        nanosec: field(6, false)?,
+    })
 }
 
 /// The value on top of the stack, of Lua type `kind` (not nil), as a [`Scalar`]; a
@@ -341,17 +463,6 @@ fn missing(column: &ColumnPlan) -> DecodeError {
     )
 }
 
-/// A non-string, non-table Lua value as a [`Scalar`].
-fn scalar(value: &LuaValue) -> Scalar<'static> {
-    match value {
-        LuaValue::Nil => Scalar::Nil,
-        LuaValue::Boolean(b) => Scalar::Bool(*b),
-        LuaValue::Integer(n) => Scalar::Int(*n),
-        LuaValue::Number(f) => Scalar::Float(*f),
-        other => Scalar::Other(other.type_name()),
-    }
-}
-
 fn mismatch(column: &ColumnPlan, m: &Mismatch) -> DecodeError {
     DecodeError::new(
         BAD_FIELD,
@@ -359,39 +470,4 @@ fn mismatch(column: &ColumnPlan, m: &Mismatch) -> DecodeError {
         0,
         Detail::message(m.to_string()),
     )
-}
-
-fn field_error(column: &ColumnPlan, text: &str) -> DecodeError {
-    DecodeError::new(
-        BAD_FIELD,
-        FieldName::Static(column.name),
-        0,
-        Detail::message(text.to_owned()),
-    )
-}
-
-/// The fields of a Vector timestamp table (`year`, `month`, `day`, `hour`, `min`, `sec`
-/// required, `nanosec` optional).
-fn timestamp_table(_lua: &Lua, t: &Table) -> Result<CivilTime, Mismatch> {
-    let field = |key: &'static str, required: bool| -> Result<i64, Mismatch> {
-        match t.raw_get::<LuaValue>(key) {
-            Ok(LuaValue::Integer(n)) => Ok(n),
-            Ok(LuaValue::Number(f)) if f.fract() == 0.0 && f.abs() < 1e15 => Ok(f as i64),
-            Ok(LuaValue::Nil) if !required => Ok(0),
-            Ok(other) => Err(Mismatch::BadTime(format!(
-                "a timestamp table needs an integer `{key}`, it has {}",
-                a(other.type_name())
-            ))),
-            Err(e) => Err(Mismatch::BadTime(e.to_string())),
-        }
-    };
-    Ok(CivilTime {
-        year: field("year", true)?,
-        month: field("month", true)?,
-        day: field("day", true)?,
-        hour: field("hour", true)?,
-        min: field("min", true)?,
-        sec: field("sec", true)?,
-        nanosec: field("nanosec", false)?,
-    })
 }

@@ -6,11 +6,12 @@
 //! script: Sluice gives it the same event Vector's `socket` source (mode `udp`) gives, in
 //! Lua 5.4 as Vector embeds it, and turns each emitted event into one row of typed columns
 //! declared in the config. Each worker has its own Lua state, loaded once; the script is
-//! sandboxed, its calls have an instruction budget and its state a memory limit, and what
+//! sandboxed, its calls have a CPU-time budget and its state a memory limit, and what
 //! goes wrong is a counted decode error of its own kind — the worker keeps going.
 //!
 //! - [`config`]: the options ([`LuaConfig`]), checked naming the offending key.
-//! - `sandbox`: the state's libraries, the budget hook and the memory limit.
+//! - `sandbox`: the state's libraries, the instruction budget's hook and the memory limit.
+//! - `watchdog`: the CPU-time budget of a call, enforced from outside it.
 //! - `state`: loading the script, the hooks, the event and the call per payload.
 //! - `emit`, `convert`: `emit(event)`, from emitted fields to column values.
 //! - `decoder`: a worker's decoder, and rebuilding a broken state.
@@ -25,6 +26,7 @@ mod decoder;
 mod emit;
 mod sandbox;
 mod state;
+mod watchdog;
 
 #[cfg(test)]
 mod tests;
@@ -40,7 +42,8 @@ use state::{LuaState, Program};
 
 /// The script raised an error (or called `emit` with something that is not a log event).
 pub const LUA_ERROR: &str = "lua_error";
-/// A call ran past its instruction budget (`max_instructions`).
+/// A call ran past its CPU-time budget (`max_call_cpu_ms`) or its instruction budget
+/// (`max_instructions`).
 pub const LUA_BUDGET: &str = "lua_budget";
 /// The state ran out of memory (`max_memory_bytes`).
 pub const LUA_MEMORY: &str = "lua_memory";

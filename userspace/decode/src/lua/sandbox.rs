@@ -6,8 +6,12 @@
 //!   only; `collectgarbage` keeps `collect`, `count`, `step` and `isrunning` (a script may
 //!   not stop the collector or change its mode); `print` and `warn` write to the daemon's
 //!   debug log. `require` is a function that fails with a message saying why.
-//! - **Instructions**: a count hook runs every [`BUDGET_CHECK_INTERVAL`] instructions, in
-//!   every coroutine too (a hook set with `set_global_hook` is inherited by threads). Past
+//! - **CPU time**: each call has a budget of its thread's CPU time, enforced from outside
+//!   by the `watchdog`; every coroutine body starts with its `watch()`, the budget's check
+//!   on coroutine threads.
+//! - **Instructions** (only with `max_instructions`): a count hook runs every
+//!   [`BUDGET_CHECK_INTERVAL`] instructions, in every coroutine too (a hook set with
+//!   `set_global_hook` is inherited by threads), and checks the CPU budget as well. Past
 //!   the call's budget it raises an error, and from then on it fires at every instruction,
 //!   so a script that catches the error with `pcall` meets it again at its next
 //!   instruction: the call unwinds to Sluice. The budget is reset before each call.
@@ -23,9 +27,9 @@ use std::sync::{
     atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
-use mlua::{HookTriggers, Lua, LuaOptions, MultiValue, StdLib, VmState};
+use mlua::{HookTriggers, Lua, LuaOptions, MultiValue, StdLib, VmState, ffi};
 
-use super::config::BUDGET_CHECK_INTERVAL;
+use super::{config::BUDGET_CHECK_INTERVAL, watchdog::CallClock};
 
 /// The instruction budget of the call running in a state, shared with its hook. Only
 /// the worker that owns the state touches it (atomics because hook closures must be
@@ -35,15 +39,19 @@ pub(crate) struct Budget {
     used: AtomicU64,
     limit: u64,
     exhausted: AtomicBool,
+    /// The CPU budget, checked by the hook too (the hook replaces the watchdog's `watch`
+    /// in coroutines).
+    clock: Arc<CallClock>,
 }
 
 impl Budget {
     /// A budget of `limit` instructions per call.
-    pub(crate) fn new(limit: u64) -> Arc<Self> {
+    pub(crate) fn new(limit: u64, clock: Arc<CallClock>) -> Arc<Self> {
         Arc::new(Self {
             used: AtomicU64::new(0),
             limit,
             exhausted: AtomicBool::new(false),
+            clock,
         })
     }
 
@@ -57,13 +65,14 @@ impl Budget {
         self.used.store(0, Ordering::Relaxed);
     }
 
-    /// After a call: whether it ran out. The hook is back to its normal interval.
-    pub(crate) fn finish(self: &Arc<Self>, lua: &Lua) -> mlua::Result<bool> {
-        if !self.exhausted.swap(false, Ordering::Relaxed) {
-            return Ok(false);
+    /// After a call: whether it ran out. The hook is back to its normal interval (also
+    /// when `reinstall`: the watchdog's hook replaced it).
+    pub(crate) fn finish(self: &Arc<Self>, lua: &Lua, reinstall: bool) -> mlua::Result<bool> {
+        let exhausted = self.exhausted.swap(false, Ordering::Relaxed);
+        if exhausted || reinstall {
+            install_hook(lua, Arc::clone(self), BUDGET_CHECK_INTERVAL)?;
         }
-        install_hook(lua, Arc::clone(self), BUDGET_CHECK_INTERVAL)?;
-        Ok(true)
+        Ok(exhausted)
     }
 }
 
@@ -73,6 +82,12 @@ fn install_hook(lua: &Lua, budget: Arc<Budget>, every: u32) -> mlua::Result<()> 
     lua.set_global_hook(
         HookTriggers::new().every_nth_instruction(every),
         move |lua, _debug| {
+            if budget.clock.stop_if_over_budget() {
+                if every != 1 {
+                    install_hook(lua, Arc::clone(&budget), 1)?;
+                }
+                return Err(mlua::Error::runtime(budget.clock.message().to_owned()));
+            }
             let used = budget
                 .used
                 .fetch_add(u64::from(every), Ordering::Relaxed)
@@ -96,7 +111,7 @@ fn install_hook(lua: &Lua, budget: Arc<Budget>, every: u32) -> mlua::Result<()> 
 
 /// What the prelude does to the globals (see the module's documentation).
 const PRELUDE: &str = r#"
-local log = ...
+local log, watch = ...
 local rawload, rawcollect, error, tostring = load, collectgarbage, error, tostring
 local os_time, os_date, os_clock, os_difftime = os.time, os.date, os.clock, os.difftime
 load = function(chunk, name, mode, ...)
@@ -119,14 +134,34 @@ require = function(name)
 end
 print = log
 warn = log
+if watch then
+  local create, wrap, type = coroutine.create, coroutine.wrap, type
+  local function watched(f)
+    if type(f) ~= "function" then
+      return f
+    end
+    return function(...)
+      watch()
+      return f(...)
+    end
+  end
+  coroutine.create = function(f)
+    return create(watched(f))
+  end
+  coroutine.wrap = function(f)
+    return wrap(watched(f))
+  end
+end
 "#;
 
-/// A sandboxed Lua 5.4 state with the memory limit and the budget hook, for the stream
-/// named `stream` (in its log lines).
+/// A sandboxed Lua 5.4 state with the memory limit and the CPU budget's clock, and the
+/// instruction budget's hook if there is one, for the stream named `stream` (in its log
+/// lines).
 pub(crate) fn new_state(
     stream: &str,
     max_memory_bytes: usize,
-    budget: &Arc<Budget>,
+    clock: &Arc<CallClock>,
+    budget: Option<&Arc<Budget>>,
 ) -> mlua::Result<Lua> {
     let lua = Lua::new_with(
         StdLib::STRING
@@ -149,10 +184,29 @@ pub(crate) fn new_state(
         }
         Ok(())
     })?;
+    // SAFETY: the registry's main thread entry is the state's main thread.
+    let main = unsafe {
+        let mut main = std::ptr::null_mut();
+        lua.exec_raw::<()>((), |state| {
+            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, ffi::LUA_RIDX_MAINTHREAD);
+            main = ffi::lua_tothread(state, -1);
+            ffi::lua_settop(state, 0);
+        })?;
+        main
+    };
+    clock.set_main(main);
+    // With an instruction budget, its hook checks the CPU budget in coroutines too.
+    let watch = match budget {
+        // SAFETY: `watch_c` is a C function that raises no error.
+        None => Some(unsafe { lua.create_c_function(super::watchdog::watch_c) }?),
+        Some(_) => None,
+    };
     lua.load(PRELUDE)
         .set_name("=sluice sandbox")
         .set_mode(mlua::chunk::ChunkMode::Text)
-        .call::<()>(log)?;
-    install_hook(&lua, Arc::clone(budget), BUDGET_CHECK_INTERVAL)?;
+        .call::<()>((log, watch))?;
+    if let Some(budget) = budget {
+        install_hook(&lua, Arc::clone(budget), BUDGET_CHECK_INTERVAL)?;
+    }
     Ok(lua)
 }

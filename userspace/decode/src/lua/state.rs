@@ -7,16 +7,17 @@
 //! Vector timestamp table, made when the script first reads it (a metatable on `log`), so
 //! that scripts that never look at it do not pay for it.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{net::IpAddr, os::raw::c_int, ptr::NonNull, sync::Arc};
 
-use mlua::{Function, Lua, Table, Value as LuaValue};
+use mlua::{Function, Lua, Table, Value as LuaValue, ffi};
 
 use super::{
     LUA_BUDGET, LUA_ERROR, LUA_MEMORY,
     config::{Checked, Script},
     convert::CivilTime,
-    emit::Emitted,
+    emit::{self, Emitted},
     sandbox::{self, Budget},
+    watchdog::CallClock,
 };
 use crate::{DecodeError, Detail, FieldName, PacketContext};
 
@@ -42,14 +43,12 @@ pub(crate) struct LoadError {
     pub message: String,
 }
 
-/// Builds the packet's event and calls `process` (see the module's documentation).
-///
-/// `process` runs under Lua's own `pcall` (the one the sandbox made, kept before the script
-/// ran), and the wrapper returns `ok, error`: a script's error then costs its message only,
-/// where an error crossing into mlua costs a traceback that searches every loaded library
-/// for function names (16.6 µs per refused ACME payload, against 4 µs for a decoded one).
+/// Builds the packet's event and calls `process` (see the module's documentation); Sluice
+/// calls it in a protected call of its own over the raw API, so a script's error costs its
+/// message only (mlua's error handling adds a traceback that searches every loaded library
+/// for function names: 16.6 µs per refused ACME payload, against 4 µs for a decoded one).
 const WRAPPER: &str = r#"
-local process, emit, to_timestamp, pcall = ...
+local process, emit, to_timestamp = ...
 local setmetatable, rawset = setmetatable, rawset
 local current_log, current_received_at
 local log_meta = {
@@ -67,7 +66,7 @@ return function(message, host, port, received_at)
     log_meta
   )
   current_log, current_received_at = log, received_at
-  return pcall(process, { log = log }, emit)
+  process({ log = log }, emit)
 end
 "#;
 
@@ -84,13 +83,19 @@ fn wrapper(columns: usize) -> String {
 /// A worker's state.
 pub(crate) struct LuaState {
     lua: Lua,
-    /// The wrapper around `process`.
-    call: Function,
+    /// Registry references of the wrapper around `process` and of the last sender's
+    /// address as a Lua string (its [`IpAddr`] in `host`).
+    call_ref: c_int,
+    host_ref: c_int,
+    host: Option<IpAddr>,
     emit: Function,
     shutdown: Option<Function>,
-    budget: Arc<Budget>,
-    /// The last sender address and its text as a Lua string.
-    host: Option<(IpAddr, mlua::LuaString)>,
+    /// The CPU budget of each call, and the instruction budget if there is one.
+    clock: Arc<CallClock>,
+    budget: Option<Arc<Budget>>,
+    /// The rows `emit` takes; dropped after `lua` (fields drop in order), whose
+    /// finalizers may still call `emit`.
+    emitted: EmittedBox,
 }
 
 impl LuaState {
@@ -101,27 +106,32 @@ impl LuaState {
             key: String::new(),
             message: first_line(&e),
         };
-        let budget = Budget::new(options.max_instructions);
-        let lua = sandbox::new_state(&program.stream, options.max_memory_bytes, &budget)
-            .map_err(sandbox_error)?;
-        let emitted = Emitted::new(
-            &lua,
+        let clock = CallClock::new(options.max_call_cpu_ms);
+        let budget = options
+            .max_instructions
+            .map(|limit| Budget::new(limit, Arc::clone(&clock)));
+        let lua = sandbox::new_state(
+            &program.stream,
+            options.max_memory_bytes,
+            &clock,
+            budget.as_ref(),
+        )
+        .map_err(sandbox_error)?;
+        let emitted = EmittedBox::new(Emitted::new(
             Arc::clone(&program.columns),
             options.max_rows,
             options.max_memory_bytes,
-        )
-        .map_err(sandbox_error)?;
-        lua.set_app_data(emitted);
-        let emit = lua
-            .create_function(|lua, event: LuaValue| {
-                let mut emitted = lua
-                    .try_app_data_mut::<Emitted>()
-                    .ok()
-                    .flatten()
-                    .ok_or_else(|| mlua::Error::runtime("emit: called while emitting"))?;
-                emitted.push(lua, &event)
-            })
+        ));
+        let keys = lua
+            .create_sequence_from(emit::key_names(&program.columns))
             .map_err(sandbox_error)?;
+        let emitted_ptr = emitted.0.as_ptr();
+        // SAFETY: the key table is the only value on the stack; `emitted` outlives the
+        // state (see the field's documentation).
+        let emit =
+            unsafe { lua.exec_raw::<Function>(&keys, |state| emit::push_emit(state, emitted_ptr)) }
+                .map_err(sandbox_error)?;
+        drop(keys);
         let to_timestamp = lua
             .create_function(|lua, micros: i64| timestamp_table(lua, micros))
             .map_err(sandbox_error)?;
@@ -131,23 +141,17 @@ impl LuaState {
         } else {
             "file"
         };
-        // Replaced by the wrapper below, once the script's hooks are known. (Sluice never
-        // clones a Lua reference: mlua's shared reference count is a zero-sized `Arc`
-        // whose pointer LeakSanitizer cannot see, which the fuzz target reports as a leak.)
-        let placeholder = lua.create_function(|_, ()| Ok(())).map_err(sandbox_error)?;
         let mut state = Self {
-            call: placeholder,
+            call_ref: ffi::LUA_NOREF,
+            host_ref: ffi::LUA_NOREF,
+            host: None,
             emit,
             shutdown: None,
+            clock,
             budget,
-            host: None,
             lua,
+            emitted,
         };
-        let pcall: Function = state
-            .lua
-            .globals()
-            .raw_get("pcall")
-            .map_err(sandbox_error)?;
         let loaded = state
             .lua
             .load(program.script.text.as_str())
@@ -170,13 +174,25 @@ impl LuaState {
             .as_ref()
             .map(|code| state.hook("shutdown", code))
             .transpose()?;
-        state.call = state
+        let call = state
             .lua
             .load(wrapper(program.columns.len()))
             .set_name("=sluice event")
             .set_mode(mlua::chunk::ChunkMode::Text)
-            .call::<Function>((process, &state.emit, to_timestamp, pcall))
+            .call::<Function>((process, &state.emit, to_timestamp))
             .map_err(sandbox_error)?;
+        let (mut call_ref, mut host_ref) = (ffi::LUA_NOREF, ffi::LUA_NOREF);
+        // SAFETY: the wrapper is the only value on the stack; `luaL_ref` pops it, then an
+        // empty string is pushed and referenced the same way.
+        unsafe {
+            state.lua.exec_raw::<()>(&call, |lua| {
+                call_ref = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
+                ffi::lua_pushlstring(lua, c"".as_ptr(), 0);
+                host_ref = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
+            })
+        }
+        .map_err(sandbox_error)?;
+        (state.call_ref, state.host_ref) = (call_ref, host_ref);
         if let Some(init) = init {
             state
                 .guarded(|| init.call::<()>(&state.emit))
@@ -187,6 +203,13 @@ impl LuaState {
             state.log_discarded(&program.stream, "init");
         }
         Ok(state)
+    }
+
+    /// The rows buffer, between calls into Lua.
+    fn emitted_mut(&mut self) -> &mut Emitted {
+        // SAFETY: Lua is not running (it reaches the buffer only inside a call), and
+        // `&mut self` keeps any other borrow of it out.
+        unsafe { &mut *self.emitted.0.as_ptr() }
     }
 
     /// The function a hook names (`process`) or defines (`function (event, emit) ...
@@ -217,32 +240,53 @@ impl LuaState {
 
     /// Runs `f` with a fresh instruction budget and rows discarded; the Lua message on error.
     fn guarded<T>(&self, f: impl FnOnce() -> mlua::Result<T>) -> Result<T, String> {
-        if let Some(mut emitted) = self.lua.app_data_mut::<Emitted>() {
+        {
+            // SAFETY: Lua is not running; the reference ends before `f` runs.
+            let emitted = unsafe { &mut *self.emitted.0.as_ptr() };
             emitted.clear();
             emitted.accepting = false;
         }
-        self.budget.start();
+        self.start_call();
         let result = f();
-        let exhausted = self.budget.finish(&self.lua).unwrap_or(true);
-        match result {
-            Ok(_) if exhausted => Err(budget_text(self.budget.limit())),
-            Ok(value) => Ok(value),
-            Err(_) if exhausted => Err(budget_text(self.budget.limit())),
-            Err(e) => Err(first_line(&e)),
+        match (self.finish_call(), result) {
+            (Ok(Some(budget)), _) => Err(budget),
+            (Err(e), _) | (Ok(None), Err(e)) => Err(first_line(&e)),
+            (Ok(None), Ok(value)) => Ok(value),
         }
     }
 
+    /// Before a call into Lua: its budgets start.
+    fn start_call(&self) {
+        if let Some(budget) = &self.budget {
+            budget.start();
+        }
+        self.clock.start();
+    }
+
+    /// After a call into Lua: the budget error's message if one stopped it. An error is
+    /// Sluice's own (the instruction hook could not be set again).
+    fn finish_call(&self) -> mlua::Result<Option<String>> {
+        let finished = self.clock.finish();
+        let counted = match &self.budget {
+            Some(budget) => budget.finish(&self.lua, finished.unhooked)?,
+            None => false,
+        };
+        Ok(match &self.budget {
+            Some(budget) if counted => Some(budget_text(budget.limit())),
+            _ if finished.stopped => Some(self.clock.message().to_owned()),
+            _ => None,
+        })
+    }
+
     /// Logs (once per hook run) the events `init`/`shutdown` emitted, which have no packet.
-    fn log_discarded(&self, stream: &str, hook: &str) {
-        if let Some(mut emitted) = self.lua.app_data_mut::<Emitted>() {
-            let n = std::mem::take(&mut emitted.discarded);
-            if n > 0 {
-                tracing::warn!(
-                    stream = %stream,
-                    discarded = n,
-                    "lua: events emitted by hooks.{hook} are not recorded (they belong to no packet)"
-                );
-            }
+    fn log_discarded(&mut self, stream: &str, hook: &str) {
+        let n = std::mem::take(&mut self.emitted_mut().discarded);
+        if n > 0 {
+            tracing::warn!(
+                stream = %stream,
+                discarded = n,
+                "lua: events emitted by hooks.{hook} are not recorded (they belong to no packet)"
+            );
         }
     }
 
@@ -263,32 +307,30 @@ impl LuaState {
         ctx: &PacketContext,
         payload: &[u8],
     ) -> Result<(), ProcessError> {
-        if let Some(mut emitted) = self.lua.app_data_mut::<Emitted>() {
+        {
+            let emitted = self.emitted_mut();
             emitted.clear();
             emitted.accepting = true;
         }
-        self.budget.start();
+        self.start_call();
         let result = self.call_process(ctx, payload);
-        let exhausted = self.budget.finish(&self.lua);
-        let failure = self
-            .lua
-            .app_data_mut::<Emitted>()
-            .and_then(|mut e| e.failure.take());
+        let exhausted = self.finish_call();
+        let failure = self.emitted_mut().failure.take();
         match (exhausted, result, failure) {
-            (Ok(true), _, _) => Err(ProcessError::Decode(DecodeError::new(
+            (Ok(Some(budget)), _, _) => Err(ProcessError::Decode(DecodeError::new(
                 LUA_BUDGET,
                 FieldName::None,
                 0,
-                Detail::message(budget_text(self.budget.limit())),
+                Detail::message(budget),
             ))),
             (Err(e), _, _) => Err(ProcessError::Broken(first_line(&e))),
-            (Ok(false), _, Some(failure)) => Err(if failure.kind == LUA_MEMORY {
+            (Ok(None), _, Some(failure)) => Err(if failure.kind == LUA_MEMORY {
                 ProcessError::Memory(failure)
             } else {
                 ProcessError::Decode(failure)
             }),
-            (Ok(false), Ok(None), None) => Ok(()),
-            (Ok(false), Ok(Some(raised)), None) => Err(if raised.memory {
+            (Ok(None), Ok(None), None) => Ok(()),
+            (Ok(None), Ok(Some(raised)), None) => Err(if raised.memory {
                 ProcessError::Memory(DecodeError::new(
                     LUA_MEMORY,
                     FieldName::None,
@@ -303,7 +345,7 @@ impl LuaState {
                     Detail::message(raised.message),
                 ))
             }),
-            (Ok(false), Err(e), None) if is_memory_error(&e) => {
+            (Ok(None), Err(e), None) if is_memory_error(&e) => {
                 Err(ProcessError::Memory(DecodeError::new(
                     LUA_MEMORY,
                     FieldName::None,
@@ -311,7 +353,7 @@ impl LuaState {
                     Detail::message(first_line(&e)),
                 )))
             }
-            (Ok(false), Err(e), None) => Err(ProcessError::Decode(DecodeError::new(
+            (Ok(None), Err(e), None) => Err(ProcessError::Decode(DecodeError::new(
                 LUA_ERROR,
                 FieldName::None,
                 0,
@@ -326,21 +368,47 @@ impl LuaState {
         ctx: &PacketContext,
         payload: &[u8],
     ) -> mlua::Result<Option<Raised>> {
-        let message = self.lua.create_string(payload)?;
-        let host = match self.host.take() {
-            Some((ip, text)) if ip == ctx.src_ip => text,
-            _ => self.lua.create_string(ip_text(ctx.src_ip).as_bytes())?,
-        };
-        let host = &self.host.insert((ctx.src_ip, host)).1;
-        let (ok, error) =
-            self.call
-                .call::<(bool, LuaValue)>((message, host, ctx.src_port, ctx.received_at))?;
-        Ok((!ok).then(|| Raised::from_value(error)))
+        let (call_ref, host_ref) = (self.call_ref, self.host_ref);
+        let new_host = (self.host != Some(ctx.src_ip)).then(|| ip_text(ctx.src_ip));
+        let (port, received_at) = (ffi::lua_Integer::from(ctx.src_port), ctx.received_at);
+        let mut raised = None;
+        // SAFETY: the registry holds the wrapper and the host string at these references.
+        // Until `lua_pcall` returns, a Lua error (out of memory pushing an argument) leaves
+        // this closure, which then owns nothing; after it, only calls that raise nothing
+        // are made (the error value is read, not converted).
+        unsafe {
+            self.lua.exec_raw::<()>((), |state| {
+                ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, call_ref.into());
+                ffi::lua_pushlstring(state, payload.as_ptr().cast(), payload.len());
+                match &new_host {
+                    Some(text) => {
+                        let text = text.as_bytes();
+                        ffi::lua_pushlstring(state, text.as_ptr().cast(), text.len());
+                        ffi::lua_pushvalue(state, -1);
+                        ffi::lua_rawseti(state, ffi::LUA_REGISTRYINDEX, host_ref.into());
+                    }
+                    None => {
+                        ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, host_ref.into());
+                    }
+                }
+                ffi::lua_pushinteger(state, port);
+                ffi::lua_pushinteger(state, received_at);
+                let status = ffi::lua_pcall(state, 4, 0, 0);
+                if status != ffi::LUA_OK {
+                    raised = Some(Raised::from_stack(state, status));
+                }
+                ffi::lua_settop(state, 0);
+            })?;
+        }
+        if new_host.is_some() {
+            self.host = Some(ctx.src_ip);
+        }
+        Ok(raised)
     }
 
     /// The rows of the last successful [`Self::process`].
-    pub(crate) fn emitted(&self) -> Option<mlua::AppDataRef<'_, Emitted>> {
-        self.lua.app_data_ref::<Emitted>()
+    pub(crate) fn emitted(&mut self) -> &Emitted {
+        self.emitted_mut()
     }
 
     /// After a memory error: a full collection; `false` when the state is still nearly
@@ -365,31 +433,43 @@ pub(crate) struct Raised {
 }
 
 impl Raised {
-    /// The error value `pcall` gave: a string (the script's `error`, Lua's own errors), an
-    /// mlua error (raised by `emit`), or any other value a script may pass to `error`.
-    fn from_value(value: LuaValue) -> Self {
-        match value {
-            LuaValue::String(text) => {
-                let text = text.to_string_lossy();
-                let memory = text == "not enough memory";
-                Self {
-                    // As an mlua memory error reads (`first_line`).
-                    message: if memory {
-                        format!("out of memory: {text}")
-                    } else {
-                        first_line_of(&text)
-                    },
-                    memory,
-                }
+    /// The error a protected call ended with (`status`), its value on top of the stack: a
+    /// string (the script's `error`, Lua's own errors, `emit`'s), or any other value a
+    /// script may pass to `error`.
+    ///
+    /// # Safety
+    /// `state` is the state the call failed in, with its error value on top.
+    unsafe fn from_stack(state: *mut ffi::lua_State, status: c_int) -> Self {
+        // SAFETY: a type query, and the bytes of a string (no conversion).
+        unsafe {
+            let kind = ffi::lua_type(state, -1);
+            if kind != ffi::LUA_TSTRING {
+                return Self {
+                    message: format!(
+                        "(error object is {})",
+                        super::convert::a(emit::type_name(state, -1, kind))
+                    ),
+                    memory: status == ffi::LUA_ERRMEM,
+                };
             }
-            LuaValue::Error(e) => Self {
-                memory: is_memory_error(&e),
-                message: first_line(&e),
-            },
-            other => Self {
-                message: format!("(error object is {})", super::convert::a(other.type_name())),
-                memory: false,
-            },
+            let mut len = 0usize;
+            let ptr = ffi::lua_tolstring(state, -1, &mut len);
+            let bytes = if ptr.is_null() {
+                &[][..]
+            } else {
+                std::slice::from_raw_parts(ptr.cast::<u8>(), len)
+            };
+            let text = String::from_utf8_lossy(bytes);
+            let memory = status == ffi::LUA_ERRMEM || text == "not enough memory";
+            Self {
+                // As an mlua memory error reads (`first_line`).
+                message: if memory {
+                    format!("out of memory: {text}")
+                } else {
+                    first_line_of(&text)
+                },
+                memory,
+            }
         }
     }
 }
@@ -484,3 +564,24 @@ fn timestamp_table(lua: &Lua, micros: i64) -> mlua::Result<Table> {
     table.raw_set("isdst", false)?;
     Ok(table)
 }
+
+/// The [`Emitted`] buffer a state's `emit` writes to through a raw pointer (a `Box` would
+/// claim unique access while Lua holds the pointer).
+struct EmittedBox(NonNull<Emitted>);
+
+impl EmittedBox {
+    fn new(emitted: Emitted) -> Self {
+        Self(NonNull::from(Box::leak(Box::new(emitted))))
+    }
+}
+
+impl Drop for EmittedBox {
+    fn drop(&mut self) {
+        // SAFETY: made by `Box::leak` in `new`; the state, the only other user, is gone.
+        drop(unsafe { Box::from_raw(self.0.as_ptr()) });
+    }
+}
+
+// SAFETY: the buffer is reached only from the thread that owns the state (which is `Send`
+// as a whole and never shared).
+unsafe impl Send for EmittedBox {}

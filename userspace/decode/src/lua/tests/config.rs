@@ -169,7 +169,12 @@ fn columns_and_limits_are_checked() {
         (
             "max_instructions = 999",
             "max_instructions",
-            "999 is out of range: use 1000 to 1000000000 (default 1000000)",
+            "999 is out of range: use 1000 to 1000000000 (not counted by default)",
+        ),
+        (
+            "max_call_cpu_ms = 0",
+            "max_call_cpu_ms",
+            "0 is out of range: use 1 to 10000 (default 50)",
         ),
         (
             "max_memory_bytes = 1024",

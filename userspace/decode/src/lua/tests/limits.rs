@@ -65,35 +65,63 @@ fn libraries_outside_the_sandbox_are_absent() {
 
 #[test]
 fn a_runaway_call_is_stopped_and_the_state_goes_on() {
-    for body in [
-        "while true do end",
-        // Catching the error does not help: every next instruction fails too.
-        "while true do pcall(function() while true do end end) end",
-        "local function f() return f() end while true do pcall(f) end",
-        // Nor does looping in a coroutine.
-        "local co = coroutine.wrap(function() while true do end end) co()",
-        "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
-        // Nor a comparison function called from C.
-        "local t = {} for i = 1, 100 do t[i] = i end \
-         table.sort(t, function(a, b) while true do end end)",
-    ] {
-        let mut d = factory(&script(body), N, "max_instructions = 20000")
-            .expect("loads")
-            .decoder();
-        assert_eq!(decode(&mut d, b"ok"), Ok(one()), "{body}");
-        let (kind, field, message) = error(&mut d, b"bad");
-        assert_eq!(
-            (kind.as_str(), field, message.as_str()),
-            (
-                LUA_BUDGET,
-                None,
-                "instruction budget exhausted (max_instructions = 20000)"
-            ),
-            "{body}"
-        );
-        // The same state, with its budget back.
-        for _ in 0..3 {
+    // The CPU budget (the watchdog, no hook while a call is within it) and the
+    // instruction budget (a count hook) stop the same scripts the same way.
+    let budgets = [
+        (
+            "max_call_cpu_ms = 20",
+            "CPU time budget exhausted (max_call_cpu_ms = 20)",
+        ),
+        (
+            "max_instructions = 20000",
+            "instruction budget exhausted (max_instructions = 20000)",
+        ),
+    ];
+    for (budget, expected) in budgets {
+        for body in [
+            "while true do end",
+            // Catching the error does not help: every next instruction fails too.
+            "while true do pcall(function() while true do end end) end",
+            "local function f() return f() end while true do pcall(f) end",
+            // Nor does looping in a coroutine.
+            "local co = coroutine.wrap(function() while true do end end) co()",
+            "while true do coroutine.resume(coroutine.create(function() while true do end end)) end",
+            // Nor a comparison function called from C.
+            "local t = {} for i = 1, 100 do t[i] = i end \
+             table.sort(t, function(a, b) while true do end end)",
+        ] {
+            let mut d = factory(&script(body), N, budget).expect("loads").decoder();
             assert_eq!(decode(&mut d, b"ok"), Ok(one()), "{body}");
+            let started = std::time::Instant::now();
+            let (kind, field, message) = error(&mut d, b"bad");
+            assert_eq!(
+                (kind.as_str(), field, message.as_str()),
+                (LUA_BUDGET, None, expected),
+                "{body}"
+            );
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(2),
+                "{body}"
+            );
+            // The same state, with its budget back.
+            for _ in 0..3 {
+                assert_eq!(decode(&mut d, b"ok"), Ok(one()), "{body}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_call_within_its_cpu_budget_is_not_stopped() {
+    // ~30 ms of CPU in one call under a 200 ms budget, while other calls come and go.
+    let body = "local x = 0 for i = 1, 3000000 do x = x + 1 end";
+    let mut d = factory(&script(body), N, "max_call_cpu_ms = 200")
+        .expect("loads")
+        .decoder();
+    for _ in 0..3 {
+        assert_eq!(decode(&mut d, b"bad"), Ok(one()));
+        for _ in 0..100 {
+            assert_eq!(decode(&mut d, b"ok"), Ok(one()));
         }
     }
 }
@@ -117,7 +145,7 @@ fn allocating_without_end_is_a_memory_error_and_the_state_is_collected() {
     let mut d = factory(
         &script(body),
         N,
-        "max_memory_bytes = 2097152\nmax_instructions = 100000000",
+        "max_memory_bytes = 2097152\nmax_call_cpu_ms = 1000",
     )
     .expect("loads")
     .decoder();
