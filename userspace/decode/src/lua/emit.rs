@@ -15,7 +15,7 @@ use mlua::ffi;
 
 use super::{
     config::{Accept, ColumnPlan},
-    convert::{Cell, CivilTime, Mismatch, Scalar, a, convert},
+    convert::{Cell, CivilTime, Mismatch, Scalar, a, convert_into},
 };
 use crate::{DecodeError, Detail, FieldName, Value};
 
@@ -230,24 +230,31 @@ impl Emitted {
         for (i, column) in columns.iter().enumerate() {
             // SAFETY: raw gets and reads that raise nothing; a string's bytes are copied
             // (by `convert`) before its value is popped.
-            let cell = unsafe {
+            let converted = unsafe {
                 let kind = raw_get_key(state, log, keys, i);
-                let cell = match kind {
-                    ffi::LUA_TNIL if column.column.nullable => Ok(Cell::Null),
-                    ffi::LUA_TNIL => Err(missing(column)),
-                    ffi::LUA_TTABLE if matches!(column.accept, Accept::Timestamp(_)) => {
+                let converted = match kind {
+                    ffi::LUA_TNIL => None,
+                    ffi::LUA_TTABLE if matches!(column.accept, Accept::Timestamp(_)) => Some(
                         timestamp_table(state, keys, columns.len())
                             .and_then(|c| c.micros())
-                            .map(Cell::Timestamp)
-                            .map_err(|m| mismatch(column, &m))
-                    }
-                    _ => convert(raw_scalar(state, kind), column.accept, bytes)
-                        .map_err(|m| mismatch(column, &m)),
+                            .map(|micros| cells.push(Cell::Timestamp(micros))),
+                    ),
+                    _ => Some(convert_into(
+                        raw_scalar(state, kind),
+                        column.accept,
+                        bytes,
+                        cells,
+                    )),
                 };
                 ffi::lua_settop(state, log);
-                cell
-            }?;
-            cells.push(cell);
+                converted
+            };
+            match converted {
+                Some(Ok(())) => {}
+                None if column.column.nullable => cells.push(Cell::Null),
+                None => return Err(missing(column)),
+                Some(Err(m)) => return Err(mismatch(column, &m)),
+            }
         }
         Ok(())
     }

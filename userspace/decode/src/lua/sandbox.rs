@@ -22,6 +22,7 @@
 //! pattern over a long payload, `string.rep` within the memory limit) runs no VM
 //! instructions and cannot be interrupted.
 
+use std::ptr::NonNull;
 use std::sync::{
     Arc,
     atomic::{AtomicBool, AtomicU64, Ordering},
@@ -29,7 +30,7 @@ use std::sync::{
 
 use mlua::{HookTriggers, Lua, LuaOptions, MultiValue, StdLib, VmState, ffi};
 
-use super::{config::BUDGET_CHECK_INTERVAL, watchdog::CallClock};
+use super::{config::BUDGET_CHECK_INTERVAL, state::MainThread, watchdog::CallClock};
 
 /// The instruction budget of the call running in a state, shared with its hook. Only
 /// the worker that owns the state touches it (atomics because hook closures must be
@@ -154,6 +155,22 @@ if watch then
 end
 "#;
 
+/// The main thread of `lua` (the registry's entry for it).
+pub(crate) fn main_thread(lua: &Lua) -> mlua::Result<MainThread> {
+    let mut main = std::ptr::null_mut();
+    // SAFETY: reads the registry's main thread entry, and leaves the stack as it was.
+    unsafe {
+        lua.exec_raw::<()>((), |state| {
+            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, ffi::LUA_RIDX_MAINTHREAD);
+            main = ffi::lua_tothread(state, -1);
+            ffi::lua_settop(state, 0);
+        })?;
+    }
+    NonNull::new(main)
+        .map(MainThread)
+        .ok_or_else(|| mlua::Error::runtime("the state has no main thread"))
+}
+
 /// A sandboxed Lua 5.4 state with the memory limit and the CPU budget's clock, and the
 /// instruction budget's hook if there is one, for the stream named `stream` (in its log
 /// lines).
@@ -184,17 +201,7 @@ pub(crate) fn new_state(
         }
         Ok(())
     })?;
-    // SAFETY: the registry's main thread entry is the state's main thread.
-    let main = unsafe {
-        let mut main = std::ptr::null_mut();
-        lua.exec_raw::<()>((), |state| {
-            ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, ffi::LUA_RIDX_MAINTHREAD);
-            main = ffi::lua_tothread(state, -1);
-            ffi::lua_settop(state, 0);
-        })?;
-        main
-    };
-    clock.set_main(main);
+    clock.set_main(main_thread(&lua)?.0.as_ptr());
     // With an instruction budget, its hook checks the CPU budget in coroutines too.
     let watch = match budget {
         // SAFETY: `watch_c` is a C function that raises no error.

@@ -83,6 +83,8 @@ fn wrapper(columns: usize) -> String {
 /// A worker's state.
 pub(crate) struct LuaState {
     lua: Lua,
+    /// `lua`'s main thread, called over the raw API.
+    main: MainThread,
     /// Registry references of the wrapper around `process` and of the last sender's
     /// address as a Lua string (its [`IpAddr`] in `host`).
     call_ref: c_int,
@@ -141,7 +143,9 @@ impl LuaState {
         } else {
             "file"
         };
+        let main = sandbox::main_thread(&lua).map_err(sandbox_error)?;
         let mut state = Self {
+            main,
             call_ref: ffi::LUA_NOREF,
             host_ref: ffi::LUA_NOREF,
             host: None,
@@ -345,20 +349,7 @@ impl LuaState {
                     Detail::message(raised.message),
                 ))
             }),
-            (Ok(None), Err(e), None) if is_memory_error(&e) => {
-                Err(ProcessError::Memory(DecodeError::new(
-                    LUA_MEMORY,
-                    FieldName::None,
-                    0,
-                    Detail::message(first_line(&e)),
-                )))
-            }
-            (Ok(None), Err(e), None) => Err(ProcessError::Decode(DecodeError::new(
-                LUA_ERROR,
-                FieldName::None,
-                0,
-                Detail::message(first_line(&e)),
-            ))),
+            (Ok(None), Err(message), None) => Err(ProcessError::Broken(message)),
         }
     }
 
@@ -367,39 +358,33 @@ impl LuaState {
         &mut self,
         ctx: &PacketContext,
         payload: &[u8],
-    ) -> mlua::Result<Option<Raised>> {
-        let (call_ref, host_ref) = (self.call_ref, self.host_ref);
+    ) -> Result<Option<Raised>, String> {
         let new_host = (self.host != Some(ctx.src_ip)).then(|| ip_text(ctx.src_ip));
-        let (port, received_at) = (ffi::lua_Integer::from(ctx.src_port), ctx.received_at);
-        let mut raised = None;
-        // SAFETY: the registry holds the wrapper and the host string at these references.
-        // Until `lua_pcall` returns, a Lua error (out of memory pushing an argument) leaves
-        // this closure, which then owns nothing; after it, only calls that raise nothing
-        // are made (the error value is read, not converted).
-        unsafe {
-            self.lua.exec_raw::<()>((), |state| {
-                ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, call_ref.into());
-                ffi::lua_pushlstring(state, payload.as_ptr().cast(), payload.len());
-                match &new_host {
-                    Some(text) => {
-                        let text = text.as_bytes();
-                        ffi::lua_pushlstring(state, text.as_ptr().cast(), text.len());
-                        ffi::lua_pushvalue(state, -1);
-                        ffi::lua_rawseti(state, ffi::LUA_REGISTRYINDEX, host_ref.into());
-                    }
-                    None => {
-                        ffi::lua_rawgeti(state, ffi::LUA_REGISTRYINDEX, host_ref.into());
-                    }
-                }
-                ffi::lua_pushinteger(state, port);
-                ffi::lua_pushinteger(state, received_at);
-                let status = ffi::lua_pcall(state, 4, 0, 0);
-                if status != ffi::LUA_OK {
-                    raised = Some(Raised::from_stack(state, status));
-                }
-                ffi::lua_settop(state, 0);
-            })?;
-        }
+        let args = CallArgs {
+            call_ref: self.call_ref,
+            host_ref: self.host_ref,
+            payload,
+            new_host: new_host.as_ref().map(IpText::as_bytes),
+            port: ffi::lua_Integer::from(ctx.src_port),
+            received_at: ctx.received_at,
+        };
+        let state = self.main.0.as_ptr();
+        // SAFETY: `state` is this state's main thread, used by this thread only (`&mut
+        // self`), and left with the stack it had. Pushing a light C function and a light
+        // userdata allocates nothing; everything that may raise runs in `call_c`, inside
+        // the protected call, and `args` outlives it.
+        let raised = unsafe {
+            let top = ffi::lua_gettop(state);
+            if ffi::lua_checkstack(state, 8) == 0 {
+                return Err("the Lua stack cannot grow".into());
+            }
+            ffi::lua_pushcfunction(state, call_c);
+            ffi::lua_pushlightuserdata(state, std::ptr::from_ref(&args).cast_mut().cast());
+            let status = ffi::lua_pcall(state, 1, 0, 0);
+            let raised = (status != ffi::LUA_OK).then(|| Raised::from_stack(state, status));
+            ffi::lua_settop(state, top);
+            raised
+        };
         if new_host.is_some() {
             self.host = Some(ctx.src_ip);
         }
@@ -421,6 +406,57 @@ impl LuaState {
     pub(crate) fn used_memory(&self) -> usize {
         self.lua.used_memory()
     }
+}
+
+/// What [`call_c`] pushes for one payload.
+struct CallArgs<'a> {
+    call_ref: c_int,
+    host_ref: c_int,
+    payload: &'a [u8],
+    /// The sender's address as text when it is not the last one's.
+    new_host: Option<&'a [u8]>,
+    port: ffi::lua_Integer,
+    received_at: ffi::lua_Integer,
+}
+
+/// Calls the wrapper for the payload of the [`CallArgs`] at index 1 (light userdata).
+///
+/// # Safety
+/// Called by Lua, in a protected call, with a pointer to live [`CallArgs`] whose
+/// registry references hold the wrapper and the last host string. Nothing owned is alive
+/// in this frame when a Lua error leaves it.
+unsafe extern "C-unwind" fn call_c(state: *mut ffi::lua_State) -> c_int {
+    unsafe {
+        let args = &*ffi::lua_touserdata(state, 1).cast::<CallArgs<'_>>();
+        ffi::lua_rawgeti(
+            state,
+            ffi::LUA_REGISTRYINDEX,
+            ffi::lua_Integer::from(args.call_ref),
+        );
+        ffi::lua_pushlstring(state, args.payload.as_ptr().cast(), args.payload.len());
+        match args.new_host {
+            Some(text) => {
+                ffi::lua_pushlstring(state, text.as_ptr().cast(), text.len());
+                ffi::lua_pushvalue(state, -1);
+                ffi::lua_rawseti(
+                    state,
+                    ffi::LUA_REGISTRYINDEX,
+                    ffi::lua_Integer::from(args.host_ref),
+                );
+            }
+            None => {
+                ffi::lua_rawgeti(
+                    state,
+                    ffi::LUA_REGISTRYINDEX,
+                    ffi::lua_Integer::from(args.host_ref),
+                );
+            }
+        }
+        ffi::lua_pushinteger(state, args.port);
+        ffi::lua_pushinteger(state, args.received_at);
+        ffi::lua_call(state, 4, 0);
+    }
+    0
 }
 
 /// An error `process` raised, as Lua's `pcall` returned it.
@@ -512,16 +548,6 @@ fn first_line_of(text: &str) -> String {
     line.get(..end).unwrap_or_default().to_owned()
 }
 
-/// Whether `e` is, or was caused by, a Lua memory error.
-fn is_memory_error(e: &mlua::Error) -> bool {
-    match e {
-        mlua::Error::MemoryError(_) => true,
-        mlua::Error::CallbackError { cause, .. } => is_memory_error(cause),
-        mlua::Error::WithContext { cause, .. } => is_memory_error(cause),
-        _ => false,
-    }
-}
-
 /// An address as Vector's `host` field has it (`192.0.2.1`, `2001:db8::1`), on the stack.
 fn ip_text(ip: IpAddr) -> IpText {
     use std::io::Write as _;
@@ -585,3 +611,10 @@ impl Drop for EmittedBox {
 // SAFETY: the buffer is reached only from the thread that owns the state (which is `Send`
 // as a whole and never shared).
 unsafe impl Send for EmittedBox {}
+
+/// A state's main thread.
+pub(crate) struct MainThread(pub(crate) NonNull<ffi::lua_State>);
+
+// SAFETY: the thread belongs to a `Lua` that moves with it, and is used only by the thread
+// that owns that `Lua` (as mlua's `send` feature allows for the `Lua` itself).
+unsafe impl Send for MainThread {}

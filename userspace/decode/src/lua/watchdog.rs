@@ -111,15 +111,21 @@ impl CallClock {
             self.tid.store(tid, Ordering::Relaxed);
         }
         CURRENT.with(|c| c.set(Arc::as_ptr(self)));
-        self.seq.fetch_add(1, Ordering::AcqRel);
+        // Only this thread writes `seq`: a load and a store, no locked instruction.
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq + 1, Ordering::Release);
     }
 
     /// After the call: whether it was stopped for its budget, and whether the main
     /// thread's hook was replaced (it is off now).
     pub(crate) fn finish(&self) -> Finished {
-        self.seq.fetch_add(1, Ordering::AcqRel);
+        let seq = self.seq.load(Ordering::Relaxed);
+        self.seq.store(seq + 1, Ordering::Release);
         CURRENT.with(|c| c.set(std::ptr::null()));
-        let unhooked = self.armed.swap(false, Ordering::AcqRel);
+        // The handler may set `armed` only while the call ran (`seq` odd): read first,
+        // and swapped only when set.
+        let unhooked =
+            self.armed.load(Ordering::Acquire) && self.armed.swap(false, Ordering::AcqRel);
         if unhooked {
             let main = self.main.load(Ordering::Relaxed);
             if !main.is_null() {
@@ -128,7 +134,7 @@ impl CallClock {
             }
         }
         Finished {
-            stopped: self.fired.swap(false, Ordering::AcqRel),
+            stopped: self.fired.load(Ordering::Acquire) && self.fired.swap(false, Ordering::AcqRel),
             unhooked,
         }
     }
