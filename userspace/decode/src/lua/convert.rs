@@ -44,6 +44,9 @@ pub(crate) enum Cell {
 
 impl Cell {
     /// The value, borrowing strings from `bytes`.
+    /// (Inlined: returned through memory, each value's copy waited on the stores that made
+    /// it.)
+    #[inline(always)]
     pub(crate) fn value<'a>(&self, bytes: &'a [u8]) -> Value<'a> {
         let slice = |start: usize, end: usize| bytes.get(start..end).unwrap_or_default();
         match *self {

@@ -52,6 +52,8 @@ pub(crate) struct Emitted {
     reads_timestamp: bool,
     /// Index of `log` in the key table, less one (after the columns' keys).
     log_key: usize,
+    /// Whether `emit`'s keys are its upvalues (else its key table; see [`push_emit`]).
+    keys_in_upvalues: bool,
     /// Cells of the rows, `columns.len()` per row.
     cells: Vec<Cell>,
     /// Strings of the cells.
@@ -67,6 +69,10 @@ pub(crate) struct Emitted {
     /// Why the call's rows cannot be used, when `emit` refused one (the script may have
     /// caught the error it raised).
     pub(crate) failure: Option<DecodeError>,
+    /// The `log` table of the call in progress (its address, for `log`'s `__index`, see
+    /// `event.rs`) and the packet's receive time.
+    pub(crate) current_log: *const c_void,
+    pub(crate) received_at: i64,
     /// The message `emit` raises, kept here so that nothing owned is alive in the frame
     /// that `lua_error` leaves.
     raising: String,
@@ -78,6 +84,7 @@ impl Emitted {
         Self {
             reads_timestamp: columns.iter().any(|c| c.field == "timestamp"),
             log_key: columns.len() + KEY_LOG,
+            keys_in_upvalues: false,
             cells: Vec::with_capacity(columns.len() * 4),
             bytes: Vec::new(),
             rows: 0,
@@ -87,6 +94,8 @@ impl Emitted {
             discarded: 0,
             failure: None,
             raising: String::new(),
+            current_log: std::ptr::null(),
+            received_at: 0,
             columns,
         }
     }
@@ -123,8 +132,8 @@ impl Emitted {
     /// the row pushed, or `false` with the message to raise in [`Self::raising`].
     ///
     /// # Safety
-    /// `state` is in a call of [`emit_c`]; `keys` is the absolute index of the key
-    /// table. Only calls that raise no Lua error are made (raw gets, type queries, reads
+    /// `state` is in a call of [`emit_c`]; `keys` says where the keys are
+    /// (see [`raw_get_key`]). Only calls that raise no Lua error are made (raw gets, type queries, reads
     /// of numbers, booleans and strings that convert nothing); the stack is left as found.
     unsafe fn push(&mut self, state: *mut ffi::lua_State, keys: c_int) -> bool {
         if !self.accepting {
@@ -277,11 +286,12 @@ enum Refusal {
     Event(String),
 }
 
-/// `emit(event)`. Upvalues: the state's [`Emitted`] (light userdata) and the key table
-/// ([`key_names`]).
+/// `emit(event)`. Upvalues: the state's [`Emitted`] (light userdata), then the keys
+/// ([`key_names`]) each in an upvalue of its own, or, when there are more than
+/// [`MAX_KEY_UPVALUES`], the key table.
 ///
 /// # Safety
-/// Called by Lua only, as a C closure with those upvalues, while the [`Emitted`] it
+/// Called by Lua only, as a C closure made by [`push_emit`], while the [`Emitted`] it
 /// points to is alive and not otherwise borrowed (the state owns it, and only reaches it
 /// between calls into Lua). Nothing owned is alive in this frame when `lua_error` or a
 /// call that may raise (`lua_getfield` through `__index`) leaves it.
@@ -292,22 +302,28 @@ pub(crate) unsafe extern "C-unwind" fn emit_c(state: *mut ffi::lua_State) -> c_i
             return 0;
         }
         ffi::lua_settop(state, 1);
-        ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
+        let keys = if (*emitted).keys_in_upvalues {
+            KEYS_IN_UPVALUES
+        } else {
+            ffi::lua_pushvalue(state, ffi::lua_upvalueindex(2));
+            2
+        };
+        let top = ffi::lua_gettop(state);
         // Read through the pointer, no reference held: `__index` below is Lua code, which
         // may call `emit` again.
         if (*emitted).reads_timestamp && (*emitted).accepting {
             // The packet's `timestamp` is made when first read: read it once through
-            // `__index`, which stores it in `log` (see `state.rs`).
+            // `__index`, which stores it in `log` (see `event.rs`).
             let log_key = (*emitted).log_key;
             if ffi::lua_type(state, 1) == ffi::LUA_TTABLE
-                && raw_get_key(state, 1, 2, log_key) == ffi::LUA_TTABLE
+                && raw_get_key(state, 1, keys, log_key) == ffi::LUA_TTABLE
             {
-                ffi::lua_getfield(state, 3, c"timestamp".as_ptr());
+                ffi::lua_getfield(state, -1, c"timestamp".as_ptr());
             }
-            ffi::lua_settop(state, 2);
+            ffi::lua_settop(state, top);
         }
         let emitted = &mut *emitted;
-        if emitted.push(state, 2) {
+        if emitted.push(state, keys) {
             return 0;
         }
         let message = &emitted.raising;
@@ -316,23 +332,47 @@ pub(crate) unsafe extern "C-unwind" fn emit_c(state: *mut ffi::lua_State) -> c_i
     }
 }
 
-/// Pushes the emit closure for `emitted`, with the key table on top of the stack as its
-/// second upvalue (popped).
+/// Keys past this many are read from a key table (a C closure has at most 255 upvalues).
+const MAX_KEY_UPVALUES: usize = 254;
+/// The `keys` argument that means "in the closure's upvalues".
+const KEYS_IN_UPVALUES: c_int = 0;
+
+/// Pushes the emit closure for `emitted`, with the key table ([`key_names`]) on top of
+/// the stack (popped): each key an upvalue of its own, where they fit, since an upvalue
+/// is read without a table lookup (18 keys a row).
 ///
 /// # Safety
-/// `state` has the key table on top; `emitted` outlives every call of the closure.
+/// `state` has the key table on top, in a protected call (the stack grows); `emitted`
+/// outlives every call of the closure and is not borrowed.
 pub(crate) unsafe fn push_emit(state: *mut ffi::lua_State, emitted: *mut Emitted) {
     unsafe {
+        let keys = ffi::lua_gettop(state);
+        let count = ffi::lua_rawlen(state, keys) as usize;
+        let in_upvalues = count <= MAX_KEY_UPVALUES;
+        (*emitted).keys_in_upvalues = in_upvalues;
         ffi::lua_pushlightuserdata(state, emitted.cast::<c_void>());
-        ffi::lua_rotate(state, -2, 1);
-        ffi::lua_pushcclosure(state, emit_c, 2);
+        if in_upvalues {
+            ffi::luaL_checkstack(state, count as c_int + 1, std::ptr::null());
+            for i in 1..=count {
+                ffi::lua_rawgeti(state, keys, i as ffi::lua_Integer);
+            }
+            ffi::lua_pushcclosure(state, emit_c, count as c_int + 1);
+        } else {
+            ffi::lua_pushvalue(state, keys);
+            ffi::lua_pushcclosure(state, emit_c, 2);
+        }
+        ffi::lua_rotate(state, keys, 1);
+        ffi::lua_settop(state, keys);
     }
 }
 
-/// Pushes `t[keys[index + 1]]` (raw) for the table at `table`: its type.
+/// Pushes `t[key]` (raw) for the table at `table`, where `key` is key `index` (0-based)
+/// of the closure's upvalues (`keys` is [`KEYS_IN_UPVALUES`]) or of the key table at
+/// absolute index `keys`: the value's type.
 ///
 /// # Safety
-/// `table` and `keys` are absolute indices of tables; the key table holds that index.
+/// In a call of [`emit_c`]; `table` is an absolute index of a table, and the keys hold
+/// that index.
 unsafe fn raw_get_key(
     state: *mut ffi::lua_State,
     table: c_int,
@@ -340,7 +380,11 @@ unsafe fn raw_get_key(
     index: usize,
 ) -> c_int {
     unsafe {
-        ffi::lua_rawgeti(state, keys, index as ffi::lua_Integer + 1);
+        if keys == KEYS_IN_UPVALUES {
+            ffi::lua_pushvalue(state, ffi::lua_upvalueindex(index as c_int + 2));
+        } else {
+            ffi::lua_rawgeti(state, keys, index as ffi::lua_Integer + 1);
+        }
         ffi::lua_rawget(state, table)
     }
 }
@@ -373,8 +417,8 @@ pub(crate) unsafe fn type_name(
 /// `hour`, `min`, `sec` required, `nanosec` optional).
 ///
 /// # Safety
-/// The top value is a table; `keys` is the key table's absolute index and `columns` the
-/// number of columns before its extra keys.
+/// The top value is a table; `keys` says where the keys are (see [`raw_get_key`]) and
+/// `columns` is the number of columns before the extra keys.
 unsafe fn timestamp_table(
     state: *mut ffi::lua_State,
     keys: c_int,

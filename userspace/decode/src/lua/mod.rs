@@ -12,7 +12,8 @@
 //! - [`config`]: the options ([`LuaConfig`]), checked naming the offending key.
 //! - `sandbox`: the state's libraries, the instruction budget's hook and the memory limit.
 //! - `watchdog`: the CPU-time budget of a call, enforced from outside it.
-//! - `state`: loading the script, the hooks, the event and the call per payload.
+//! - `state`: loading the script, the hooks, the call per payload and its outcome.
+//! - `event`: the payload's event, built over the raw C API, and the call itself.
 //! - `emit`, `convert`: `emit(event)`, from emitted fields to column values.
 //! - `decoder`: a worker's decoder, and rebuilding a broken state.
 //!
@@ -24,6 +25,7 @@ pub mod config;
 mod convert;
 mod decoder;
 mod emit;
+mod event;
 mod sandbox;
 mod state;
 mod watchdog;

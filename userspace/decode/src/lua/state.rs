@@ -1,21 +1,17 @@
 //! One worker's Lua state: the script loaded once, its hooks resolved, the event built
 //! and `process` called per payload, and the outcome sorted into a decode error kind.
 //!
-//! The event a script gets is what Vector's `socket` source (mode `udp`) gives its `lua`
-//! transform: `{ log = { message = <payload bytes>, host = <sender IP>, port = <sender
-//! port>, source_type = "socket", timestamp = <receive time> } }`. `timestamp` is a
-//! Vector timestamp table, made when the script first reads it (a metatable on `log`), so
-//! that scripts that never look at it do not pay for it.
+//! The event a script gets, and the call, are `event.rs`'s.
 
 use std::{net::IpAddr, os::raw::c_int, ptr::NonNull, sync::Arc};
 
-use mlua::{Function, Lua, Table, Value as LuaValue, ffi};
+use mlua::{Function, Lua, Value as LuaValue, ffi};
 
 use super::{
     LUA_BUDGET, LUA_ERROR, LUA_MEMORY,
     config::{Checked, Script},
-    convert::CivilTime,
     emit::{self, Emitted},
+    event::{self, CallArgs, EventRefs, call_c},
     sandbox::{self, Budget},
     watchdog::CallClock,
 };
@@ -43,52 +39,14 @@ pub(crate) struct LoadError {
     pub message: String,
 }
 
-/// Builds the packet's event and calls `process` (see the module's documentation); Sluice
-/// calls it in a protected call of its own over the raw API, so a script's error costs its
-/// message only (mlua's error handling adds a traceback that searches every loaded library
-/// for function names: 16.6 µs per refused ACME payload, against 4 µs for a decoded one).
-const WRAPPER: &str = r#"
-local process, emit, to_timestamp = ...
-local setmetatable, rawset = setmetatable, rawset
-local current_log, current_received_at
-local log_meta = {
-  __index = function(log, key)
-    if key == "timestamp" and log == current_log then
-      local timestamp = to_timestamp(current_received_at)
-      rawset(log, "timestamp", timestamp)
-      return timestamp
-    end
-  end,
-}
-return function(message, host, port, received_at)
-  local log = setmetatable(
-    { message = message, host = host, port = port, source_type = "socket"SIZE_HINT },
-    log_meta
-  )
-  current_log, current_received_at = log, received_at
-  process({ log = log }, emit)
-end
-"#;
-
-/// The wrapper's code for a script with `columns` columns: `log` is made with room for
-/// them (record fields set to `nil` in a table constructor size its hash part and are not
-/// stored), so the script's field assignments do not grow the table step by step.
-fn wrapper(columns: usize) -> String {
-    let hint: String = (0..columns.min(64))
-        .map(|i| format!(", _sluice_size_hint_{i} = nil"))
-        .collect();
-    WRAPPER.replace("SIZE_HINT", &hint)
-}
-
 /// A worker's state.
 pub(crate) struct LuaState {
     lua: Lua,
     /// `lua`'s main thread, called over the raw API.
     main: MainThread,
-    /// Registry references of the wrapper around `process` and of the last sender's
-    /// address as a Lua string (its [`IpAddr`] in `host`).
-    call_ref: c_int,
-    host_ref: c_int,
+    /// Registry references of what a call needs (the last sender's address as a Lua
+    /// string among them, its [`IpAddr`] in `host`).
+    refs: EventRefs,
     host: Option<IpAddr>,
     emit: Function,
     shutdown: Option<Function>,
@@ -134,9 +92,6 @@ impl LuaState {
             unsafe { lua.exec_raw::<Function>(&keys, |state| emit::push_emit(state, emitted_ptr)) }
                 .map_err(sandbox_error)?;
         drop(keys);
-        let to_timestamp = lua
-            .create_function(|lua, micros: i64| timestamp_table(lua, micros))
-            .map_err(sandbox_error)?;
 
         let script_key = if program.script.name == "source" {
             "source"
@@ -146,8 +101,14 @@ impl LuaState {
         let main = sandbox::main_thread(&lua).map_err(sandbox_error)?;
         let mut state = Self {
             main,
-            call_ref: ffi::LUA_NOREF,
-            host_ref: ffi::LUA_NOREF,
+            refs: EventRefs {
+                process: ffi::LUA_NOREF,
+                emit: ffi::LUA_NOREF,
+                meta: ffi::LUA_NOREF,
+                keys: ffi::LUA_NOREF,
+                host: ffi::LUA_NOREF,
+                log_size: EventRefs::log_size(program.columns.len()),
+            },
             host: None,
             emit,
             shutdown: None,
@@ -178,25 +139,29 @@ impl LuaState {
             .as_ref()
             .map(|code| state.hook("shutdown", code))
             .transpose()?;
-        let call = state
+        let keys = state
             .lua
-            .load(wrapper(program.columns.len()))
-            .set_name("=sluice event")
-            .set_mode(mlua::chunk::ChunkMode::Text)
-            .call::<Function>((process, &state.emit, to_timestamp))
+            .create_sequence_from(event::KEYS)
             .map_err(sandbox_error)?;
-        let (mut call_ref, mut host_ref) = (ffi::LUA_NOREF, ffi::LUA_NOREF);
-        // SAFETY: the wrapper is the only value on the stack; `luaL_ref` pops it, then an
-        // empty string is pushed and referenced the same way.
+        let mut refs = state.refs;
+        // SAFETY: the arguments are the only values on the stack: each `luaL_ref` pops the
+        // top one into the registry; the metatable and an empty host string are pushed
+        // and referenced the same way. `emitted` outlives the state.
         unsafe {
-            state.lua.exec_raw::<()>(&call, |lua| {
-                call_ref = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
-                ffi::lua_pushlstring(lua, c"".as_ptr(), 0);
-                host_ref = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
-            })
+            state
+                .lua
+                .exec_raw::<()>((process, &state.emit, keys), |lua| {
+                    refs.keys = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
+                    refs.emit = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
+                    refs.process = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
+                    event::push_log_meta(lua, emitted_ptr);
+                    refs.meta = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
+                    ffi::lua_pushlstring(lua, c"".as_ptr(), 0);
+                    refs.host = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
+                })
         }
         .map_err(sandbox_error)?;
-        (state.call_ref, state.host_ref) = (call_ref, host_ref);
+        state.refs = refs;
         if let Some(init) = init {
             state
                 .guarded(|| init.call::<()>(&state.emit))
@@ -361,8 +326,8 @@ impl LuaState {
     ) -> Result<Option<Raised>, String> {
         let new_host = (self.host != Some(ctx.src_ip)).then(|| ip_text(ctx.src_ip));
         let args = CallArgs {
-            call_ref: self.call_ref,
-            host_ref: self.host_ref,
+            refs: self.refs,
+            emitted: self.emitted.0.as_ptr(),
             payload,
             new_host: new_host.as_ref().map(IpText::as_bytes),
             port: ffi::lua_Integer::from(ctx.src_port),
@@ -406,57 +371,6 @@ impl LuaState {
     pub(crate) fn used_memory(&self) -> usize {
         self.lua.used_memory()
     }
-}
-
-/// What [`call_c`] pushes for one payload.
-struct CallArgs<'a> {
-    call_ref: c_int,
-    host_ref: c_int,
-    payload: &'a [u8],
-    /// The sender's address as text when it is not the last one's.
-    new_host: Option<&'a [u8]>,
-    port: ffi::lua_Integer,
-    received_at: ffi::lua_Integer,
-}
-
-/// Calls the wrapper for the payload of the [`CallArgs`] at index 1 (light userdata).
-///
-/// # Safety
-/// Called by Lua, in a protected call, with a pointer to live [`CallArgs`] whose
-/// registry references hold the wrapper and the last host string. Nothing owned is alive
-/// in this frame when a Lua error leaves it.
-unsafe extern "C-unwind" fn call_c(state: *mut ffi::lua_State) -> c_int {
-    unsafe {
-        let args = &*ffi::lua_touserdata(state, 1).cast::<CallArgs<'_>>();
-        ffi::lua_rawgeti(
-            state,
-            ffi::LUA_REGISTRYINDEX,
-            ffi::lua_Integer::from(args.call_ref),
-        );
-        ffi::lua_pushlstring(state, args.payload.as_ptr().cast(), args.payload.len());
-        match args.new_host {
-            Some(text) => {
-                ffi::lua_pushlstring(state, text.as_ptr().cast(), text.len());
-                ffi::lua_pushvalue(state, -1);
-                ffi::lua_rawseti(
-                    state,
-                    ffi::LUA_REGISTRYINDEX,
-                    ffi::lua_Integer::from(args.host_ref),
-                );
-            }
-            None => {
-                ffi::lua_rawgeti(
-                    state,
-                    ffi::LUA_REGISTRYINDEX,
-                    ffi::lua_Integer::from(args.host_ref),
-                );
-            }
-        }
-        ffi::lua_pushinteger(state, args.port);
-        ffi::lua_pushinteger(state, args.received_at);
-        ffi::lua_call(state, 4, 0);
-    }
-    0
 }
 
 /// An error `process` raised, as Lua's `pcall` returned it.
@@ -572,23 +486,6 @@ impl IpText {
     fn as_bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or_default()
     }
-}
-
-/// A Vector timestamp table for `micros` since the Unix epoch (UTC).
-fn timestamp_table(lua: &Lua, micros: i64) -> mlua::Result<Table> {
-    let (t, yday, wday) = CivilTime::from_micros(micros);
-    let table = lua.create_table_with_capacity(0, 10)?;
-    table.raw_set("year", t.year)?;
-    table.raw_set("month", t.month)?;
-    table.raw_set("day", t.day)?;
-    table.raw_set("hour", t.hour)?;
-    table.raw_set("min", t.min)?;
-    table.raw_set("sec", t.sec)?;
-    table.raw_set("nanosec", t.nanosec)?;
-    table.raw_set("yday", yday)?;
-    table.raw_set("wday", wday)?;
-    table.raw_set("isdst", false)?;
-    Ok(table)
 }
 
 /// The [`Emitted`] buffer a state's `emit` writes to through a raw pointer (a `Box` would
