@@ -1,6 +1,9 @@
 //! RFC 3339 UTC timestamps with microseconds (`YYYY-MM-DDTHH:MM:SS.ffffffZ`), formatted
 //! without allocation. Every record has at least one timestamp, so this is on the hot
-//! path: the date-and-time part is cached and recomputed only when the second changes.
+//! path: the date-and-time part is cached and recomputed only when the second changes —
+//! for the last two seconds seen, since a record often has two timestamps a few seconds
+//! or years apart (a device's clock and the receive time), which would otherwise replace
+//! each other's cache on every record.
 //!
 //! BigQuery reads this form as TIMESTAMP in both JSON and CSV files (its loaders accept a
 //! `T` or a space between date and time, and `Z` for UTC).
@@ -34,11 +37,15 @@ pub fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
     out.extend_from_slice(&buf[..width]);
 }
 
-/// Formats RFC 3339 timestamps, caching the part that only changes once a second.
+/// `YYYY-MM-DDTHH:MM:SS.`: the part of a timestamp that changes once a second.
+const PREFIX_LEN: usize = 20;
+
+/// Formats RFC 3339 timestamps, caching the part that only changes once a second for the
+/// last two seconds formatted.
 #[derive(Debug, Default)]
 pub struct TimestampFormatter {
-    cached_second: Option<i64>,
-    prefix: Vec<u8>,
+    /// The most recently used second first.
+    cache: [Option<(i64, [u8; PREFIX_LEN])>; 2],
 }
 
 impl TimestampFormatter {
@@ -47,27 +54,46 @@ impl TimestampFormatter {
     pub fn push(&mut self, out: &mut Vec<u8>, micros: i64) {
         let secs = micros.div_euclid(1_000_000);
         let frac = micros.rem_euclid(1_000_000) as u64;
-        if self.cached_second != Some(secs) {
-            let (year, month, day, hour, minute, second) = civil_from_unix_seconds(secs);
-            self.prefix.clear();
-            push_digits(&mut self.prefix, year.clamp(0, 9999) as u64, 4);
-            self.prefix.push(b'-');
-            push_digits(&mut self.prefix, u64::from(month), 2);
-            self.prefix.push(b'-');
-            push_digits(&mut self.prefix, u64::from(day), 2);
-            self.prefix.push(b'T');
-            push_digits(&mut self.prefix, u64::from(hour), 2);
-            self.prefix.push(b':');
-            push_digits(&mut self.prefix, u64::from(minute), 2);
-            self.prefix.push(b':');
-            push_digits(&mut self.prefix, u64::from(second), 2);
-            self.prefix.push(b'.');
-            self.cached_second = Some(secs);
-        }
-        out.extend_from_slice(&self.prefix);
+        let prefix = match self.cache {
+            [Some((second, prefix)), _] if second == secs => prefix,
+            [first, Some((second, prefix))] if second == secs => {
+                self.cache = [Some((second, prefix)), first];
+                prefix
+            }
+            [first, _] => {
+                let prefix = prefix_of(secs);
+                self.cache = [Some((secs, prefix)), first];
+                prefix
+            }
+        };
+        out.extend_from_slice(&prefix);
         push_digits(out, frac, 6);
         out.push(b'Z');
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SS.` for `secs` since the Unix epoch.
+fn prefix_of(secs: i64) -> [u8; PREFIX_LEN] {
+    let (year, month, day, hour, minute, second) = civil_from_unix_seconds(secs);
+    let mut prefix = *b"0000-00-00T00:00:00.";
+    let fields = [
+        (0..4, year.clamp(0, 9999) as u64),
+        (5..7, u64::from(month)),
+        (8..10, u64::from(day)),
+        (11..13, u64::from(hour)),
+        (14..16, u64::from(minute)),
+        (17..19, u64::from(second)),
+    ];
+    for (range, value) in fields {
+        let mut v = value;
+        if let Some(digits) = prefix.get_mut(range) {
+            for slot in digits.iter_mut().rev() {
+                *slot = b'0' + (v % 10) as u8;
+                v /= 10;
+            }
+        }
+    }
+    prefix
 }
 
 #[cfg(test)]
@@ -101,6 +127,14 @@ mod tests {
             "2026-11-22T06:25:26.000000Z"
         );
         assert_eq!(fmt(&mut f, -1), "1969-12-31T23:59:59.999999Z");
+        // Two seconds taking turns (a device's clock and the receive time) both stay cached.
+        for _ in 0..3 {
+            assert_eq!(fmt(&mut f, 1_000_000), "1970-01-01T00:00:01.000000Z");
+            assert_eq!(
+                fmt(&mut f, 1_795_328_725_000_007),
+                "2026-11-22T06:25:25.000007Z"
+            );
+        }
         assert_eq!(
             fmt(&mut f, 4_102_444_799_999_999),
             "2099-12-31T23:59:59.999999Z"
