@@ -1,39 +1,37 @@
 //! A global allocator that counts allocations, so a bench can show (and assert) that the
 //! code it measures allocates nothing per packet or per record once its buffers have
-//! grown. It forwards to the daemon's allocator (mimalloc, see userspace/src/main.rs), so
-//! that what allocates costs here what it costs there. One copy shared by every bench that counts, included with
+//! grown. It forwards to the system allocator, as the daemon uses it (`realloc` included,
+//! which Lua's allocator calls for every growing table). One copy shared by every bench that counts, included with
 //! `#[path = "support/counting_alloc.rs"] mod counting_alloc;`: a bench is its own crate,
 //! and the allocator must be declared in it.
 
 use std::{
-    alloc::{GlobalAlloc, Layout},
+    alloc::{GlobalAlloc, Layout, System},
     sync::atomic::{AtomicU64, Ordering},
 };
 
-use mimalloc::MiMalloc;
-
-/// Forwards to mimalloc, counting every `alloc` and `realloc`.
+/// Forwards to the system allocator, counting every `alloc` and `realloc`.
 struct Counting;
 
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
-// SAFETY: forwards to mimalloc unchanged.
+// SAFETY: forwards to the system allocator unchanged.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the caller upholds `GlobalAlloc::alloc`'s contract.
-        unsafe { MiMalloc.alloc(layout) }
+        unsafe { System.alloc(layout) }
     }
 
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
         // SAFETY: the caller upholds `GlobalAlloc::dealloc`'s contract.
-        unsafe { MiMalloc.dealloc(ptr, layout) }
+        unsafe { System.dealloc(ptr, layout) }
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         // SAFETY: the caller upholds `GlobalAlloc::realloc`'s contract.
-        unsafe { MiMalloc.realloc(ptr, layout, new_size) }
+        unsafe { System.realloc(ptr, layout, new_size) }
     }
 }
 

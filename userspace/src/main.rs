@@ -68,12 +68,6 @@ enum Command {
     },
 }
 
-/// mimalloc rather than glibc's malloc: the `lua` decoder allocates a payload's event
-/// tables and strings on every call (glibc's malloc and free were ~15% of a call); the rest
-/// of the packet path allocates nothing per packet either way.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
