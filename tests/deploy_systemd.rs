@@ -9,7 +9,9 @@
 //!   by `ProtectSystem=strict`.
 //! - There is no systemd to run it under here, so the filters are checked against a real
 //!   run instead: `sluice run` under `strace -f` with XDP in a namespace pair, recording a
-//!   burst of GRE frames and shutting down on SIGTERM. Every system call it made must pass
+//!   burst of GRE frames — and a `lua` stream, one of whose payloads makes its script loop
+//!   until the CPU-time budget's watchdog stops it (thread CPU clocks, a signal) — and
+//!   shutting down on SIGTERM. Every system call it made must pass
 //!   `SystemCallFilter=` (groups expanded by `systemd-analyze syscall-filter`), every
 //!   socket family it opened must be in `RestrictAddressFamilies=`, no mapping may be
 //!   writable and executable (`MemoryDenyWriteExecute=`), and it may create or change files
@@ -31,8 +33,10 @@ use deploy_support::{read_repo_file, unit_values};
 use sluice::source::xdp::capabilities::{IPC_LOCK, REQUIRED};
 use sluice_testkit::cleanup::ProcessGuard;
 use sluice_testkit::daemon::{ConfigSpec, RunFiles, log_tail};
-use sluice_testkit::frames::{MatrixParams, variant_matrix};
-use sluice_testkit::netns::NetnsPair;
+use sluice_testkit::frames::{
+    FrameSpec, GreTunnel, MatrixParams, OuterIp, UdpDatagram, variant_matrix,
+};
+use sluice_testkit::netns::{MAC_A, MAC_B, NetnsPair};
 use sluice_testkit::privilege::{require_root, require_tool};
 use sluice_testkit::stats::Stats;
 use sluice_testkit::tcpreplay::{self, ReplayParams, ReplayReport};
@@ -395,19 +399,29 @@ fn filters_allow_every_syscall_and_socket_family_of_a_real_run() {
 
     let dir = sluice_testkit::scratch::tempdir("strace").expect("tempdir");
     let params = MatrixParams::default();
-    let frames: Vec<Vec<u8>> = variant_matrix(&params)
+    let mut frames: Vec<Vec<u8>> = variant_matrix(&params)
         .iter()
         .map(|(_, spec)| spec.build())
         .collect();
+    let sent = frames.len() as u64;
+    // The lua stream: one payload recorded, one that loops until the budget stops it.
+    frames.push(lua_frame(b"good"));
+    frames.push(lua_frame(b"loop"));
     let pcap = dir.path().join("gre.pcap");
     sluice_testkit::pcap::write_pcap(&pcap, frames.iter().map(Vec::as_slice)).expect("pcap");
-    let sent = frames.len() as u64;
 
     let pair = NetnsPair::create().expect("namespace pair");
     let files = RunFiles::in_dir(dir.path(), "traced");
-    ConfigSpec::xdp(&pair.if_b, &dir.path().join("out"))
-        .write(&files.config)
-        .expect("config");
+    let mut spec = ConfigSpec::xdp(&pair.if_b, &dir.path().join("out"));
+    spec.ports.push(LUA_PORT);
+    let config = format!(
+        "{}\n[[decoder]]\nname = \"looping\"\nports = [{LUA_PORT}]\n\
+         lua = {{ source = {}, max_call_cpu_ms = 20, \
+         columns = [{{ name = \"n\", type = \"u16\" }}] }}\n",
+        spec.to_toml(),
+        sluice_testkit::daemon::toml_string(LOOPING_SCRIPT),
+    );
+    std::fs::write(&files.config, config).expect("config");
     let trace = dir.path().join("strace.log");
     let log = std::fs::File::create(&files.log).expect("log");
     let child = pair
@@ -452,7 +466,7 @@ fn filters_allow_every_syscall_and_socket_family_of_a_real_run() {
     assert_eq!(
         report,
         ReplayReport {
-            successful: sent,
+            successful: sent + 2,
             failed: 0,
             truncated: 0
         }
@@ -481,8 +495,14 @@ fn filters_allow_every_syscall_and_socket_family_of_a_real_run() {
             stats.dropped_total,
             stats.balanced
         ),
-        (sent, sent, 0, true),
+        (sent + 2, sent + 1, 1, true),
         "{stats:?}"
+    );
+    let log_text = std::fs::read_to_string(&files.log).unwrap_or_default();
+    assert!(
+        log_text.contains("CPU time budget exhausted (max_call_cpu_ms = 20)"),
+        "the looping payload was not stopped by the budget; log:\n{}",
+        log_tail(&files.log, 30)
     );
 
     let trace_text = std::fs::read_to_string(&trace).expect("trace");
@@ -495,6 +515,8 @@ fn filters_allow_every_syscall_and_socket_family_of_a_real_run() {
     );
     // bpf() is the one call outside @system-service, hence its own entry.
     assert!(calls.contains("bpf"));
+    // The lua budget's watchdog: the signal that stopped the looping call.
+    assert!(calls.contains("tgkill"), "no tgkill in {calls:?}");
     assert!(!expand_syscall_group("@system-service").contains("bpf"));
     let refused: Vec<&String> = families.difference(&allowed_families).collect();
     assert_eq!(
@@ -514,4 +536,39 @@ fn filters_allow_every_syscall_and_socket_family_of_a_real_run() {
         "traced run: {} system calls, families {families:?}",
         calls.len()
     );
+}
+
+/// The traced run's `lua` stream: its port and a script that loops on the payload `loop`.
+const LUA_PORT: u16 = 5002;
+const LOOPING_SCRIPT: &str = "function process(event, emit)\n\
+    if event.log.message == 'loop' then while true do end end\n\
+    event.log.n = #event.log.message\n\
+    emit(event)\n\
+  end";
+
+/// A GRE frame for the `lua` stream with `payload`.
+fn lua_frame(payload: &[u8]) -> Vec<u8> {
+    FrameSpec {
+        src_mac: MAC_A,
+        dst_mac: MAC_B,
+        vlans: Vec::new(),
+        tunnel: Some(GreTunnel {
+            outer: OuterIp::V4 {
+                src: std::net::Ipv4Addr::new(192, 0, 2, 10),
+                dst: std::net::Ipv4Addr::new(192, 0, 2, 1),
+                options_words: 0,
+            },
+            checksum: false,
+            key: None,
+            sequence: None,
+        }),
+        inner: UdpDatagram {
+            src: std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7)),
+            dst: std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 1)),
+            src_port: 40_000,
+            dst_port: LUA_PORT,
+            payload: payload.to_vec(),
+        },
+    }
+    .build()
 }
