@@ -34,6 +34,10 @@ fn script_errors_name_the_line() {
         )
     );
     assert_eq!(
+        refused("while true do end", N, "max_call_cpu_ms = 20"),
+        pair("source", "CPU time budget exhausted (max_call_cpu_ms = 20)")
+    );
+    assert_eq!(
         refused(
             "x = string.rep('x', 4 * 1024 * 1024)",
             N,
@@ -95,6 +99,24 @@ fn hooks_that_cannot_work_are_refused_by_name() {
         ),
         pair("hooks.init", "source:2: not ready")
     );
+    // An `init` that never returns is stopped by the CPU budget, in a coroutine too.
+    for init in [
+        "while true do end",
+        "coroutine.wrap(function() while true do end end)()",
+    ] {
+        assert_eq!(
+            refused(
+                &format!("{PROCESS}\nfunction init(emit) {init} end"),
+                N,
+                "hooks = { init = 'init' }\nmax_call_cpu_ms = 20"
+            ),
+            pair(
+                "hooks.init",
+                "CPU time budget exhausted (max_call_cpu_ms = 20)"
+            ),
+            "{init}"
+        );
+    }
     assert_eq!(
         refused(PROCESS, N, "hooks = { process = ' ' }"),
         pair(
