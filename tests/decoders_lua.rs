@@ -16,18 +16,13 @@
 
 mod common;
 
-use std::{
-    collections::BTreeMap,
-    net::{IpAddr, Ipv4Addr},
-    path::Path,
-    time::Duration,
-};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use common::{read_json_records, scrape_metrics, sluice_binary};
 use sluice_testkit::{
     daemon::{self, ConfigSpec, RunFiles},
-    frames::{FrameSpec, GreTunnel, OuterIp, UdpDatagram},
-    netns::{MAC_A, MAC_B, NetnsPair},
+    frames::lab_gre_udp_frame,
+    netns::NetnsPair,
     pcap::write_pcap,
     privilege::{require_root, require_tool},
     stats::Stats,
@@ -92,33 +87,6 @@ fn acme_payloads(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-/// A GRE frame to `dst_port` carrying `payload` from inner source port `src_port`.
-fn gre_frame(dst_port: u16, src_port: u16, payload: &[u8]) -> Vec<u8> {
-    FrameSpec {
-        src_mac: MAC_A,
-        dst_mac: MAC_B,
-        vlans: Vec::new(),
-        tunnel: Some(GreTunnel {
-            outer: OuterIp::V4 {
-                src: Ipv4Addr::new(192, 0, 2, 10),
-                dst: Ipv4Addr::new(192, 0, 2, 1),
-                options_words: 0,
-            },
-            checksum: false,
-            key: Some(7),
-            sequence: None,
-        }),
-        inner: UdpDatagram {
-            src: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
-            dst: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)),
-            src_port,
-            dst_port,
-            payload: payload.to_vec(),
-        },
-    }
-    .build()
-}
-
 /// The scenario's files in `dir`: the pcap (each payload to both ports), the layout and
 /// the script, and a config for `interface` writing to `out`.
 struct AcmeRun {
@@ -134,8 +102,8 @@ fn acme_scenario(dir: &Path, interface: &str, out: &Path, config_path: &Path) ->
         .flat_map(|(i, p)| {
             let src_port = FIRST_SRC_PORT + i as u16;
             [
-                gre_frame(SCHEMA_PORT, src_port, p),
-                gre_frame(LUA_PORT, src_port, p),
+                lab_gre_udp_frame(SCHEMA_PORT, src_port, p),
+                lab_gre_udp_frame(LUA_PORT, src_port, p),
             ]
         })
         .collect();
@@ -425,7 +393,7 @@ fn misbehaving_scenario(
             } else {
                 vec![b'g'; 10 + i]
             };
-            frames.push(gre_frame(port, FIRST_SRC_PORT + i as u16, &payload));
+            frames.push(lab_gre_udp_frame(port, FIRST_SRC_PORT + i as u16, &payload));
         }
     }
     std::fs::write(config_path, config).expect("config");

@@ -33,10 +33,8 @@ use deploy_support::{read_repo_file, unit_values};
 use sluice::source::xdp::capabilities::{IPC_LOCK, REQUIRED};
 use sluice_testkit::cleanup::ProcessGuard;
 use sluice_testkit::daemon::{ConfigSpec, RunFiles, log_tail};
-use sluice_testkit::frames::{
-    FrameSpec, GreTunnel, MatrixParams, OuterIp, UdpDatagram, variant_matrix,
-};
-use sluice_testkit::netns::{MAC_A, MAC_B, NetnsPair};
+use sluice_testkit::frames::{MatrixParams, lab_gre_udp_frame, variant_matrix};
+use sluice_testkit::netns::NetnsPair;
 use sluice_testkit::privilege::{require_root, require_tool};
 use sluice_testkit::stats::Stats;
 use sluice_testkit::tcpreplay::{self, ReplayParams, ReplayReport};
@@ -405,8 +403,8 @@ fn filters_allow_every_syscall_and_socket_family_of_a_real_run() {
         .collect();
     let sent = frames.len() as u64;
     // The lua stream: one payload recorded, one that loops until the budget stops it.
-    frames.push(lua_frame(b"good"));
-    frames.push(lua_frame(b"loop"));
+    frames.push(lab_gre_udp_frame(LUA_PORT, 40_000, b"good"));
+    frames.push(lab_gre_udp_frame(LUA_PORT, 40_001, b"loop"));
     let pcap = dir.path().join("gre.pcap");
     sluice_testkit::pcap::write_pcap(&pcap, frames.iter().map(Vec::as_slice)).expect("pcap");
 
@@ -545,30 +543,3 @@ const LOOPING_SCRIPT: &str = "function process(event, emit)\n\
     event.log.n = #event.log.message\n\
     emit(event)\n\
   end";
-
-/// A GRE frame for the `lua` stream with `payload`.
-fn lua_frame(payload: &[u8]) -> Vec<u8> {
-    FrameSpec {
-        src_mac: MAC_A,
-        dst_mac: MAC_B,
-        vlans: Vec::new(),
-        tunnel: Some(GreTunnel {
-            outer: OuterIp::V4 {
-                src: std::net::Ipv4Addr::new(192, 0, 2, 10),
-                dst: std::net::Ipv4Addr::new(192, 0, 2, 1),
-                options_words: 0,
-            },
-            checksum: false,
-            key: None,
-            sequence: None,
-        }),
-        inner: UdpDatagram {
-            src: std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 7)),
-            dst: std::net::IpAddr::V4(std::net::Ipv4Addr::new(203, 0, 113, 1)),
-            src_port: 40_000,
-            dst_port: LUA_PORT,
-            payload: payload.to_vec(),
-        },
-    }
-    .build()
-}

@@ -333,3 +333,32 @@ pub fn arp_request_frame(src_mac: MacAddr, sender: Ipv4Addr, target: Ipv4Addr) -
     let arp = layers::arp_request(src_mac, sender, target);
     layers::ethernet(src_mac, [0xff; 6], &[], ETHERTYPE_ARP, &arp)
 }
+
+/// A lab GRE frame (MAC_A → MAC_B of [`crate::netns`], IPv4 outer 192.0.2.10 → 192.0.2.1,
+/// key 7) carrying a UDP datagram from 203.0.113.7:`src_port` to 203.0.113.1:`dst_port`:
+/// one packet of a stream on `dst_port`, told apart by its source port.
+pub fn lab_gre_udp_frame(dst_port: u16, src_port: u16, payload: &[u8]) -> Vec<u8> {
+    FrameSpec {
+        src_mac: crate::netns::MAC_A,
+        dst_mac: crate::netns::MAC_B,
+        vlans: Vec::new(),
+        tunnel: Some(GreTunnel {
+            outer: OuterIp::V4 {
+                src: Ipv4Addr::new(192, 0, 2, 10),
+                dst: Ipv4Addr::new(192, 0, 2, 1),
+                options_words: 0,
+            },
+            checksum: false,
+            key: Some(7),
+            sequence: None,
+        }),
+        inner: UdpDatagram {
+            src: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 7)),
+            dst: IpAddr::V4(Ipv4Addr::new(203, 0, 113, 1)),
+            src_port,
+            dst_port,
+            payload: payload.to_vec(),
+        },
+    }
+    .build()
+}
