@@ -36,57 +36,6 @@ const LUA_PORT: u16 = 5141;
 /// Inner source ports: payload `i` comes from `FIRST_SRC_PORT + i`.
 const FIRST_SRC_PORT: u16 = 20_000;
 
-/// xorshift64*: the same payloads on every run.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
-/// ACME events of every type, some cut, some with a byte too many, some with bad text.
-fn acme_payloads(n: usize) -> Vec<Vec<u8>> {
-    let mut r = Random(0x00ac_3e5e_2026_1122);
-    (0..n)
-        .map(|i| {
-            let kind = [1, 1, 2, 3, 7][i % 5];
-            let mut p = vec![2, kind];
-            p.extend(r.bytes(16));
-            match kind {
-                1 => {
-                    let count = (r.next() % 6) as u8;
-                    p.extend([count, 0]);
-                    p.extend(r.bytes(8 * usize::from(count)));
-                }
-                2 => {
-                    p.extend(r.bytes(3));
-                    let mut text = *b"door open  \0\0\0\0\0";
-                    if r.next().is_multiple_of(4) {
-                        text[2] = 0xe9;
-                    }
-                    p.extend(text);
-                }
-                3 => p.extend(r.bytes(6)),
-                _ => p.extend(r.bytes(3)),
-            }
-            match r.next() % 10 {
-                0 => p.truncate((r.next() % p.len() as u64) as usize),
-                1 => p.push(0),
-                _ => {}
-            }
-            p
-        })
-        .collect()
-}
-
 /// The scenario's files in `dir`: the pcap (each payload to both ports), the layout and
 /// the script, and a config for `interface` writing to `out`.
 struct AcmeRun {
@@ -95,7 +44,7 @@ struct AcmeRun {
 }
 
 fn acme_scenario(dir: &Path, interface: &str, out: &Path, config_path: &Path) -> AcmeRun {
-    let payloads = acme_payloads(300);
+    let payloads = sluice_testkit::acme::payloads(450);
     let frames: Vec<Vec<u8>> = payloads
         .iter()
         .enumerate()

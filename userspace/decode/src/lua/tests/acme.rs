@@ -14,113 +14,6 @@ use crate::{
     lua::LUA_ERROR,
 };
 
-/// A small deterministic generator (xorshift64*).
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.byte()).collect()
-    }
-}
-
-/// An 18-byte header of `kind`.
-fn header(r: &mut Random, kind: u8) -> Vec<u8> {
-    let mut out = vec![r.byte(), kind];
-    out.extend(r.bytes(16));
-    out
-}
-
-/// A 16-byte text field: ASCII with spaces and NULs, sometimes a byte ≥ 0x80.
-fn text_field(r: &mut Random) -> Vec<u8> {
-    let choices: &[u8] = b"  door open ALARM-7\0\0";
-    let mut field: Vec<u8> = (0..16)
-        .map(|_| choices[r.below(choices.len() as u64) as usize])
-        .collect();
-    match r.below(6) {
-        0 => field[r.below(16) as usize] = 0x80 | r.byte(),
-        1 => field.fill(0),
-        2 => field.fill(b' '),
-        _ => {}
-    }
-    field
-}
-
-/// A well-formed event of a random type (or an unknown one).
-fn event(r: &mut Random) -> Vec<u8> {
-    match r.below(5) {
-        0 | 1 => {
-            let count = match r.below(10) {
-                0 => 0,
-                1 => 64,
-                2 => 65 + r.below(3) as u8,
-                _ => r.below(8) as u8,
-            };
-            let mut out = header(r, 1);
-            out.extend([count, r.byte()]);
-            for _ in 0..count.min(70) {
-                out.extend(r.bytes(8));
-            }
-            out
-        }
-        2 => {
-            let mut out = header(r, 2);
-            out.extend(r.bytes(3));
-            out.extend(text_field(r));
-            out
-        }
-        3 => {
-            let mut out = header(r, 3);
-            out.extend(r.bytes(6));
-            out
-        }
-        _ => {
-            let kind = [0, 4, 9, 255][r.below(4) as usize];
-            let mut out = header(r, kind);
-            let n = r.below(8) as usize;
-            out.extend(r.bytes(n));
-            out
-        }
-    }
-}
-
-/// Events, and events cut, lengthened or replaced by noise.
-fn payloads(n: usize) -> Vec<Vec<u8>> {
-    let mut r = Random(0x5eed_acce_55ed_0002);
-    let mut out = vec![Vec::new(), vec![2], vec![2, 1]];
-    for _ in 0..n {
-        let mut p = event(&mut r);
-        match r.below(8) {
-            0 => p.truncate(r.below(p.len() as u64 + 1) as usize),
-            1 => {
-                let extra = 1 + r.below(3) as usize;
-                p.extend(r.bytes(extra));
-            }
-            2 => {
-                let n = r.below(90) as usize;
-                p = r.bytes(n);
-            }
-            _ => {}
-        }
-        out.push(p);
-    }
-    out
-}
-
 fn schema_rows(f: &LayoutFactory, payload: &[u8]) -> Result<Rows, &'static str> {
     let mut rows = Rows::new();
     let mut decoder = f.build();
@@ -203,7 +96,7 @@ fn the_script_gives_the_schema_decoders_rows_on_every_payload() {
     let mut lua = acme_factory().decoder();
     let (mut both_ok, mut rows_seen) = (0, 0);
     let mut refused: std::collections::BTreeMap<&str, u64> = Default::default();
-    for payload in payloads(4000) {
+    for payload in sluice_testkit::acme::payloads(4000) {
         let mut lua_rows = Rows::new();
         let lua_result = lua.decode(&ctx(), &payload, &mut lua_rows);
         match (schema_rows(&layout, &payload), lua_result) {
