@@ -166,6 +166,59 @@ fn ndjson_lines_parse_as_json_with_the_same_values() {
     assert_eq!(first["gre_key"], 4_294_967_295_u64);
 }
 
+/// The provenance columns after `received_at` are formatted once per change (see
+/// `textfile.rs`): a row whose packet differs from the last one's in any one of them,
+/// and a row whose packet is the same again, each have their own packet's values.
+#[test]
+fn ndjson_provenance_follows_every_change_of_the_packet() {
+    let v6 = |n| IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, n));
+    let mut contexts = vec![ctx(true)];
+    let changes: [fn(&mut PacketContext); 8] = [
+        |c| c.tunnel_src = Some(IpAddr::V4(Ipv4Addr::new(198, 51, 100, 7))),
+        |c| c.tunnel_dst = None,
+        |c| c.gre_key = Some(7),
+        |c| c.src_ip = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 9)),
+        |c| c.src_port = 1,
+        |c| c.dst_ip = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 200)),
+        |c| c.dst_port = 65535,
+        |c| c.received_at += 1,
+    ];
+    for change in changes {
+        let mut next = *contexts.last().expect("a context");
+        change(&mut next);
+        contexts.push(next);
+        contexts.push(next);
+    }
+    contexts.push(ctx(false));
+    contexts.push(ctx(true));
+    contexts[3].tunnel_dst = Some(v6(3));
+    let rows: Vec<(PacketContext, Vec<Value<'static>>)> =
+        contexts.iter().map(|c| (*c, second_row())).collect();
+    let file = encode(Format::NdjsonGzip, &all_types(), &rows)
+        .finish()
+        .expect("finish");
+    let text = gunzip(&file);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), contexts.len());
+    let ip = |ip: Option<IpAddr>| ip.map_or(serde_json::Value::Null, |ip| ip.to_string().into());
+    for (line, c) in lines.iter().zip(&contexts) {
+        let row: serde_json::Value = serde_json::from_str(line).expect("json");
+        let expected = serde_json::json!({
+            "tunnel_src": ip(c.tunnel_src),
+            "tunnel_dst": ip(c.tunnel_dst),
+            "gre_key": c.gre_key,
+            "src_ip": c.src_ip.to_string(),
+            "src_port": c.src_port,
+            "dst_ip": c.dst_ip.to_string(),
+            "dst_port": c.dst_port,
+        });
+        for (key, value) in expected.as_object().expect("an object") {
+            assert_eq!(&row[key], value, "{key} in {line}");
+        }
+        assert_eq!(row["n"], 7, "{line}");
+    }
+}
+
 #[test]
 fn raw_record_matches_the_directory_sink_layout() {
     let raw = RawFactory::default();

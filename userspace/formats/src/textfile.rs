@@ -14,19 +14,153 @@ use sluice_decode::{ColumnType, PacketContext, RecordSchema, RowSink, Value};
 
 use crate::{
     BatchEncoder, FormatError,
-    columns::{OutputColumns, provenance_values},
+    columns::{OutputColumns, PROVENANCE_COLUMNS, provenance_values},
     compress::Compressed,
     text::{LastAddress, push_json_string},
     textvalue::{Dialect, Written, push_csv_field, push_value},
     timestamp::TimestampFormatter,
 };
 
+/// Longest key text copied in one fixed-size copy (see [`KeyText`]).
+const SHORT_KEY: usize = 48;
+
+/// What goes before a column's value: NDJSON `{"name":` for the first column and
+/// `,"name":` for the others, CSV `,` for all but the first. Kept in a fixed-size array
+/// when it fits, which is copied without a call into `memcpy`.
+#[derive(Clone, Debug)]
+enum KeyText {
+    Short([u8; SHORT_KEY], usize),
+    Long(Vec<u8>),
+}
+
+impl KeyText {
+    fn new(text: &[u8]) -> Self {
+        let mut short = [0u8; SHORT_KEY];
+        match short.get_mut(..text.len()) {
+            Some(head) => {
+                head.copy_from_slice(text);
+                Self::Short(short, text.len())
+            }
+            None => Self::Long(text.to_vec()),
+        }
+    }
+
+    #[inline(always)]
+    fn push(&self, out: &mut Vec<u8>) {
+        match self {
+            Self::Short(text, len) => crate::text::push_prefix(out, text, *len),
+            Self::Long(text) => out.extend_from_slice(text),
+        }
+    }
+}
+
+/// A group of provenance columns whose values rarely change from row to row: a packet's
+/// rows share them all, the packets of one tunnel its columns (`tunnel_src`,
+/// `tunnel_dst`, `gre_key`), and those of one stream theirs (`dst_ip`, `dst_port`), even
+/// while devices take turns as senders (`src_ip`, `src_port`). A group is kept as the row
+/// text it makes, separators included, formatted when its values change and copied
+/// otherwise.
+#[derive(Debug)]
+struct CachedColumns<K> {
+    /// The output columns the text is of.
+    columns: std::ops::Range<usize>,
+    /// The values the text is of.
+    of: Option<K>,
+    text: Vec<u8>,
+    /// `UInt64` values written as null in `text` (none: ports and GRE keys fit).
+    overflows: u64,
+}
+
+/// The tunnel's columns.
+const TUNNEL_COLUMNS: std::ops::Range<usize> = 1..4;
+/// The sender's columns.
+const SENDER_COLUMNS: std::ops::Range<usize> = 4..6;
+/// The stream's columns.
+const STREAM_COLUMNS: std::ops::Range<usize> = 6..PROVENANCE_COLUMNS;
+
+type TunnelKey = (
+    Option<std::net::IpAddr>,
+    Option<std::net::IpAddr>,
+    Option<u32>,
+);
+type AddressPortKey = (std::net::IpAddr, u16);
+
+/// The provenance columns after `received_at`, in their three groups.
+#[derive(Debug)]
+struct ProvenanceText {
+    tunnel: CachedColumns<TunnelKey>,
+    sender: CachedColumns<AddressPortKey>,
+    stream: CachedColumns<AddressPortKey>,
+}
+
+impl<K: PartialEq> CachedColumns<K> {
+    fn new(columns: std::ops::Range<usize>) -> Self {
+        Self {
+            columns,
+            of: None,
+            text: Vec::new(),
+            overflows: 0,
+        }
+    }
+
+    /// Makes the text that of `values` (the provenance values; `of` identifies them)
+    /// unless it is already.
+    fn update(&mut self, of: K, values: &[Value<'_>], columns: &mut ColumnWriter<'_>) {
+        if self.of.as_ref() == Some(&of) {
+            return;
+        }
+        self.text.clear();
+        let range = self.columns.clone();
+        self.overflows = columns.write(&mut self.text, range.clone(), &values[range]);
+        self.of = Some(of);
+    }
+}
+
+/// What writing a column's key and value needs, borrowed from the encoder.
+struct ColumnWriter<'a> {
+    dialect: Dialect,
+    keys: &'a [KeyText],
+    types: &'a [ColumnType],
+    addresses: &'a mut [LastAddress],
+    timestamps: &'a mut TimestampFormatter,
+}
+
+impl ColumnWriter<'_> {
+    /// Appends output columns `columns` (key and value) with `values`, one per column;
+    /// returns how many `UInt64` values were written as null.
+    #[inline(always)]
+    fn write(
+        &mut self,
+        out: &mut Vec<u8>,
+        columns: std::ops::Range<usize>,
+        values: &[Value<'_>],
+    ) -> u64 {
+        let mut overflows = 0;
+        let (keys, types, addresses) = (
+            self.keys.get(columns.clone()).unwrap_or_default(),
+            self.types.get(columns.clone()).unwrap_or_default(),
+            self.addresses.get_mut(columns).unwrap_or_default(),
+        );
+        for (((key, ty), address), value) in keys.iter().zip(types).zip(addresses).zip(values) {
+            key.push(out);
+            let written = push_value(out, self.dialect, *ty, value, self.timestamps, address);
+            if written == Written::Overflow {
+                overflows += 1;
+            }
+        }
+        overflows
+    }
+}
+
 /// A batch of NDJSON or CSV rows being compressed.
 #[derive(Debug)]
 pub struct TextEncoder {
     dialect: Dialect,
-    /// NDJSON: `{"name":` for the first column, `,"name":` for the others. CSV: empty.
-    keys: Vec<Vec<u8>>,
+    /// What goes before each column's value.
+    keys: Vec<KeyText>,
+    /// The provenance columns after `received_at`, as text (boxed: one allocation per
+    /// encoder keeps the encoder small).
+    provenance: Box<ProvenanceText>,
     types: Vec<ColumnType>,
     decoder_columns: usize,
     out: Compressed,
@@ -82,23 +216,33 @@ impl TextEncoder {
     }
 
     fn new(dialect: Dialect, columns: &OutputColumns, out: Compressed) -> Self {
-        let keys = match dialect {
-            Dialect::Json => columns
-                .columns()
-                .iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    let mut key = if i == 0 { b"{".to_vec() } else { b",".to_vec() };
+        let keys = columns
+            .columns()
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let mut key = Vec::new();
+                if i > 0 {
+                    key.push(b',');
+                }
+                if dialect == Dialect::Json {
+                    if i == 0 {
+                        key.push(b'{');
+                    }
                     push_json_string(&mut key, &c.name);
                     key.push(b':');
-                    key
-                })
-                .collect(),
-            Dialect::Csv => Vec::new(),
-        };
+                }
+                KeyText::new(&key)
+            })
+            .collect();
         Self {
             dialect,
             keys,
+            provenance: Box::new(ProvenanceText {
+                tunnel: CachedColumns::new(TUNNEL_COLUMNS),
+                sender: CachedColumns::new(SENDER_COLUMNS),
+                stream: CachedColumns::new(STREAM_COLUMNS),
+            }),
             types: columns.columns().iter().map(|c| c.ty).collect(),
             decoder_columns: columns.decoder_columns(),
             out,
@@ -113,35 +257,51 @@ impl TextEncoder {
     fn write_row(&mut self, ctx: &PacketContext, values: &[Value<'_>]) -> Result<(), FormatError> {
         crate::columns::check_row_length(self.records, self.decoder_columns, values.len())?;
         let provenance = provenance_values(ctx);
-        let line = self.out.buffer();
-        for (i, ((ty, address), value)) in self
-            .types
-            .iter()
-            .zip(&mut self.addresses)
-            .zip(provenance.iter().chain(values))
-            .enumerate()
-        {
-            match self.dialect {
-                Dialect::Json => line.extend_from_slice(&self.keys[i]),
-                Dialect::Csv if i > 0 => line.push(b','),
-                Dialect::Csv => {}
-            }
-            let written = push_value(
-                line,
-                self.dialect,
-                *ty,
-                value,
-                &mut self.timestamps,
-                address,
-            );
-            if written == Written::Overflow {
-                self.overflows += 1;
-            }
+        let Self {
+            dialect,
+            keys,
+            types,
+            addresses,
+            timestamps,
+            provenance: text,
+            out,
+            ..
+        } = self;
+        let mut columns = ColumnWriter {
+            dialect: *dialect,
+            keys,
+            types,
+            addresses,
+            timestamps,
+        };
+        let ProvenanceText {
+            tunnel,
+            sender,
+            stream,
+        } = &mut **text;
+        tunnel.update(
+            (ctx.tunnel_src, ctx.tunnel_dst, ctx.gre_key),
+            &provenance,
+            &mut columns,
+        );
+        sender.update((ctx.src_ip, ctx.src_port), &provenance, &mut columns);
+        stream.update((ctx.dst_ip, ctx.dst_port), &provenance, &mut columns);
+        let line = out.buffer();
+        let mut overflows = columns.write(line, 0..1, &provenance[..1]);
+        for group in [&tunnel.text, &sender.text, &stream.text] {
+            line.extend_from_slice(group);
         }
+        overflows += tunnel.overflows + sender.overflows + stream.overflows;
+        overflows += columns.write(
+            line,
+            PROVENANCE_COLUMNS..PROVENANCE_COLUMNS + values.len(),
+            values,
+        );
         line.extend_from_slice(match self.dialect {
             Dialect::Json => b"}\n",
             Dialect::Csv => b"\r\n",
         });
+        self.overflows += overflows;
         self.records += 1;
         self.out.commit()
     }

@@ -30,6 +30,7 @@ pub(crate) enum Written {
 }
 
 /// Appends `value` of a column of type `ty`; `address` is the column's last address.
+#[inline(always)]
 pub(crate) fn push_value(
     out: &mut Vec<u8>,
     dialect: Dialect,

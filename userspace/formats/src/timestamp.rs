@@ -66,9 +66,16 @@ impl TimestampFormatter {
                 prefix
             }
         };
-        out.extend_from_slice(&prefix);
-        push_digits(out, frac, 6);
-        out.push(b'Z');
+        // Built whole, then appended in one fixed-size copy.
+        let mut text = [0u8; PREFIX_LEN + 8];
+        text[..PREFIX_LEN].copy_from_slice(&prefix);
+        let mut v = frac;
+        for slot in text[PREFIX_LEN..PREFIX_LEN + 6].iter_mut().rev() {
+            *slot = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+        text[PREFIX_LEN + 6] = b'Z';
+        crate::text::push_prefix(out, &text, PREFIX_LEN + 7);
     }
 }
 

@@ -236,9 +236,37 @@ impl Emitted {
             bytes,
             ..
         } = self;
+        // The columns' values stay on the stack until the row is read (one `settop` a row
+        // instead of one a column), where the stack has room for them all.
+        // SAFETY: `lua_checkstack` raises nothing (it returns 0 when the stack cannot grow).
+        let pop_each = unsafe {
+            ffi::lua_checkstack(state, c_int::try_from(columns.len()).unwrap_or(c_int::MAX))
+        } == 0;
+        // SAFETY: as this function's; room was made unless `pop_each`.
+        let read = unsafe { Self::read_columns(state, log, keys, columns, cells, bytes, pop_each) };
+        // SAFETY: back to the table's index, which was the top before the columns.
+        unsafe { ffi::lua_settop(state, log) };
+        read
+    }
+
+    /// The loop of [`Self::read_row`]: each column's value pushed and read, and popped
+    /// again only with `pop_each`.
+    ///
+    /// # Safety
+    /// As [`Self::push`]; unless `pop_each`, the stack has room for a value per column.
+    #[inline(always)]
+    unsafe fn read_columns(
+        state: *mut ffi::lua_State,
+        log: c_int,
+        keys: c_int,
+        columns: &[ColumnPlan],
+        cells: &mut Vec<Cell>,
+        bytes: &mut Vec<u8>,
+        pop_each: bool,
+    ) -> Result<(), DecodeError> {
         for (i, column) in columns.iter().enumerate() {
             // SAFETY: raw gets and reads that raise nothing; a string's bytes are copied
-            // (by `convert`) before its value is popped.
+            // (by `convert`) while its value is on the stack.
             let converted = unsafe {
                 let kind = raw_get_key(state, log, keys, i);
                 let converted = match kind {
@@ -255,7 +283,9 @@ impl Emitted {
                         cells,
                     )),
                 };
-                ffi::lua_settop(state, log);
+                if pop_each {
+                    ffi::lua_settop(state, log);
+                }
                 converted
             };
             match converted {
