@@ -7,6 +7,11 @@
 //! column names, in a gzip member of its own (see [`TextEncoder::csv_gzip`]); records end
 //! in CRLF (RFC 4180), a null is an empty field, an empty string is `""`.
 //!
+//! Rows are written with as few calls per value as the formats allow: the provenance
+//! columns after `received_at` are copied as text while they repeat (in
+//! three groups: the tunnel's, the sender's, the stream's), and keys and short values are appended in fixed-size copies
+//! (`text::push_prefix`).
+//!
 //! An encoder writes one batch after another ([`BatchEncoder::finish_batch`]) on the
 //! same compressor and row buffer; each file is the one a new encoder would write.
 
@@ -111,7 +116,8 @@ impl<K: PartialEq> CachedColumns<K> {
         }
         self.text.clear();
         let range = self.columns.clone();
-        self.overflows = columns.write(&mut self.text, range.clone(), &values[range]);
+        let values = values.get(range.clone()).unwrap_or_default();
+        self.overflows = columns.write(&mut self.text, range, values);
         self.of = Some(of);
     }
 }
