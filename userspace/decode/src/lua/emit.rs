@@ -237,11 +237,12 @@ impl Emitted {
             ..
         } = self;
         // The columns' values stay on the stack until the row is read (one `settop` a row
-        // instead of one a column), where the stack has room for them all.
+        // instead of one a column), where the stack has room for them all and for the two
+        // values a column pushes above its own while it is read (a key, then a timestamp
+        // table's key).
+        let room = c_int::try_from(columns.len().saturating_add(2)).unwrap_or(c_int::MAX);
         // SAFETY: `lua_checkstack` raises nothing (it returns 0 when the stack cannot grow).
-        let pop_each = unsafe {
-            ffi::lua_checkstack(state, c_int::try_from(columns.len()).unwrap_or(c_int::MAX))
-        } == 0;
+        let pop_each = unsafe { ffi::lua_checkstack(state, room) } == 0;
         // SAFETY: as this function's; room was made unless `pop_each`.
         let read = unsafe { Self::read_columns(state, log, keys, columns, cells, bytes, pop_each) };
         // SAFETY: back to the table's index, which was the top before the columns.
@@ -253,7 +254,8 @@ impl Emitted {
     /// again only with `pop_each`.
     ///
     /// # Safety
-    /// As [`Self::push`]; unless `pop_each`, the stack has room for a value per column.
+    /// As [`Self::push`]; unless `pop_each`, the stack has room for a value per column
+    /// and two more.
     #[inline(always)]
     unsafe fn read_columns(
         state: *mut ffi::lua_State,
