@@ -280,3 +280,36 @@ fn rows_are_all_or_nothing_and_buffers_are_reused() {
         assert_eq!(decode(&mut d, b"good"), Ok(rows.clone()));
     }
 }
+
+/// A row of many columns whose last is a timestamp given as a Vector table: `emit` keeps
+/// the row's values on the stack, and reading the table pushes two more above them, which
+/// the room it makes must count (Lua checks it in debug builds). Both ways `emit` holds
+/// its keys: in its upvalues (30 columns) and in a key table (260).
+#[test]
+fn a_timestamp_table_after_many_columns() {
+    for count in [30usize, 260] {
+        let names: Vec<String> = (0..count).map(|i| format!("c{i}")).collect();
+        let mut columns: Vec<(&str, &str, bool)> =
+            names.iter().map(|n| (n.as_str(), "u16", false)).collect();
+        columns.push(("t", "timestamp", false));
+        let source = format!(
+            "function process(event, emit) local log = event.log \
+             for i = 0, {} do log['c' .. i] = i end \
+             log.t = {{ year = 2026, month = 11, day = 22, hour = 6, min = 25, sec = 25 }} \
+             emit(event) emit(event) end",
+            count - 1
+        );
+        let mut d = factory(&source, &columns, "")
+            .unwrap_or_else(|e| panic!("{count} columns: {e}"))
+            .decoder();
+        let rows = decode(&mut d, b"payload").expect("decodes");
+        assert_eq!(rows.len(), 2);
+        for row in &rows {
+            let expected: Vec<Value<'static>> = (0..count as u64)
+                .map(Value::U64)
+                .chain([Value::Timestamp(1_795_328_725_000_000)])
+                .collect();
+            assert_eq!(row, &expected, "{count} columns");
+        }
+    }
+}
