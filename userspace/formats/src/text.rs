@@ -110,12 +110,14 @@ pub fn push_f64(out: &mut Vec<u8>, f: f64) {
     let _ = write!(out, "{f:?}");
 }
 
+/// Lowercase hex digits, by value.
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
 /// Appends `bytes` as lowercase hex.
 pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for b in bytes {
-        out.push(DIGITS[usize::from(b >> 4)]);
-        out.push(DIGITS[usize::from(b & 0x0f)]);
+        out.push(HEX_DIGITS[usize::from(b >> 4)]);
+        out.push(HEX_DIGITS[usize::from(b & 0x0f)]);
     }
 }
 
@@ -132,11 +134,10 @@ pub fn push_base64(out: &mut Vec<u8>, bytes: &[u8]) {
 
 /// Appends `mac` as `aa:bb:cc:dd:ee:ff`.
 pub fn push_mac(out: &mut Vec<u8>, mac: &[u8; 6]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut text = *b"00:00:00:00:00:00";
     for (i, byte) in mac.iter().enumerate() {
-        text[3 * i] = DIGITS[usize::from(byte >> 4)];
-        text[3 * i + 1] = DIGITS[usize::from(byte & 0x0f)];
+        text[3 * i] = HEX_DIGITS[usize::from(byte >> 4)];
+        text[3 * i + 1] = HEX_DIGITS[usize::from(byte & 0x0f)];
     }
     out.extend_from_slice(&text);
 }

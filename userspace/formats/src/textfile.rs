@@ -8,9 +8,9 @@
 //! in CRLF (RFC 4180), a null is an empty field, an empty string is `""`.
 //!
 //! Rows are written with as few calls per value as the formats allow: the provenance
-//! columns after `received_at` are copied as text while they repeat (in
-//! three groups: the tunnel's, the sender's, the stream's), and keys and short values are appended in fixed-size copies
-//! (`text::push_prefix`).
+//! columns after `received_at` are copied as text while they repeat (in three groups: the
+//! tunnel's, the sender's, the stream's), and keys and short values are appended in
+//! fixed-size copies (`text::push_prefix`).
 //!
 //! An encoder writes one batch after another ([`BatchEncoder::finish_batch`]) on the
 //! same compressor and row buffer; each file is the one a new encoder would write.

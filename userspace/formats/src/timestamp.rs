@@ -29,12 +29,18 @@ pub fn civil_from_unix_seconds(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
 /// Appends `value` as exactly `width` decimal digits (zero-padded, high digits dropped).
 pub fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
     let mut buf = [b'0'; 20];
-    let mut v = value;
-    for slot in buf[..width].iter_mut().rev() {
-        *slot = b'0' + (v % 10) as u8;
-        v /= 10;
+    let digits = buf.get_mut(..width).unwrap_or_default();
+    write_digits(digits, value);
+    out.extend_from_slice(digits);
+}
+
+/// Fills `digits` with `value` in decimal, zero-padded, high digits dropped.
+#[inline]
+fn write_digits(digits: &mut [u8], mut value: u64) {
+    for slot in digits.iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
     }
-    out.extend_from_slice(&buf[..width]);
 }
 
 /// `YYYY-MM-DDTHH:MM:SS.`: the part of a timestamp that changes once a second.
@@ -69,11 +75,7 @@ impl TimestampFormatter {
         // Built whole, then appended in one fixed-size copy.
         let mut text = [0u8; PREFIX_LEN + 8];
         text[..PREFIX_LEN].copy_from_slice(&prefix);
-        let mut v = frac;
-        for slot in text[PREFIX_LEN..PREFIX_LEN + 6].iter_mut().rev() {
-            *slot = b'0' + (v % 10) as u8;
-            v /= 10;
-        }
+        write_digits(&mut text[PREFIX_LEN..PREFIX_LEN + 6], frac);
         text[PREFIX_LEN + 6] = b'Z';
         crate::text::push_prefix(out, &text, PREFIX_LEN + 7);
     }
@@ -92,12 +94,8 @@ fn prefix_of(secs: i64) -> [u8; PREFIX_LEN] {
         (17..19, u64::from(second)),
     ];
     for (range, value) in fields {
-        let mut v = value;
         if let Some(digits) = prefix.get_mut(range) {
-            for slot in digits.iter_mut().rev() {
-                *slot = b'0' + (v % 10) as u8;
-                v /= 10;
-            }
+            write_digits(digits, value);
         }
     }
     prefix
