@@ -46,6 +46,14 @@ impl LuaDecoder {
         decoder
     }
 
+    /// How many columns this worker's `emit` reads in place (see `rawtable`).
+    #[cfg(test)]
+    pub(crate) fn columns_read_in_place(&mut self) -> usize {
+        self.state
+            .as_mut()
+            .map_or(0, |s| s.emitted().columns_read_in_place())
+    }
+
     /// Bytes this worker's Lua state holds (0 without a state).
     pub fn used_memory(&self) -> usize {
         self.state.as_ref().map_or(0, LuaState::used_memory)

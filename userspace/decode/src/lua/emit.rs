@@ -5,6 +5,7 @@
 //!
 //! `emit` is a C function ([`emit_c`]) reading the event over the raw Lua API: no mlua
 //! callback, lock or protected call per row (that machinery was most of a row's cost).
+//! The columns' fields are read in place (`rawtable`) where the state's Lua allows it.
 
 use std::{
     os::raw::{c_int, c_void},
@@ -16,6 +17,7 @@ use mlua::ffi;
 use super::{
     config::{Accept, ColumnPlan},
     convert::{Cell, CivilTime, Mismatch, Scalar, a, convert_into},
+    rawtable::{self, Field, TString},
 };
 use crate::{DecodeError, Detail, FieldName, Value};
 
@@ -54,6 +56,9 @@ pub(crate) struct Emitted {
     log_key: usize,
     /// Whether `emit`'s keys are its upvalues (else its key table; see [`push_emit`]).
     keys_in_upvalues: bool,
+    /// Each column's key as [`rawtable::get`] looks it up (null where it cannot: a long
+    /// key); empty where the state's Lua is not the layout `rawtable` reads.
+    raw_keys: Vec<*const TString>,
     /// Cells of the rows, `columns.len()` per row.
     cells: Vec<Cell>,
     /// Strings of the cells.
@@ -85,6 +90,7 @@ impl Emitted {
             reads_timestamp: columns.iter().any(|c| c.field == "timestamp"),
             log_key: columns.len() + KEY_LOG,
             keys_in_upvalues: false,
+            raw_keys: Vec::new(),
             cells: Vec::with_capacity(columns.len() * 4),
             bytes: Vec::new(),
             rows: 0,
@@ -111,6 +117,12 @@ impl Emitted {
     /// Rows emitted by the call.
     pub(crate) fn rows(&self) -> u32 {
         self.rows
+    }
+
+    /// How many columns `emit` reads in place (`rawtable`), not over the API.
+    #[cfg(test)]
+    pub(crate) fn columns_read_in_place(&self) -> usize {
+        self.raw_keys.iter().filter(|k| !k.is_null()).count()
     }
 
     /// Each row's values, in column order, into `row` (emptied, then reused).
@@ -232,63 +244,81 @@ impl Emitted {
     ) -> Result<(), DecodeError> {
         let Self {
             columns,
+            raw_keys,
             cells,
             bytes,
             ..
         } = self;
-        // The columns' values stay on the stack until the row is read (one `settop` a row
-        // instead of one a column), where the stack has room for them all and for the two
-        // values a column pushes above its own while it is read (a key, then a timestamp
-        // table's key).
-        let room = c_int::try_from(columns.len().saturating_add(2)).unwrap_or(c_int::MAX);
-        // SAFETY: `lua_checkstack` raises nothing (it returns 0 when the stack cannot grow).
-        let pop_each = unsafe { ffi::lua_checkstack(state, room) } == 0;
-        // SAFETY: as this function's; room was made unless `pop_each`.
-        let read = unsafe { Self::read_columns(state, log, keys, columns, cells, bytes, pop_each) };
+        // SAFETY: as this function's.
+        let read = unsafe { Self::read_columns(state, log, keys, columns, raw_keys, cells, bytes) };
         // SAFETY: back to the table's index, which was the top before the columns.
         unsafe { ffi::lua_settop(state, log) };
         read
     }
 
-    /// The loop of [`Self::read_row`]: each column's value pushed and read, and popped
-    /// again only with `pop_each`.
+    /// The loop of [`Self::read_row`]: each column's value read in place (`raw_keys`),
+    /// or else pushed and read. Values pushed stay on the stack until the row is read
+    /// (one `settop` a row instead of one a column), where the stack has room for them all
+    /// and for the two values a column pushes above its own while it is read (a key, then
+    /// a timestamp table's key); else each is popped again (`pop_each`).
     ///
     /// # Safety
-    /// As [`Self::push`]; unless `pop_each`, the stack has room for a value per column
-    /// and two more.
+    /// As [`Self::push`]; `raw_keys` are this state's (see the field).
     #[inline(always)]
     unsafe fn read_columns(
         state: *mut ffi::lua_State,
         log: c_int,
         keys: c_int,
         columns: &[ColumnPlan],
+        raw_keys: &[*const TString],
         cells: &mut Vec<Cell>,
         bytes: &mut Vec<u8>,
-        pop_each: bool,
     ) -> Result<(), DecodeError> {
+        let room = c_int::try_from(columns.len().saturating_add(2)).unwrap_or(c_int::MAX);
+        // Made when a value is first pushed.
+        let mut pop_each = None;
+        // SAFETY: the table at `log`, alive while it is on the stack.
+        let table = unsafe { ffi::lua_topointer(state, log) };
         for (i, column) in columns.iter().enumerate() {
+            let key = raw_keys.get(i).copied().unwrap_or(std::ptr::null());
+            // SAFETY: `key` is a short string key of this state (the probe passed) and
+            // `table` a table; nothing below runs Lua code or allocates in Lua while a
+            // string read in place is used (`convert` copies it).
+            let field = if key.is_null() {
+                Field::Other
+            } else {
+                unsafe { rawtable::get(table, key) }
+            };
             // SAFETY: raw gets and reads that raise nothing; a string's bytes are copied
             // (by `convert`) while its value is on the stack.
-            let converted = unsafe {
-                let kind = raw_get_key(state, log, keys, i);
-                let converted = match kind {
-                    ffi::LUA_TNIL => None,
-                    ffi::LUA_TTABLE if matches!(column.accept, Accept::Timestamp(_)) => Some(
-                        timestamp_table(state, keys, columns.len())
-                            .and_then(|c| c.micros())
-                            .map(|micros| cells.push(Cell::Timestamp(micros))),
-                    ),
-                    _ => Some(convert_into(
-                        raw_scalar(state, kind),
-                        column.accept,
-                        bytes,
-                        cells,
-                    )),
-                };
-                if pop_each {
-                    ffi::lua_settop(state, log);
-                }
-                converted
+            let converted = match field {
+                Field::Nil => None,
+                Field::Scalar(scalar) => Some(convert_into(scalar, column.accept, bytes, cells)),
+                Field::Other => unsafe {
+                    // `lua_checkstack` raises nothing (it returns 0 when the stack cannot
+                    // grow).
+                    let pop_each =
+                        *pop_each.get_or_insert_with(|| ffi::lua_checkstack(state, room) == 0);
+                    let kind = raw_get_key(state, log, keys, i);
+                    let converted = match kind {
+                        ffi::LUA_TNIL => None,
+                        ffi::LUA_TTABLE if matches!(column.accept, Accept::Timestamp(_)) => Some(
+                            timestamp_table(state, keys, columns.len())
+                                .and_then(|c| c.micros())
+                                .map(|micros| cells.push(Cell::Timestamp(micros))),
+                        ),
+                        _ => Some(convert_into(
+                            raw_scalar(state, kind),
+                            column.accept,
+                            bytes,
+                            cells,
+                        )),
+                    };
+                    if pop_each {
+                        ffi::lua_settop(state, log);
+                    }
+                    converted
+                },
             };
             match converted {
                 Some(Ok(())) => {}
@@ -371,14 +401,26 @@ const KEYS_IN_UPVALUES: c_int = 0;
 
 /// Pushes the emit closure for `emitted`, with the key table ([`key_names`]) on top of
 /// the stack (popped): each key an upvalue of its own, where they fit, since an upvalue
-/// is read without a table lookup (18 keys a row).
+/// is read without a table lookup (18 keys a row). With `in_place` (the state's probe
+/// passed, see `rawtable`), the columns' keys are noted for reading fields in place;
+/// the closure's upvalues keep them alive.
 ///
 /// # Safety
 /// `state` has the key table on top, in a protected call (the stack grows); `emitted`
 /// outlives every call of the closure and is not borrowed.
-pub(crate) unsafe fn push_emit(state: *mut ffi::lua_State, emitted: *mut Emitted) {
+pub(crate) unsafe fn push_emit(state: *mut ffi::lua_State, emitted: *mut Emitted, in_place: bool) {
     unsafe {
         let keys = ffi::lua_gettop(state);
+        if in_place {
+            let columns = (&*emitted).columns.len();
+            let mut raw_keys = Vec::with_capacity(columns);
+            for i in 1..=columns {
+                ffi::lua_rawgeti(state, keys, i as ffi::lua_Integer);
+                raw_keys.push(rawtable::short_key(state, -1));
+                ffi::lua_settop(state, keys);
+            }
+            (*emitted).raw_keys = raw_keys;
+        }
         let count = ffi::lua_rawlen(state, keys) as usize;
         let in_upvalues = count <= MAX_KEY_UPVALUES;
         (*emitted).keys_in_upvalues = in_upvalues;

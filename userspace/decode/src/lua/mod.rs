@@ -15,6 +15,7 @@
 //! - `state`: loading the script, the hooks, the call per payload and its outcome.
 //! - `event`: the payload's event, built over the raw C API, and the call itself.
 //! - `emit`, `convert`: `emit(event)`, from emitted fields to column values.
+//! - `rawtable`: reading an emitted field where Lua keeps it, checked per state.
 //! - `decoder`: a worker's decoder, and rebuilding a broken state.
 //!
 //! The reference, with what is supported and what is refused, is `docs/decoders.md`
@@ -26,6 +27,7 @@ mod convert;
 mod decoder;
 mod emit;
 mod event;
+mod rawtable;
 mod sandbox;
 mod state;
 mod watchdog;

@@ -12,6 +12,7 @@ use super::{
     config::{Checked, Script},
     emit::{self, Emitted},
     event::{self, CallArgs, EventRefs, call_c},
+    rawtable,
     sandbox::{self, Budget},
     watchdog::CallClock,
 };
@@ -86,11 +87,15 @@ impl LuaState {
             .create_sequence_from(emit::key_names(&program.columns))
             .map_err(sandbox_error)?;
         let emitted_ptr = emitted.0.as_ptr();
-        // SAFETY: the key table is the only value on the stack; `emitted` outlives the
-        // state (see the field's documentation).
-        let emit =
-            unsafe { lua.exec_raw::<Function>(&keys, |state| emit::push_emit(state, emitted_ptr)) }
-                .map_err(sandbox_error)?;
+        // SAFETY: the key table is the only value on the stack (the probe leaves it so);
+        // `emitted` outlives the state (see the field's documentation).
+        let emit = unsafe {
+            lua.exec_raw::<Function>(&keys, |state| {
+                let in_place = rawtable::probe(state);
+                emit::push_emit(state, emitted_ptr, in_place);
+            })
+        }
+        .map_err(sandbox_error)?;
         drop(keys);
 
         let script_key = if program.script.name == "source" {

@@ -90,16 +90,29 @@ fn the_documents_events_decode_as_documented() {
     assert_eq!(message, "truncated: 30 bytes, 2 readings need 36");
 }
 
+/// Both ways `emit` reads fields: in place (every ACME column; see `rawtable`) and over
+/// the API.
 #[test]
 fn the_script_gives_the_schema_decoders_rows_on_every_payload() {
     let layout = LayoutFactory::new("acme", &acme_layout()).expect("layout");
-    let mut lua = acme_factory().decoder();
+    let mut in_place = acme_factory().decoder();
+    let columns = acme_factory().schema().columns.len();
+    assert_eq!(in_place.columns_read_in_place(), columns);
+    let mut over_the_api = crate::lua::rawtable::tests::over_the_api(|| acme_factory().decoder());
+    assert_eq!(over_the_api.columns_read_in_place(), 0);
+    for lua in [&mut in_place, &mut over_the_api] {
+        same_rows(&layout, lua);
+    }
+}
+
+/// The ACME payloads through `lua` and the layout: the same rows, or both refused.
+fn same_rows(layout: &LayoutFactory, lua: &mut crate::lua::LuaDecoder) {
     let (mut both_ok, mut rows_seen) = (0, 0);
     let mut refused: std::collections::BTreeMap<&str, u64> = Default::default();
     for payload in sluice_testkit::acme::payloads(4000) {
         let mut lua_rows = Rows::new();
         let lua_result = lua.decode(&ctx(), &payload, &mut lua_rows);
-        match (schema_rows(&layout, &payload), lua_result) {
+        match (schema_rows(layout, &payload), lua_result) {
             (Ok(rows), Ok(outcome)) => {
                 assert_eq!(lua_rows, rows, "payload {payload:02x?}");
                 assert_eq!(outcome.rows, rows.len() as u64);

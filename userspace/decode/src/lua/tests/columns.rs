@@ -10,8 +10,20 @@ use crate::{
 };
 
 /// The value a one-column stream of `ty` gets for the Lua expression `expr`, or the
-/// (kind, field, message) of its error.
+/// (kind, field, message) of its error: the same whether `emit` reads the field in place
+/// or over the API.
 fn one(ty: &str, expr: &str) -> Result<Value<'static>, (String, Option<String>, String)> {
+    let in_place = one_way(ty, expr);
+    let over_the_api = crate::lua::rawtable::tests::over_the_api(|| one_way(ty, expr));
+    assert_eq!(
+        in_place, over_the_api,
+        "{ty} = {expr}: in place and over the API"
+    );
+    in_place
+}
+
+/// [`one`], the way this thread's states read fields.
+fn one_way(ty: &str, expr: &str) -> Result<Value<'static>, (String, Option<String>, String)> {
     let source = format!("function process(event, emit) event.log.v = {expr} emit(event) end");
     let mut d = factory(&source, &[("v", ty, true)], "")
         .unwrap_or_else(|e| panic!("{ty} {expr}: {e}"))
@@ -312,4 +324,56 @@ fn a_timestamp_table_after_many_columns() {
             assert_eq!(row, &expected, "{count} columns");
         }
     }
+}
+
+/// A field whose name is longer than Lua's short strings (40 bytes) is read over the API,
+/// the others in place: the row is the same as with every field over the API, whatever
+/// kind of value each holds (a value `rawtable` leaves to the API, a timestamp table, too).
+#[test]
+fn long_field_names_are_read_over_the_api_and_the_rows_agree() {
+    let long = "a_field_name_longer_than_forty_bytes_which_lua_keeps_apart";
+    let source = format!(
+        "function process(event, emit) local log = event.log \
+         log['{long}'] = 'long' log.i = -3 log.f = 2.5 log.b = false log.s = 'short' \
+         log.t = {{ year = 2026, month = 11, day = 22, hour = 6, min = 25, sec = 25 }} \
+         log.l = string.rep('x', 50) emit(event) log.i = 4 log.b = nil emit(event) end"
+    );
+    let config: crate::lua::LuaConfig = toml::from_str(&format!(
+        "source = '''{source}'''\ncolumns = [\n\
+           {{ name = \"long\", field = \"{long}\", type = \"text\" }},\n\
+           {{ name = \"i\", type = \"i64\" }},\n\
+           {{ name = \"f\", type = \"f64\" }},\n\
+           {{ name = \"b\", type = \"bool\", nullable = true }},\n\
+           {{ name = \"s\", type = \"text\" }},\n\
+           {{ name = \"t\", type = \"timestamp\" }},\n\
+           {{ name = \"l\", type = \"bytes\" }},\n\
+         ]"
+    ))
+    .expect("config");
+    let decoder = || {
+        let script = config
+            .script(|_| Err::<String, &str>("none"))
+            .expect("script");
+        crate::lua::LuaFactory::new("t", &config, script)
+            .expect("loads")
+            .decoder()
+    };
+    let mut in_place = decoder();
+    assert_eq!(in_place.columns_read_in_place(), 6);
+    let mut over_the_api = crate::lua::rawtable::tests::over_the_api(decoder);
+    assert_eq!(over_the_api.columns_read_in_place(), 0);
+    let row = |i: i64, b: Value<'static>| {
+        vec![
+            super::s("long"),
+            Value::I64(i),
+            Value::F64(2.5),
+            b,
+            super::s("short"),
+            Value::Timestamp(1_795_328_725_000_000),
+            Value::Bytes(vec![b'x'; 50].into()),
+        ]
+    };
+    let expected = vec![row(-3, Value::Bool(false)), row(4, Value::Null)];
+    assert_eq!(decode(&mut in_place, b"p"), Ok(expected.clone()));
+    assert_eq!(decode(&mut over_the_api, b"p"), Ok(expected));
 }
