@@ -16,6 +16,7 @@
 //! - `event`: the payload's event, built over the raw C API, and the call itself.
 //! - `emit`, `convert`: `emit(event)`, from emitted fields to column values.
 //! - `rawtable`: reading an emitted field where Lua keeps it, checked per state.
+//! - `unpack`: `string.unpack` in one pass, Lua's own for what it does not cover.
 //! - `decoder`: a worker's decoder, and rebuilding a broken state.
 //!
 //! The reference, with what is supported and what is refused, is `docs/decoders.md`
@@ -30,6 +31,7 @@ mod event;
 mod rawtable;
 mod sandbox;
 mod state;
+mod unpack;
 mod watchdog;
 
 #[cfg(test)]
