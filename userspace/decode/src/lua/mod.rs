@@ -11,6 +11,7 @@
 //!
 //! - [`config`]: the options ([`LuaConfig`]), checked naming the offending key.
 //! - `sandbox`: the state's libraries, the instruction budget's hook and the memory limit.
+//! - `blockcache`: freed small blocks kept for the state's next objects of their size.
 //! - `watchdog`: the CPU-time budget of a call, enforced from outside it.
 //! - `state`: loading the script, the hooks, the call per payload and its outcome.
 //! - `event`: the payload's event, built over the raw C API, and the call itself.
@@ -24,6 +25,7 @@
 
 pub mod config;
 
+mod blockcache;
 mod convert;
 mod decoder;
 mod emit;

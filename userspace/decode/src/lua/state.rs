@@ -9,6 +9,7 @@ use mlua::{Function, Lua, Value as LuaValue, ffi};
 
 use super::{
     LUA_BUDGET, LUA_ERROR, LUA_MEMORY,
+    blockcache::Attached,
     config::{Checked, Script},
     emit::{self, Emitted},
     event::{self, CallArgs, EventRefs, call_c},
@@ -42,6 +43,9 @@ pub(crate) struct LoadError {
 
 /// A worker's state.
 pub(crate) struct LuaState {
+    /// Freed blocks for the state's next allocations; dropped first (fields drop in
+    /// order), which gives the state its own allocator back before it is closed.
+    blocks: Attached,
     lua: Lua,
     /// `lua`'s main thread, called over the raw API.
     main: MainThread,
@@ -104,7 +108,11 @@ impl LuaState {
             "file"
         };
         let main = sandbox::main_thread(&lua).map_err(sandbox_error)?;
+        // SAFETY: the state's main thread, used by this thread only; `blocks` is dropped
+        // before `lua` (field order).
+        let blocks = unsafe { Attached::new(main.0, options.max_memory_bytes) };
         let mut state = Self {
+            blocks,
             main,
             refs: EventRefs {
                 process: ffi::LUA_NOREF,
@@ -369,7 +377,9 @@ impl LuaState {
     /// After a memory error: a full collection; `false` when the state is still nearly
     /// full (its globals hold the memory) or the collection failed, and should be rebuilt.
     pub(crate) fn recover_memory(&mut self, max_memory_bytes: usize) -> bool {
-        self.lua.gc_collect().is_ok() && self.lua.used_memory() <= max_memory_bytes / 4 * 3
+        let collected = self.lua.gc_collect().is_ok();
+        self.blocks.flush();
+        collected && self.lua.used_memory() <= max_memory_bytes / 4 * 3
     }
 
     /// Bytes the state holds.
