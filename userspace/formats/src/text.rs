@@ -52,12 +52,61 @@ fn decimal(buf: &mut [u8; 20], mut v: u64) -> usize {
     digits
 }
 
+/// Numbers below this have at most [`WORD_DIGITS`] digits and are built in a register.
+const WORD_LIMIT: u64 = 10u64.pow(WORD_DIGITS as u32);
+const WORD_DIGITS: usize = 16;
+
+/// `v` (below [`WORD_LIMIT`]) in decimal as the bytes of a word, first digit lowest, and
+/// the number of digits. (Digits written to a stack array a byte or two at a time and then
+/// copied as one wide load stall on the stores: most of what a number cost.)
+#[inline]
+fn decimal_word(mut v: u64) -> (u128, usize) {
+    let digits = v.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let mut word = 0u128;
+    let mut i = digits;
+    while i >= 2 {
+        i -= 2;
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        let text = u16::from_le_bytes([DIGIT_PAIRS[pair], DIGIT_PAIRS[pair + 1]]);
+        word |= u128::from(text) << (8 * i);
+    }
+    if i == 1 {
+        word |= u128::from(b'0' + v as u8);
+    }
+    (word, digits)
+}
+
+/// Appends the first `len` bytes (at most 16) of `word`'s little-endian bytes, with one
+/// 16-byte store.
+#[inline(always)]
+fn push_word(out: &mut Vec<u8>, word: u128, len: usize) {
+    let len = len.min(16);
+    out.reserve(16);
+    let start = out.len();
+    // SAFETY: `reserve(16)` left at least 16 bytes of spare capacity after `start`; the
+    // first `len <= 16` of the bytes written are initialized before `set_len` makes them
+    // part of the vector, the rest stay spare capacity.
+    unsafe {
+        out.as_mut_ptr()
+            .add(start)
+            .cast::<[u8; 16]>()
+            .write_unaligned(word.to_le_bytes());
+        out.set_len(start + len);
+    }
+}
+
 /// Appends `v` in decimal.
 #[inline]
 pub fn push_u64(out: &mut Vec<u8>, v: u64) {
-    let mut buf = [0u8; 20];
-    let len = decimal(&mut buf, v);
-    push_prefix(out, &buf, len);
+    if v < WORD_LIMIT {
+        let (word, len) = decimal_word(v);
+        push_word(out, word, len);
+    } else {
+        let mut buf = [0u8; 20];
+        let len = decimal(&mut buf, v);
+        push_prefix(out, &buf, len);
+    }
 }
 
 /// Appends an IPv4 address in dotted decimal, built on the stack and appended at once
