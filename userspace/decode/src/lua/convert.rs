@@ -1,6 +1,7 @@
 //! From an emitted Lua value to a column's value: the conversions a column `type` accepts,
-//! and the message when a value does not fit. Strings are copied into the call's byte
-//! buffer (reused from payload to payload); everything else is held inline in a [`Cell`].
+//! and the message when a value does not fit. Strings are copied into the call's
+//! [`Strings`] (reused from payload to payload); everything else is held inline in a
+//! [`Cell`].
 
 use std::{
     borrow::Cow,
@@ -28,9 +29,9 @@ pub(crate) enum Cell {
     I64(i64),
     /// Float64.
     F64(f64),
-    /// String: a range of the byte buffer, UTF-8.
+    /// String: a range of [`Strings`]' text.
     Text { start: usize, end: usize },
-    /// Bytes: a range of the byte buffer.
+    /// Bytes: a range of [`Strings`]' bytes.
     Bytes { start: usize, end: usize },
     /// IpAddr, IPv4: the address's bits.
     Ip4(u64),
@@ -43,22 +44,23 @@ pub(crate) enum Cell {
 }
 
 impl Cell {
-    /// The value, borrowing strings from `bytes`.
+    /// The value, borrowing strings from `strings`.
     /// (Inlined: returned through memory, each value's copy waited on the stores that made
     /// it.)
     #[inline(always)]
-    pub(crate) fn value<'a>(&self, bytes: &'a [u8]) -> Value<'a> {
-        let slice = |start: usize, end: usize| bytes.get(start..end).unwrap_or_default();
+    pub(crate) fn value<'a>(&self, strings: &'a Strings) -> Value<'a> {
+        let slice = |start: usize, end: usize| strings.bytes.get(start..end).unwrap_or_default();
         match *self {
             Self::Null => Value::Null,
             Self::Bool(b) => Value::Bool(b),
             Self::U64(n) => Value::U64(n),
             Self::I64(n) => Value::I64(n),
             Self::F64(n) => Value::F64(n),
-            // Checked to be UTF-8 when it was copied; an empty string were it not.
-            Self::Text { start, end } => Value::Str(Cow::Borrowed(
-                std::str::from_utf8(slice(start, end)).unwrap_or(""),
-            )),
+            // Text was UTF-8 when it was copied, and a cell's range ends at character
+            // boundaries; an empty string were it not.
+            Self::Text { start, end } => {
+                Value::Str(Cow::Borrowed(strings.text.get(start..end).unwrap_or("")))
+            }
             Self::Bytes { start, end } => Value::Bytes(Cow::Borrowed(slice(start, end))),
             Self::Ip4(bits) => Value::Ip(IpAddr::V4(Ipv4Addr::from(bits as u32))),
             Self::Ip6(hi, lo) => Value::Ip(IpAddr::V6(Ipv6Addr::from(
@@ -70,6 +72,38 @@ impl Cell {
             }
             Self::Timestamp(t) => Value::Timestamp(t),
         }
+    }
+}
+
+/// The strings of a call's cells: text (checked to be UTF-8 once, when copied) apart from
+/// bytes, so that reading a cell back checks nothing more.
+#[derive(Debug, Default)]
+pub(crate) struct Strings {
+    text: String,
+    bytes: Vec<u8>,
+}
+
+impl Strings {
+    /// Bytes held.
+    pub(crate) fn len(&self) -> usize {
+        self.text.len() + self.bytes.len()
+    }
+
+    /// Where the strings end now, for [`Self::truncate`].
+    pub(crate) fn mark(&self) -> (usize, usize) {
+        (self.text.len(), self.bytes.len())
+    }
+
+    /// Back to a [`Self::mark`].
+    pub(crate) fn truncate(&mut self, (text, bytes): (usize, usize)) {
+        self.text.truncate(text);
+        self.bytes.truncate(bytes);
+    }
+
+    /// Empty, keeping the capacity.
+    pub(crate) fn clear(&mut self) {
+        self.text.clear();
+        self.bytes.clear();
     }
 }
 
@@ -149,27 +183,27 @@ fn expected(accept: Accept) -> &'static str {
 }
 
 /// Converts `scalar` (not `nil`, not a table under a timestamp column) for a column
-/// accepting `accept` into the next of `cells`, copying strings into `bytes`. (The cell is
+/// accepting `accept` into the next of `cells`, copying strings into `strings`. (The cell is
 /// written where it stays: returned through memory and copied, each one waited on the
 /// stores that made it.)
 #[inline(never)]
 pub(crate) fn convert_into(
     scalar: Scalar<'_>,
     accept: Accept,
-    bytes: &mut Vec<u8>,
+    strings: &mut Strings,
     cells: &mut Vec<Cell>,
 ) -> Result<(), Mismatch> {
-    cells.push(convert(scalar, accept, bytes)?);
+    cells.push(convert(scalar, accept, strings)?);
     Ok(())
 }
 
 /// Converts `scalar` (not `nil`, not a table under a timestamp column) for a column
-/// accepting `accept`, copying strings into `bytes`.
+/// accepting `accept`, copying strings into `strings`.
 #[inline(always)]
 pub(crate) fn convert(
     scalar: Scalar<'_>,
     accept: Accept,
-    bytes: &mut Vec<u8>,
+    strings: &mut Strings,
 ) -> Result<Cell, Mismatch> {
     let mismatch = |got: &'static str| Mismatch::Type {
         expected: expected(accept),
@@ -198,10 +232,24 @@ pub(crate) fn convert(
         (Accept::Float, Scalar::Int(n)) => Ok(Cell::F64(n as f64)),
         (Accept::Float, Scalar::Float(f)) => Ok(Cell::F64(f)),
         (Accept::Text, Scalar::Str(s)) => match std::str::from_utf8(s) {
-            Ok(_) => Ok(copy(bytes, s, true)),
+            Ok(text) => {
+                let start = strings.text.len();
+                strings.text.push_str(text);
+                Ok(Cell::Text {
+                    start,
+                    end: strings.text.len(),
+                })
+            }
             Err(e) => Err(Mismatch::NotUtf8(e.valid_up_to())),
         },
-        (Accept::Bytes, Scalar::Str(s)) => Ok(copy(bytes, s, false)),
+        (Accept::Bytes, Scalar::Str(s)) => {
+            let start = strings.bytes.len();
+            strings.bytes.extend_from_slice(s);
+            Ok(Cell::Bytes {
+                start,
+                end: strings.bytes.len(),
+            })
+        }
         (Accept::Ip { family }, Scalar::Str(s)) => address(s, family).map(|ip| match ip {
             IpAddr::V4(v4) => Cell::Ip4(u64::from(u32::from(v4))),
             IpAddr::V6(v6) => {
@@ -246,17 +294,6 @@ fn float_text(f: f64) -> String {
 fn integral(f: f64) -> Option<i128> {
     const LIMIT: f64 = 18_446_744_073_709_551_616.0; // 2^64
     (f.is_finite() && f.fract() == 0.0 && f.abs() < LIMIT).then_some(f as i128)
-}
-
-fn copy(bytes: &mut Vec<u8>, s: &[u8], text: bool) -> Cell {
-    let start = bytes.len();
-    bytes.extend_from_slice(s);
-    let end = bytes.len();
-    if text {
-        Cell::Text { start, end }
-    } else {
-        Cell::Bytes { start, end }
-    }
 }
 
 fn address(s: &[u8], family: Option<IpFamily>) -> Result<IpAddr, Mismatch> {

@@ -16,7 +16,7 @@ use mlua::ffi;
 
 use super::{
     config::{Accept, ColumnPlan},
-    convert::{Cell, CivilTime, Mismatch, Scalar, a, convert_into},
+    convert::{Cell, CivilTime, Mismatch, Scalar, Strings, a, convert_into},
     rawtable::{self, Field, TString},
 };
 use crate::{DecodeError, Detail, FieldName, Value};
@@ -62,7 +62,7 @@ pub(crate) struct Emitted {
     /// Cells of the rows, `columns.len()` per row.
     cells: Vec<Cell>,
     /// Strings of the cells.
-    bytes: Vec<u8>,
+    strings: Strings,
     rows: u32,
     max_rows: u32,
     max_bytes: usize,
@@ -92,7 +92,7 @@ impl Emitted {
             keys_in_upvalues: false,
             raw_keys: Vec::new(),
             cells: Vec::with_capacity(columns.len() * 4),
-            bytes: Vec::new(),
+            strings: Strings::default(),
             rows: 0,
             max_rows,
             max_bytes,
@@ -109,7 +109,7 @@ impl Emitted {
     /// Forgets the rows (keeping the buffers) before a call.
     pub(crate) fn clear(&mut self) {
         self.cells.clear();
-        self.bytes.clear();
+        self.strings.clear();
         self.rows = 0;
         self.failure = None;
     }
@@ -134,7 +134,7 @@ impl Emitted {
         let width = self.columns.len().max(1);
         for cells in self.cells.chunks_exact(width) {
             row.clear();
-            row.extend(cells.iter().map(|c| c.value(&self.bytes)));
+            row.extend(cells.iter().map(|c| c.value(&self.strings)));
             f(row);
         }
         row.clear();
@@ -207,10 +207,10 @@ impl Emitted {
             }));
         }
         let log = unsafe { ffi::lua_gettop(state) };
-        let (cells, bytes) = (self.cells.len(), self.bytes.len());
+        let (cells, strings) = (self.cells.len(), self.strings.mark());
         let read = unsafe { self.read_row(state, log, keys) };
         let read = read.and_then(|()| {
-            if self.bytes.len() > self.max_bytes {
+            if self.strings.len() > self.max_bytes {
                 Err(DecodeError::new(
                     super::LUA_MEMORY,
                     FieldName::None,
@@ -226,7 +226,7 @@ impl Emitted {
         });
         if read.is_err() {
             self.cells.truncate(cells);
-            self.bytes.truncate(bytes);
+            self.strings.truncate(strings);
         }
         read.map_err(Refusal::Row)
     }
@@ -246,11 +246,12 @@ impl Emitted {
             columns,
             raw_keys,
             cells,
-            bytes,
+            strings,
             ..
         } = self;
         // SAFETY: as this function's.
-        let read = unsafe { Self::read_columns(state, log, keys, columns, raw_keys, cells, bytes) };
+        let read =
+            unsafe { Self::read_columns(state, log, keys, columns, raw_keys, cells, strings) };
         // SAFETY: back to the table's index, which was the top before the columns.
         unsafe { ffi::lua_settop(state, log) };
         read
@@ -272,7 +273,7 @@ impl Emitted {
         columns: &[ColumnPlan],
         raw_keys: &[*const TString],
         cells: &mut Vec<Cell>,
-        bytes: &mut Vec<u8>,
+        strings: &mut Strings,
     ) -> Result<(), DecodeError> {
         let room = c_int::try_from(columns.len().saturating_add(2)).unwrap_or(c_int::MAX);
         // Made when a value is first pushed.
@@ -293,7 +294,7 @@ impl Emitted {
             // (by `convert`) while its value is on the stack.
             let converted = match field {
                 Field::Nil => None,
-                Field::Scalar(scalar) => Some(convert_into(scalar, column.accept, bytes, cells)),
+                Field::Scalar(scalar) => Some(convert_into(scalar, column.accept, strings, cells)),
                 Field::Other => unsafe {
                     // `lua_checkstack` raises nothing (it returns 0 when the stack cannot
                     // grow).
@@ -310,7 +311,7 @@ impl Emitted {
                         _ => Some(convert_into(
                             raw_scalar(state, kind),
                             column.accept,
-                            bytes,
+                            strings,
                             cells,
                         )),
                     };
