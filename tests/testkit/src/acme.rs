@@ -5,6 +5,8 @@
 //! is checked and measured is what operators read. And [`payloads`]: the events to feed
 //! both decoders.
 
+use crate::random::Random;
+
 /// docs/decoders.md.
 pub const DECODERS_DOC: &str = include_str!("../../../docs/decoders.md");
 
@@ -24,30 +26,6 @@ pub fn layout_toml() -> Option<&'static str> {
     let body = rest.get(start..)?;
     let end = body.find("\n```")?;
     body.get(..=end)
-}
-
-/// A small deterministic generator (xorshift64*).
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.byte()).collect()
-    }
 }
 
 /// An 18-byte header of `kind`.

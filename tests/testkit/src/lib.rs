@@ -17,7 +17,8 @@
 //!   Parquet, gzip NDJSON or gzip CSV objects as one hive-partitioned table with the DDL's
 //!   types, as BigQuery would.
 //! - [`scratch`] makes the temporary directories tests work in; [`acme`] is the ACME-SENSOR
-//!   v2 example of docs/decoders.md (layout, Lua script) that several tests decode.
+//!   v2 example of docs/decoders.md (layout, Lua script) that several tests decode;
+//!   [`random`] draws test cases from a seed.
 //! - [`daemon`] runs the `sluice` binary (config file, `run` in a namespace with its ready
 //!   file, SIGTERM, `replay`); [`stats`] reads the stats file it leaves.
 //!
@@ -36,6 +37,7 @@ pub mod parquet_records;
 pub mod pcap;
 pub mod privilege;
 pub mod python;
+pub mod random;
 pub mod records;
 pub mod scratch;
 pub mod stats;

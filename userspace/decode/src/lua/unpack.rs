@@ -307,6 +307,7 @@ fn integer(bytes: &[u8], little: bool, signed: bool) -> ffi::lua_Integer {
 #[cfg(test)]
 mod tests {
     use mlua::{Function, Lua, MultiValue, Value};
+    use sluice_testkit::random::Random;
 
     /// Runs `pcall(string.unpack, ...)` in a state: each result as text.
     const CALL: &str = "return function(fmt, data, pos, with_pos) \
@@ -331,20 +332,9 @@ mod tests {
             .collect()
     }
 
-    /// A small deterministic generator (xorshift64*).
-    struct Cases(u64);
-
-    impl Cases {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 >> 12;
-            self.0 ^= self.0 << 25;
-            self.0 ^= self.0 >> 27;
-            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-        }
-
-        fn below(&mut self, n: usize) -> usize {
-            (self.next() % n as u64) as usize
-        }
+    /// `n` drawn from `cases`, as an index.
+    fn below(cases: &mut Random, n: usize) -> usize {
+        cases.below(n as u64) as usize
     }
 
     /// Options, with sizes in and out of what the fast path takes, and ones it leaves to
@@ -409,22 +399,22 @@ mod tests {
         // SAFETY: a protected call on a state with the string library.
         unsafe { fast.exec_raw::<()>((), |state| super::install(state)) }.expect("installs");
         let (call_reference, call_fast) = (caller(&reference), caller(&fast));
-        let mut cases = Cases(0x5eed_1234_abcd_0001);
+        let mut cases = Random(0x5eed_1234_abcd_0001);
         let mut fast_ok = 0;
         for case in 0..60_000 {
-            let format: String = (0..1 + cases.below(6))
-                .map(|_| OPTIONS[cases.below(OPTIONS.len())])
+            let format: String = (0..1 + below(&mut cases, 6))
+                .map(|_| OPTIONS[below(&mut cases, OPTIONS.len())])
                 .collect();
-            let data: Vec<u8> = (0..cases.below(26))
-                .map(|_| match cases.below(4) {
+            let data: Vec<u8> = (0..below(&mut cases, 26))
+                .map(|_| match below(&mut cases, 4) {
                     0 => 0,
                     1 => 0xff,
-                    _ => cases.next() as u8,
+                    _ => cases.bits() as u8,
                 })
                 .collect();
             let len = data.len() as i64;
             let positions = [1, 2, 0, -1, -5, len, len + 1, len + 2, 100, -100, i64::MIN];
-            let with_pos = cases.below(3) != 0;
+            let with_pos = below(&mut cases, 3) != 0;
             let pos_of = |lua: &Lua, pick: usize| -> Value {
                 match pick {
                     0 => Value::Nil,
@@ -433,7 +423,7 @@ mod tests {
                     p => Value::Integer(positions[p % positions.len()]),
                 }
             };
-            let pick = cases.below(positions.len() + 3);
+            let pick = below(&mut cases, positions.len() + 3);
             let run = |lua: &Lua, call: &Function| {
                 let data = lua.create_string(&data).expect("data");
                 texts(
