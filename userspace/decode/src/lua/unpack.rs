@@ -156,23 +156,14 @@ unsafe fn fast_unpack(state: *mut ffi::lua_State) -> Option<c_int> {
             }
             match item {
                 Item::Int(signed) => ffi::lua_pushinteger(state, integer(bytes, little, signed)),
+                // A float's bits, read as the unsigned integer of its size and byte order.
                 Item::Float32 => {
-                    let raw = bytes.try_into().ok()?;
-                    let f = if little {
-                        f32::from_le_bytes(raw)
-                    } else {
-                        f32::from_be_bytes(raw)
-                    };
-                    ffi::lua_pushnumber(state, f64::from(f));
+                    let bits = integer(bytes, little, false) as u32;
+                    ffi::lua_pushnumber(state, f64::from(f32::from_bits(bits)));
                 }
                 Item::Float64 => {
-                    let raw = bytes.try_into().ok()?;
-                    let f = if little {
-                        f64::from_le_bytes(raw)
-                    } else {
-                        f64::from_be_bytes(raw)
-                    };
-                    ffi::lua_pushnumber(state, f);
+                    let bits = integer(bytes, little, false) as u64;
+                    ffi::lua_pushnumber(state, f64::from_bits(bits));
                 }
                 Item::Chars => {
                     ffi::lua_pushlstring(state, bytes.as_ptr().cast(), bytes.len());
