@@ -3,7 +3,9 @@
 //! path: the date-and-time part is cached and recomputed only when the second changes —
 //! for the last two seconds seen, since a record often has two timestamps a few seconds
 //! or years apart (a device's clock and the receive time), which would otherwise replace
-//! each other's cache on every record.
+//! each other's cache on every record. The last two timestamps are also kept whole: the
+//! records of one packet share its receive time (and often the device's), and copying the
+//! text is cheaper than writing the microseconds again.
 //!
 //! BigQuery reads this form as TIMESTAMP in both JSON and CSV files (its loaders accept a
 //! `T` or a space between date and time, and `Z` for UTC).
@@ -46,18 +48,31 @@ fn write_digits(digits: &mut [u8], mut value: u64) {
 /// `YYYY-MM-DDTHH:MM:SS.`: the part of a timestamp that changes once a second.
 const PREFIX_LEN: usize = 20;
 
+/// Length of a whole timestamp (`…SS.ffffffZ`).
+const TEXT_LEN: usize = PREFIX_LEN + 7;
+
 /// Formats RFC 3339 timestamps, caching the part that only changes once a second for the
-/// last two seconds formatted.
+/// last two seconds formatted, and the last two timestamps whole.
 #[derive(Debug, Default)]
 pub struct TimestampFormatter {
     /// The most recently used second first.
     cache: [Option<(i64, [u8; PREFIX_LEN])>; 2],
+    /// The last two timestamps formatted (microseconds, text padded to 32 bytes).
+    whole: [Option<(i64, [u8; 32])>; 2],
+    /// The entry of `whole` the next new timestamp replaces.
+    next_whole: usize,
 }
 
 impl TimestampFormatter {
     /// Appends `YYYY-MM-DDTHH:MM:SS.ffffffZ` for `micros` since the Unix epoch (years
     /// outside 0–9999 are clamped: not reachable from a clock or a 32-bit export time).
     pub fn push(&mut self, out: &mut Vec<u8>, micros: i64) {
+        for (seen, text) in self.whole.iter().flatten() {
+            if *seen == micros {
+                crate::text::push_prefix(out, text, TEXT_LEN);
+                return;
+            }
+        }
         let secs = micros.div_euclid(1_000_000);
         let frac = micros.rem_euclid(1_000_000) as u64;
         let prefix = match self.cache {
@@ -73,11 +88,15 @@ impl TimestampFormatter {
             }
         };
         // Built whole, then appended in one fixed-size copy.
-        let mut text = [0u8; PREFIX_LEN + 8];
+        let mut text = [0u8; 32];
         text[..PREFIX_LEN].copy_from_slice(&prefix);
         write_digits(&mut text[PREFIX_LEN..PREFIX_LEN + 6], frac);
         text[PREFIX_LEN + 6] = b'Z';
-        crate::text::push_prefix(out, &text, PREFIX_LEN + 7);
+        crate::text::push_prefix(out, &text, TEXT_LEN);
+        if let Some(entry) = self.whole.get_mut(self.next_whole) {
+            *entry = Some((micros, text));
+        }
+        self.next_whole ^= 1;
     }
 }
 
@@ -144,5 +163,20 @@ mod tests {
             fmt(&mut f, 4_102_444_799_999_999),
             "2099-12-31T23:59:59.999999Z"
         );
+    }
+
+    #[test]
+    fn repeated_timestamps_read_the_same_as_new_ones() {
+        // A packet's records repeating the receive time and the device's time, values
+        // seen two and three back, and the same second with other microseconds.
+        let sequence = [
+            5_000_001, 7_000_000, 5_000_001, 7_000_000, 5_000_002, 7_000_000, 5_000_002, 9_999_999,
+            5_000_002, 7_000_000, 5_000_001, -1, -1, 0, 5_000_001,
+        ];
+        let mut reused = TimestampFormatter::default();
+        for micros in sequence {
+            let expected = fmt(&mut TimestampFormatter::default(), micros);
+            assert_eq!(fmt(&mut reused, micros), expected, "{micros}");
+        }
     }
 }
