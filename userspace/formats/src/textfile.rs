@@ -178,7 +178,8 @@ pub struct TextEncoder {
     types: Vec<ColumnType>,
     decoder_columns: usize,
     out: Compressed,
-    timestamps: TimestampFormatter,
+    /// Boxed, as `provenance`: its caches would double the encoder's size.
+    timestamps: Box<TimestampFormatter>,
     /// Per column: the text of its last address.
     addresses: Vec<LastAddress>,
     records: u64,
@@ -260,7 +261,7 @@ impl TextEncoder {
             types: columns.columns().iter().map(|c| c.ty).collect(),
             decoder_columns: columns.decoder_columns(),
             out,
-            timestamps: TimestampFormatter::default(),
+            timestamps: Box::default(),
             addresses: vec![LastAddress::default(); columns.columns().len()],
             records: 0,
             overflows: 0,
