@@ -62,6 +62,16 @@ enum Stream {
     Zstd(Zstd),
 }
 
+impl Stream {
+    /// Bytes collected before they go to the compressor.
+    fn chunk(&self) -> usize {
+        match self {
+            Self::Gzip(_) => CHUNK,
+            Self::Zstd(_) => ZSTD_FRAME,
+        }
+    }
+}
+
 /// A gzip member written as its parts (RFC 1952): a fixed header, raw deflate data, and
 /// the CRC-32 and length of the input. The same bytes as flate2's `GzEncoder` (tested);
 /// unlike it, the deflate state is reset for the next file instead of rebuilt.
@@ -146,12 +156,8 @@ impl Compressed {
     }
 
     fn with(stream: Stream) -> Self {
-        let chunk = match stream {
-            Stream::Gzip(_) => CHUNK,
-            Stream::Zstd(_) => ZSTD_FRAME,
-        };
         Self {
-            pending: Vec::with_capacity(chunk + 4096),
+            pending: Vec::with_capacity(stream.chunk() + 4096),
             stream,
             written: 0,
             last_file_len: 0,
@@ -185,11 +191,7 @@ impl Compressed {
 
     /// Hands the buffer to the compressor once it holds a chunk (gzip) or a frame (zstd).
     pub(crate) fn commit(&mut self) -> Result<(), FormatError> {
-        let chunk = match self.stream {
-            Stream::Gzip(_) => CHUNK,
-            Stream::Zstd(_) => ZSTD_FRAME,
-        };
-        if self.pending.len() >= chunk {
+        if self.pending.len() >= self.stream.chunk() {
             self.flush_pending()?;
         }
         Ok(())

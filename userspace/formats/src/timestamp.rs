@@ -50,6 +50,8 @@ const PREFIX_LEN: usize = 20;
 
 /// Length of a whole timestamp (`…SS.ffffffZ`).
 const TEXT_LEN: usize = PREFIX_LEN + 7;
+/// A whole timestamp's buffer: the text and room for a fixed-size copy of 32 bytes.
+const TEXT_ROOM: usize = 32;
 
 /// Formats RFC 3339 timestamps, caching the part that only changes once a second for the
 /// last two seconds formatted, and the last two timestamps whole.
@@ -57,8 +59,8 @@ const TEXT_LEN: usize = PREFIX_LEN + 7;
 pub struct TimestampFormatter {
     /// The most recently used second first.
     cache: [Option<(i64, [u8; PREFIX_LEN])>; 2],
-    /// The last two timestamps formatted (microseconds, text padded to 32 bytes).
-    whole: [Option<(i64, [u8; 32])>; 2],
+    /// The last two timestamps formatted (microseconds, text padded to [`TEXT_ROOM`]).
+    whole: [Option<(i64, [u8; TEXT_ROOM])>; 2],
     /// The entry of `whole` the next new timestamp replaces.
     next_whole: usize,
 }
@@ -88,7 +90,7 @@ impl TimestampFormatter {
             }
         };
         // Built whole, then appended in one fixed-size copy.
-        let mut text = [0u8; 32];
+        let mut text = [0u8; TEXT_ROOM];
         text[..PREFIX_LEN].copy_from_slice(&prefix);
         write_digits(&mut text[PREFIX_LEN..PREFIX_LEN + 6], frac);
         text[PREFIX_LEN + 6] = b'Z';
