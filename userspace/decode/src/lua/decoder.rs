@@ -54,6 +54,12 @@ impl LuaDecoder {
             .map_or(0, |s| s.emitted().columns_read_in_place())
     }
 
+    /// Whether this worker's calls make `log` from the state's template (see `template`).
+    #[cfg(test)]
+    pub(crate) fn has_log_template(&self) -> bool {
+        self.state.as_ref().is_some_and(LuaState::has_log_template)
+    }
+
     /// Bytes this worker's Lua state holds (0 without a state).
     pub fn used_memory(&self) -> usize {
         self.state.as_ref().map_or(0, LuaState::used_memory)

@@ -13,7 +13,11 @@ use std::os::raw::c_int;
 
 use mlua::ffi;
 
-use super::{convert::CivilTime, emit::Emitted};
+use super::{
+    convert::CivilTime,
+    emit::Emitted,
+    template::{self, LogTemplate},
+};
 
 /// Slots of the key table (`KEYS`, 1-based as Lua indexes it).
 const KEY_MESSAGE: ffi::lua_Integer = 1;
@@ -25,8 +29,10 @@ const VALUE_SOCKET: ffi::lua_Integer = 6;
 /// The strings of the key table, in slot order.
 pub(crate) const KEYS: [&str; 6] = ["message", "host", "port", "source_type", "log", "socket"];
 
-/// Fields of `log` besides the columns (`message`, `host`, `port`, `source_type`).
-const BASE_FIELDS: c_int = 4;
+/// Fields of `log` besides the columns (`message`, `host`, `port`, `source_type`): the
+/// first of [`KEYS`].
+pub(crate) const BASE_KEYS: usize = 4;
+const BASE_FIELDS: c_int = BASE_KEYS as c_int;
 /// Columns `log` is sized for, at most (a table with more grows as the script sets them).
 const SIZED_COLUMNS: usize = 64;
 
@@ -63,6 +69,8 @@ pub(crate) struct CallArgs<'a> {
     pub new_host: Option<&'a [u8]>,
     pub port: ffi::lua_Integer,
     pub received_at: ffi::lua_Integer,
+    /// The state's `log` template, if it has one.
+    pub template: Option<&'a LogTemplate>,
 }
 
 /// Builds the event for the [`CallArgs`] at index 1 (light userdata) and calls `process`.
@@ -86,6 +94,9 @@ pub(crate) unsafe extern "C-unwind" fn call_c(state: *mut ffi::lua_State) -> c_i
         ffi::lua_createtable(state, 0, 1); // 3: event
         registry(state, refs.keys); // 4
         ffi::lua_createtable(state, 0, refs.log_size); // 5: log
+        if let Some(template) = args.template {
+            template::fill(template, ffi::lua_topointer(state, 5));
+        }
         ffi::lua_rawgeti(state, 4, KEY_MESSAGE);
         ffi::lua_pushlstring(state, args.payload.as_ptr().cast(), args.payload.len());
         ffi::lua_rawset(state, 5);

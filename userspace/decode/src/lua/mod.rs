@@ -17,6 +17,7 @@
 //! - `event`: the payload's event, built over the raw C API, and the call itself.
 //! - `emit`, `convert`: `emit(event)`, from emitted fields to column values.
 //! - `rawtable`: reading an emitted field where Lua keeps it, checked per state.
+//! - `template`: each call's `log` made with its keys in place, checked per state.
 //! - `unpack`: `string.unpack` in one pass, Lua's own for what it does not cover.
 //! - `decoder`: a worker's decoder, and rebuilding a broken state.
 //!
@@ -33,6 +34,7 @@ mod event;
 mod rawtable;
 mod sandbox;
 mod state;
+mod template;
 mod unpack;
 mod watchdog;
 

@@ -39,7 +39,8 @@ pub(crate) struct TString {
 
 /// `Node` (lobject.h): the value's fields, the key's type, the chain link, the key.
 #[repr(C)]
-struct Node {
+#[derive(Clone, Copy)]
+pub(crate) struct Node {
     value: u64,
     tt: u8,
     key_tt: u8,
@@ -47,17 +48,29 @@ struct Node {
     key: *const TString,
 }
 
+impl Node {
+    /// This node's key and chain link with `other`'s value.
+    pub(crate) fn with_value_of(&self, other: &Node) -> Node {
+        Node {
+            value: other.value,
+            tt: other.tt,
+            ..*self
+        }
+    }
+}
+
 /// `Table` (lobject.h), up to its node array.
 #[repr(C)]
-struct Table {
+pub(crate) struct Table {
     next: *const c_void,
     tt: u8,
     marked: u8,
     flags: u8,
-    lsizenode: u8,
+    /// log2 of the node array's size.
+    pub(crate) lsizenode: u8,
     alimit: u32,
     array: *const c_void,
-    node: *const Node,
+    pub(crate) node: *const Node,
 }
 
 /// A short string's type tag in its header (`LUA_VSHRSTR`).

@@ -15,6 +15,7 @@ use super::{
     event::{self, CallArgs, EventRefs, call_c},
     rawtable,
     sandbox::{self, Budget},
+    template::LogTemplate,
     watchdog::CallClock,
 };
 use crate::{DecodeError, Detail, FieldName, PacketContext};
@@ -53,6 +54,8 @@ pub(crate) struct LuaState {
     /// string among them, its [`IpAddr`] in `host`).
     refs: EventRefs,
     host: Option<IpAddr>,
+    /// The node array each call's `log` starts from, where this state's Lua allows it.
+    template: Option<LogTemplate>,
     emit: Function,
     shutdown: Option<Function>,
     /// The CPU budget of each call, and the instruction budget if there is one.
@@ -91,11 +94,12 @@ impl LuaState {
             .create_sequence_from(emit::key_names(&program.columns))
             .map_err(sandbox_error)?;
         let emitted_ptr = emitted.0.as_ptr();
+        let mut in_place = false;
         // SAFETY: the key table is the only value on the stack (the probe leaves it so);
         // `emitted` outlives the state (see the field's documentation).
         let emit = unsafe {
             lua.exec_raw::<Function>(&keys, |state| {
-                let in_place = rawtable::probe(state);
+                in_place = rawtable::probe(state);
                 emit::push_emit(state, emitted_ptr, in_place);
             })
         }
@@ -123,6 +127,7 @@ impl LuaState {
                 log_size: EventRefs::log_size(program.columns.len()),
             },
             host: None,
+            template: None,
             emit,
             shutdown: None,
             clock,
@@ -175,6 +180,23 @@ impl LuaState {
         }
         .map_err(sandbox_error)?;
         state.refs = refs;
+        if in_place {
+            let mut keys: Vec<&str> = event::KEYS[..event::BASE_KEYS].to_vec();
+            for column in program.columns.iter() {
+                if !keys.contains(&column.field.as_str()) {
+                    keys.push(&column.field);
+                }
+            }
+            let mut template = None;
+            // SAFETY: nothing is on the stack; the probe of this state passed.
+            unsafe {
+                state.lua.exec_raw::<()>((), |lua| {
+                    template = LogTemplate::new(lua, refs.log_size, &keys);
+                })
+            }
+            .map_err(sandbox_error)?;
+            state.template = template;
+        }
         if let Some(init) = init {
             state
                 .guarded(|| init.call::<()>(&state.emit))
@@ -345,6 +367,7 @@ impl LuaState {
             new_host: new_host.as_ref().map(IpText::as_bytes),
             port: ffi::lua_Integer::from(ctx.src_port),
             received_at: ctx.received_at,
+            template: self.template.as_ref(),
         };
         let state = self.main.0.as_ptr();
         // SAFETY: `state` is this state's main thread, used by this thread only (`&mut
@@ -380,6 +403,12 @@ impl LuaState {
         let collected = self.lua.gc_collect().is_ok();
         self.blocks.flush();
         collected && self.lua.used_memory() <= max_memory_bytes / 4 * 3
+    }
+
+    /// Whether calls make `log` from the template.
+    #[cfg(test)]
+    pub(crate) fn has_log_template(&self) -> bool {
+        self.template.is_some()
     }
 
     /// Bytes the state holds.

@@ -90,16 +90,18 @@ fn the_documents_events_decode_as_documented() {
     assert_eq!(message, "truncated: 30 bytes, 2 readings need 36");
 }
 
-/// Both ways `emit` reads fields: in place (every ACME column; see `rawtable`) and over
-/// the API.
+/// Both ways `emit` reads fields: in place (every ACME column; see `rawtable`), with `log`
+/// made from the state's template (`template`), and over the API, `log` made empty.
 #[test]
 fn the_script_gives_the_schema_decoders_rows_on_every_payload() {
     let layout = LayoutFactory::new("acme", &acme_layout()).expect("layout");
     let mut in_place = acme_factory().decoder();
     let columns = acme_factory().schema().columns.len();
     assert_eq!(in_place.columns_read_in_place(), columns);
+    assert!(in_place.has_log_template());
     let mut over_the_api = crate::lua::rawtable::tests::over_the_api(|| acme_factory().decoder());
     assert_eq!(over_the_api.columns_read_in_place(), 0);
+    assert!(!over_the_api.has_log_template());
     for lua in [&mut in_place, &mut over_the_api] {
         same_rows(&layout, lua);
     }

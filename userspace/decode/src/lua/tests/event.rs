@@ -3,7 +3,7 @@
 
 use std::net::{IpAddr, Ipv6Addr};
 
-use super::{ctx, decode, factory, s};
+use super::{Rows, ctx, decode, factory, s};
 use crate::{Decoder as _, Value};
 
 #[test]
@@ -98,4 +98,84 @@ fn hooks_may_be_inline_functions_as_in_vector() {
     .expect("loads");
     let mut d = f.decoder();
     assert_eq!(decode(&mut d, b"abc"), Ok(vec![vec![Value::U64(3)]]));
+}
+
+/// `log` starts with the declared fields' keys in place (see `template`): to the script
+/// they are absent, whatever it does — reads them raw, lists `log`, keeps an earlier
+/// event, runs the collector between assignments, or adds enough fields of its own that
+/// the table grows — and every row is the one a `log` made empty gives.
+#[test]
+fn declared_fields_the_script_has_not_set_are_absent() {
+    let source = r#"
+        local kept
+        function process(event, emit)
+          local log = event.log
+          local absent = rawget(log, "a") == nil and log.b == nil and rawget(log, "c") == nil
+          local n = 0
+          for _ in pairs(log) do n = n + 1 end
+          log.a = #log.message
+          if log.message == "collect" then
+            collectgarbage("collect")
+          end
+          if log.message == "grow" then
+            for i = 1, 100 do log["extra" .. i] = i end
+          end
+          log.b = kept and kept.a or -1
+          log.listed = n
+          local m = 0
+          for _ in pairs(log) do m = m + 1 end
+          log.after = m
+          log.absent = tostring(absent)
+          kept = log
+          emit(event)
+          log.b = nil
+          log.c = "second"
+          emit(event)
+        end"#;
+    let columns = [
+        ("a", "i64", false),
+        ("b", "i64", true),
+        ("c", "text", true),
+        ("listed", "i64", false),
+        ("after", "i64", false),
+        ("absent", "text", false),
+    ];
+    let rows = |d: &mut crate::lua::LuaDecoder| -> Vec<Rows> {
+        [b"x".as_slice(), b"collect", b"grow", b"yy", b"collect"]
+            .iter()
+            .map(|payload| decode(d, payload).expect("decodes"))
+            .collect()
+    };
+    let mut with_template = factory(source, &columns, "").expect("loads").decoder();
+    assert!(with_template.has_log_template());
+    let mut without = crate::lua::rawtable::tests::over_the_api(|| {
+        factory(source, &columns, "").expect("loads").decoder()
+    });
+    assert!(!without.has_log_template());
+    let expected = rows(&mut without);
+    assert_eq!(rows(&mut with_template), expected);
+    let row = |a: i64, b: Option<i64>, c: Option<&str>, after: i64| {
+        vec![
+            Value::I64(a),
+            b.map_or(Value::Null, Value::I64),
+            c.map_or(Value::Null, s),
+            Value::I64(4),
+            Value::I64(after),
+            s("true"),
+        ]
+    };
+    // 4 fields of the socket source, then a, b, listed (and 100 more when growing).
+    assert_eq!(
+        expected,
+        vec![
+            vec![row(1, Some(-1), None, 7), row(1, None, Some("second"), 7)],
+            vec![row(7, Some(1), None, 7), row(7, None, Some("second"), 7)],
+            vec![
+                row(4, Some(7), None, 107),
+                row(4, None, Some("second"), 107)
+            ],
+            vec![row(2, Some(4), None, 7), row(2, None, Some("second"), 7)],
+            vec![row(7, Some(2), None, 7), row(7, None, Some("second"), 7)],
+        ]
+    );
 }
