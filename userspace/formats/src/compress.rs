@@ -16,12 +16,8 @@
 
 use std::io::Write as _;
 
+use crate::{FormatError, zstd_context::FrameContext};
 use flate2::{Crc, write::DeflateEncoder};
-use zstd::zstd_safe::{
-    self, CCtx, CParameter, InBuffer, OutBuffer, ResetDirective, zstd_sys::ZSTD_EndDirective,
-};
-
-use crate::FormatError;
 
 /// Bytes collected before they go to the gzip compressor.
 const CHUNK: usize = 64 * 1024;
@@ -29,14 +25,6 @@ const CHUNK: usize = 64 * 1024;
 /// Bytes collected before they are compressed as one zstd frame (whole rows: the frame
 /// ends at the first row boundary at or past it).
 const ZSTD_FRAME: usize = 1024 * 1024;
-
-/// Room a zstd file buffer is given when it has less than [`ZSTD_MIN_ROOM`] left (the
-/// buffer then grows as a `Vec` does, at least doubling). zstd writes into the buffer's
-/// spare capacity; the bytes do not depend on how much there is.
-const ZSTD_GROW: usize = 32 * 1024;
-
-/// Spare capacity below which a zstd file buffer grows before the next call into zstd.
-const ZSTD_MIN_ROOM: usize = 4 * 1024;
 
 /// The gzip level of a member written whole by [`gzip_member`]: fixed rather than the
 /// configured level, so that a CSV header member's bytes depend on the column names alone.
@@ -58,7 +46,8 @@ pub(crate) struct Compressed {
 }
 
 enum Stream {
-    Gzip(Gzip),
+    /// Boxed: the deflate state's fields are most of the stream's size.
+    Gzip(Box<Gzip>),
     Zstd(Zstd),
 }
 
@@ -94,7 +83,7 @@ struct Gzip {
 /// profile. Concatenated frames are one zstd file to every reader (RFC 8878, 3.1); a frame
 /// of 1 MiB holds the repetition rows have (the matches are within a few rows).
 struct Zstd {
-    context: CCtx<'static>,
+    context: FrameContext,
     file: Vec<u8>,
     /// Where a frame is compressed to: room for the worst case, which zstd needs to
     /// compress in one pass; then appended to `file` (a few percent of the input).
@@ -135,13 +124,13 @@ impl Compressed {
         let mut start = leading_member;
         start.extend_from_slice(&gzip_header(level));
         let deflate = DeflateEncoder::new(start.clone(), level);
-        let mut compressed = Self::with(Stream::Gzip(Gzip {
+        let mut compressed = Self::with(Stream::Gzip(Box::new(Gzip {
             deflate,
             level,
             crc: Crc::new(),
             start,
             leading_len,
-        }));
+        })));
         compressed.written = leading_len;
         compressed
     }
@@ -303,50 +292,28 @@ impl Gzip {
 
 impl Zstd {
     fn new(level: i32) -> std::io::Result<Self> {
-        let mut context = CCtx::try_create()
-            .ok_or_else(|| std::io::Error::other("zstd: no memory for a context"))?;
-        context
-            .set_parameter(CParameter::CompressionLevel(level))
-            .map_err(zstd_error)?;
         Ok(Self {
-            context,
+            context: FrameContext::new(level)?,
             file: Vec::new(),
             frame: Vec::new(),
         })
     }
 
-    /// Appends `input` to the file as one whole frame. With room for the worst case in
-    /// `frame`, zstd compresses straight from `input` into it in one pass.
+    /// Appends `input` to the file as one whole frame.
     fn frame(&mut self, input: &[u8]) -> std::io::Result<()> {
-        self.frame.clear();
-        self.frame.reserve(zstd_safe::compress_bound(input.len()));
-        let mut input = InBuffer::around(input);
-        loop {
-            let mut output = zstd_output(&mut self.frame);
-            let left = self
-                .context
-                .compress_stream2(&mut output, &mut input, ZSTD_EndDirective::ZSTD_e_end)
-                .map_err(zstd_error)?;
-            if left == 0 {
-                break;
-            }
-        }
+        self.context.compress(input, &mut self.frame)?;
         self.file.extend_from_slice(&self.frame);
         Ok(())
     }
 
     /// Abandons a frame left unfinished by an error.
     fn reset(&mut self) -> std::io::Result<()> {
-        self.context
-            .reset(ResetDirective::SessionOnly)
-            .map(drop)
-            .map_err(zstd_error)
+        self.context.reset()
     }
 
-    /// A buffer for the next file, after one of `last_len` bytes (with the room zstd is
-    /// given at the end on top).
+    /// A buffer for the next file, after one of `last_len` bytes.
     fn file_buffer(last_len: usize) -> Vec<u8> {
-        Vec::with_capacity(room_after(last_len) + ZSTD_MIN_ROOM)
+        Vec::with_capacity(room_after(last_len))
     }
 
     /// Returns the file (its last frame was written by the flush before); a file without
@@ -358,21 +325,6 @@ impl Zstd {
         let next = Self::file_buffer(self.file.len());
         Ok(std::mem::replace(&mut self.file, next))
     }
-}
-
-/// A zstd error code as an I/O error with zstd's name for it.
-fn zstd_error(code: zstd_safe::ErrorCode) -> std::io::Error {
-    std::io::Error::other(format!("zstd: {}", zstd_safe::get_error_name(code)))
-}
-
-/// `file`'s spare capacity for zstd's output, grown when it runs short (a file buffer
-/// starts with room for the last file, so it rarely grows).
-fn zstd_output(file: &mut Vec<u8>) -> OutBuffer<'_, Vec<u8>> {
-    if file.capacity() - file.len() < ZSTD_MIN_ROOM {
-        file.reserve(ZSTD_GROW);
-    }
-    let filled = file.len();
-    OutBuffer::around_pos(file, filled)
 }
 
 /// The 10-byte header flate2's `GzEncoder::new` writes: no flags, modification time 0,

@@ -41,6 +41,7 @@ pub mod text;
 pub mod textfile;
 mod textvalue;
 pub mod timestamp;
+mod zstd_context;
 
 use sluice_decode::{PacketContext, RecordSchema, RowSink, Value};
 
