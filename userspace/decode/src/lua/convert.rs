@@ -280,11 +280,12 @@ pub(crate) fn convert(
                 Cell::Ip6((bits >> 64) as u64, bits as u64)
             }
         }),
-        (Accept::Mac, Scalar::Str(s)) => mac(s).map(|m| {
-            Cell::Mac(u64::from_be_bytes([
-                0, 0, m[0], m[1], m[2], m[3], m[4], m[5],
-            ]))
-        }),
+        // Six raw bytes, the common case, read here; text is parsed out of line (a
+        // call's result through memory, read back in other sizes, stalled the loads).
+        (Accept::Mac, Scalar::Str(s)) => match <[u8; 6]>::try_from(s) {
+            Ok(raw) => Ok(Cell::Mac(mac_bits(raw))),
+            Err(_) => mac_text(s).map(|m| Cell::Mac(mac_bits(m))),
+        },
         (Accept::Timestamp(unit), Scalar::Int(n)) => {
             micros(i128::from(n), unit).map(Cell::Timestamp)
         }
@@ -338,11 +339,15 @@ fn address(s: &[u8], family: Option<IpFamily>) -> Result<IpAddr, Mismatch> {
     }
 }
 
-/// Six bytes as they are, or six hex pairs separated by `:` or `-`.
-fn mac(s: &[u8]) -> Result<[u8; 6], Mismatch> {
-    if let Ok(raw) = <[u8; 6]>::try_from(s) {
-        return Ok(raw);
-    }
+/// A MAC address's six bytes as the low 48 bits (first byte highest).
+#[inline(always)]
+fn mac_bits(m: [u8; 6]) -> u64 {
+    u64::from_be_bytes([0, 0, m[0], m[1], m[2], m[3], m[4], m[5]])
+}
+
+/// Six hex pairs separated by `:` or `-`.
+#[inline(never)]
+fn mac_text(s: &[u8]) -> Result<[u8; 6], Mismatch> {
     let bad = || {
         Mismatch::NotAddress(
             String::from_utf8_lossy(s).into_owned(),

@@ -19,14 +19,21 @@ use super::{
     template::{self, LogTemplate},
 };
 
-/// Slots of the key table (`KEYS`, 1-based as Lua indexes it).
-const KEY_MESSAGE: ffi::lua_Integer = 1;
-const KEY_HOST: ffi::lua_Integer = 2;
-const KEY_PORT: ffi::lua_Integer = 3;
-const KEY_SOURCE_TYPE: ffi::lua_Integer = 4;
-const KEY_LOG: ffi::lua_Integer = 5;
-const VALUE_SOCKET: ffi::lua_Integer = 6;
-/// The strings of the key table, in slot order.
+/// Upvalues of the call's closure ([`push_call`]): the script's `process`, `emit`, `log`'s
+/// metatable, the last sender's address as a Lua string, then the strings of [`KEYS`].
+const UP_PROCESS: c_int = 1;
+const UP_EMIT: c_int = 2;
+const UP_META: c_int = 3;
+const UP_HOST: c_int = 4;
+const UP_KEYS: c_int = 5;
+/// Indexes into [`KEYS`].
+const KEY_MESSAGE: usize = 0;
+const KEY_HOST: usize = 1;
+const KEY_PORT: usize = 2;
+const KEY_SOURCE_TYPE: usize = 3;
+const KEY_LOG: usize = 4;
+const VALUE_SOCKET: usize = 5;
+/// The strings the event is made with: `log`'s own fields' keys, `log`, `"socket"`.
 pub(crate) const KEYS: [&str; 6] = ["message", "host", "port", "source_type", "log", "socket"];
 
 /// Fields of `log` besides the columns (`message`, `host`, `port`, `source_type`): the
@@ -36,39 +43,41 @@ const BASE_FIELDS: c_int = BASE_KEYS as c_int;
 /// Columns `log` is sized for, at most (a table with more grows as the script sets them).
 const SIZED_COLUMNS: usize = 64;
 
-/// Registry references of what a call needs, made once per state.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct EventRefs {
-    /// The script's `process` function.
-    pub process: c_int,
-    /// `emit`.
-    pub emit: c_int,
-    /// `log`'s metatable.
-    pub meta: c_int,
-    /// The key table ([`KEYS`]).
-    pub keys: c_int,
-    /// The last sender's address as a Lua string.
-    pub host: c_int,
-    /// Hash slots `log` is made with.
-    pub log_size: c_int,
+/// Hash slots for a `log` with `columns` declared columns.
+pub(crate) fn log_size(columns: usize) -> c_int {
+    BASE_FIELDS + c_int::try_from(columns.min(SIZED_COLUMNS)).unwrap_or(0)
 }
 
-impl EventRefs {
-    /// Hash slots for a `log` with `columns` declared columns.
-    pub(crate) fn log_size(columns: usize) -> c_int {
-        BASE_FIELDS + c_int::try_from(columns.min(SIZED_COLUMNS)).unwrap_or(0)
+/// Pushes the closure that makes a payload's event and calls `process` ([`call_c`]), from
+/// `process` and `emit`, the two values on top of the stack (popped). Everything a call
+/// needs is its upvalue: read without a table lookup (the registry's or a key table's).
+///
+/// # Safety
+/// The two values on top are `process` and `emit`; in a protected call (it allocates);
+/// `emitted` outlives the state.
+pub(crate) unsafe fn push_call(state: *mut ffi::lua_State, emitted: *mut Emitted) {
+    unsafe {
+        push_log_meta(state, emitted);
+        ffi::lua_pushlstring(state, c"".as_ptr(), 0);
+        for key in KEYS {
+            ffi::lua_pushlstring(state, key.as_ptr().cast(), key.len());
+        }
+        ffi::lua_pushcclosure(state, call_c, UP_KEYS - 1 + KEYS.len() as c_int);
     }
 }
 
 /// One payload's call: what [`call_c`] reads.
 pub(crate) struct CallArgs<'a> {
-    pub refs: EventRefs,
     pub emitted: *mut Emitted,
     pub payload: &'a [u8],
     /// The sender's address as text when it is not the last one's.
     pub new_host: Option<&'a [u8]>,
+    /// Set once `new_host` is the closure's (a memory error may come before).
+    pub host_stored: std::cell::Cell<bool>,
     pub port: ffi::lua_Integer,
     pub received_at: ffi::lua_Integer,
+    /// Hash slots `log` is made with ([`log_size`]).
+    pub log_size: c_int,
     /// The state's `log` template, if it has one.
     pub template: Option<&'a LogTemplate>,
 }
@@ -76,61 +85,48 @@ pub(crate) struct CallArgs<'a> {
 /// Builds the event for the [`CallArgs`] at index 1 (light userdata) and calls `process`.
 ///
 /// # Safety
-/// Called by Lua in a protected call, with a pointer to live [`CallArgs`] whose references
-/// are this state's and whose `emitted` is not borrowed. Nothing owned is alive in this
-/// frame when a Lua error leaves it.
-pub(crate) unsafe extern "C-unwind" fn call_c(state: *mut ffi::lua_State) -> c_int {
+/// Called by Lua in a protected call as the closure [`push_call`] made, with a pointer to
+/// live [`CallArgs`] whose `emitted` is not borrowed. Nothing owned is alive in this frame
+/// when a Lua error leaves it.
+unsafe extern "C-unwind" fn call_c(state: *mut ffi::lua_State) -> c_int {
     unsafe {
         let args = &*ffi::lua_touserdata(state, 1).cast::<CallArgs<'_>>();
-        let refs = args.refs;
-        let registry = |state, reference: c_int| {
-            ffi::lua_rawgeti(
-                state,
-                ffi::LUA_REGISTRYINDEX,
-                ffi::lua_Integer::from(reference),
-            )
-        };
-        registry(state, refs.process); // 2
+        let up = |state, index: c_int| ffi::lua_pushvalue(state, ffi::lua_upvalueindex(index));
+        let key = |state, key: usize| up(state, UP_KEYS + key as c_int);
+        up(state, UP_PROCESS); // 2
         ffi::lua_createtable(state, 0, 1); // 3: event
-        registry(state, refs.keys); // 4
-        ffi::lua_createtable(state, 0, refs.log_size); // 5: log
+        ffi::lua_createtable(state, 0, args.log_size); // 4: log
         if let Some(template) = args.template {
-            template::fill(template, ffi::lua_topointer(state, 5));
+            template::fill(template, ffi::lua_topointer(state, 4));
         }
-        ffi::lua_rawgeti(state, 4, KEY_MESSAGE);
+        key(state, KEY_MESSAGE);
         ffi::lua_pushlstring(state, args.payload.as_ptr().cast(), args.payload.len());
-        ffi::lua_rawset(state, 5);
-        ffi::lua_rawgeti(state, 4, KEY_HOST);
+        ffi::lua_rawset(state, 4);
+        key(state, KEY_HOST);
         match args.new_host {
             Some(text) => {
                 ffi::lua_pushlstring(state, text.as_ptr().cast(), text.len());
-                ffi::lua_pushvalue(state, -1);
-                ffi::lua_rawseti(
-                    state,
-                    ffi::LUA_REGISTRYINDEX,
-                    ffi::lua_Integer::from(refs.host),
-                );
+                ffi::lua_copy(state, -1, ffi::lua_upvalueindex(UP_HOST));
+                args.host_stored.set(true);
             }
-            None => {
-                registry(state, refs.host);
-            }
+            None => up(state, UP_HOST),
         }
-        ffi::lua_rawset(state, 5);
-        ffi::lua_rawgeti(state, 4, KEY_PORT);
+        ffi::lua_rawset(state, 4);
+        key(state, KEY_PORT);
         ffi::lua_pushinteger(state, args.port);
-        ffi::lua_rawset(state, 5);
-        ffi::lua_rawgeti(state, 4, KEY_SOURCE_TYPE);
-        ffi::lua_rawgeti(state, 4, VALUE_SOCKET);
-        ffi::lua_rawset(state, 5);
-        registry(state, refs.meta);
-        ffi::lua_setmetatable(state, 5);
-        (*args.emitted).current_log = ffi::lua_topointer(state, 5);
+        ffi::lua_rawset(state, 4);
+        key(state, KEY_SOURCE_TYPE);
+        key(state, VALUE_SOCKET);
+        ffi::lua_rawset(state, 4);
+        up(state, UP_META);
+        ffi::lua_setmetatable(state, 4);
+        (*args.emitted).current_log = ffi::lua_topointer(state, 4);
         (*args.emitted).received_at = args.received_at;
-        ffi::lua_rawgeti(state, 4, KEY_LOG);
-        ffi::lua_pushvalue(state, 5);
+        key(state, KEY_LOG);
+        ffi::lua_pushvalue(state, 4);
         ffi::lua_rawset(state, 3);
         ffi::lua_settop(state, 3);
-        registry(state, refs.emit); // 4
+        up(state, UP_EMIT); // 4
         ffi::lua_call(state, 2, 0);
     }
     0
@@ -164,7 +160,7 @@ pub(crate) unsafe extern "C-unwind" fn index_c(state: *mut ffi::lua_State) -> c_
 ///
 /// # Safety
 /// `emitted` outlives the state.
-pub(crate) unsafe fn push_log_meta(state: *mut ffi::lua_State, emitted: *mut Emitted) {
+unsafe fn push_log_meta(state: *mut ffi::lua_State, emitted: *mut Emitted) {
     unsafe {
         ffi::lua_createtable(state, 0, 1);
         ffi::lua_pushlightuserdata(state, emitted.cast());

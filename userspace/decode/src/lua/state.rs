@@ -12,7 +12,7 @@ use super::{
     blockcache::Attached,
     config::{Checked, Script},
     emit::{self, Emitted},
-    event::{self, CallArgs, EventRefs, call_c},
+    event::{self, CallArgs},
     rawtable,
     sandbox::{self, Budget},
     template::LogTemplate,
@@ -50,9 +50,12 @@ pub(crate) struct LuaState {
     lua: Lua,
     /// `lua`'s main thread, called over the raw API.
     main: MainThread,
-    /// Registry references of what a call needs (the last sender's address as a Lua
-    /// string among them, its [`IpAddr`] in `host`).
-    refs: EventRefs,
+    /// Registry reference of the closure that makes a payload's event and calls
+    /// `process` (`event::push_call`; the last sender's address as a Lua string is its
+    /// upvalue, the [`IpAddr`] in `host`).
+    call: c_int,
+    /// Hash slots each call's `log` is made with.
+    log_size: c_int,
     host: Option<IpAddr>,
     /// The node array each call's `log` starts from, where this state's Lua allows it.
     template: Option<LogTemplate>,
@@ -118,14 +121,8 @@ impl LuaState {
         let mut state = Self {
             blocks,
             main,
-            refs: EventRefs {
-                process: ffi::LUA_NOREF,
-                emit: ffi::LUA_NOREF,
-                meta: ffi::LUA_NOREF,
-                keys: ffi::LUA_NOREF,
-                host: ffi::LUA_NOREF,
-                log_size: EventRefs::log_size(program.columns.len()),
-            },
+            call: ffi::LUA_NOREF,
+            log_size: event::log_size(program.columns.len()),
             host: None,
             template: None,
             emit,
@@ -157,29 +154,17 @@ impl LuaState {
             .as_ref()
             .map(|code| state.hook("shutdown", code))
             .transpose()?;
-        let keys = state
-            .lua
-            .create_sequence_from(event::KEYS)
-            .map_err(sandbox_error)?;
-        let mut refs = state.refs;
-        // SAFETY: the arguments are the only values on the stack: each `luaL_ref` pops the
-        // top one into the registry; the metatable and an empty host string are pushed
-        // and referenced the same way. `emitted` outlives the state.
+        let mut call = ffi::LUA_NOREF;
+        // SAFETY: the arguments are the only values on the stack, made into the closure
+        // and popped; `luaL_ref` pops it into the registry. `emitted` outlives the state.
         unsafe {
-            state
-                .lua
-                .exec_raw::<()>((process, &state.emit, keys), |lua| {
-                    refs.keys = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
-                    refs.emit = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
-                    refs.process = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
-                    event::push_log_meta(lua, emitted_ptr);
-                    refs.meta = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
-                    ffi::lua_pushlstring(lua, c"".as_ptr(), 0);
-                    refs.host = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
-                })
+            state.lua.exec_raw::<()>((process, &state.emit), |lua| {
+                event::push_call(lua, emitted_ptr);
+                call = ffi::luaL_ref(lua, ffi::LUA_REGISTRYINDEX);
+            })
         }
         .map_err(sandbox_error)?;
-        state.refs = refs;
+        state.call = call;
         if in_place {
             let mut keys: Vec<&str> = event::KEYS[..event::BASE_KEYS].to_vec();
             for column in program.columns.iter() {
@@ -187,11 +172,11 @@ impl LuaState {
                     keys.push(&column.field);
                 }
             }
-            let mut template = None;
+            let (mut template, log_size) = (None, state.log_size);
             // SAFETY: nothing is on the stack; the probe of this state passed.
             unsafe {
                 state.lua.exec_raw::<()>((), |lua| {
-                    template = LogTemplate::new(lua, refs.log_size, &keys);
+                    template = LogTemplate::new(lua, log_size, &keys);
                 })
             }
             .map_err(sandbox_error)?;
@@ -353,7 +338,8 @@ impl LuaState {
         }
     }
 
-    /// Calls the wrapper: `None` when `process` returned, the error it raised otherwise.
+    /// Calls `process` through the call's closure: `None` when it returned, the error it
+    /// raised otherwise.
     fn call_process(
         &mut self,
         ctx: &PacketContext,
@@ -361,32 +347,37 @@ impl LuaState {
     ) -> Result<Option<Raised>, String> {
         let new_host = (self.host != Some(ctx.src_ip)).then(|| ip_text(ctx.src_ip));
         let args = CallArgs {
-            refs: self.refs,
             emitted: self.emitted.0.as_ptr(),
             payload,
             new_host: new_host.as_ref().map(IpText::as_bytes),
+            host_stored: std::cell::Cell::new(false),
             port: ffi::lua_Integer::from(ctx.src_port),
             received_at: ctx.received_at,
+            log_size: self.log_size,
             template: self.template.as_ref(),
         };
         let state = self.main.0.as_ptr();
         // SAFETY: `state` is this state's main thread, used by this thread only (`&mut
-        // self`), and left with the stack it had. Pushing a light C function and a light
-        // userdata allocates nothing; everything that may raise runs in `call_c`, inside
-        // the protected call, and `args` outlives it.
+        // self`), and left with the stack it had. Pushing the call's closure (a value the
+        // registry holds) and a light userdata allocates nothing; everything that may
+        // raise runs in the closure, inside the protected call, and `args` outlives it.
         let raised = unsafe {
             let top = ffi::lua_gettop(state);
             if ffi::lua_checkstack(state, 8) == 0 {
                 return Err("the Lua stack cannot grow".into());
             }
-            ffi::lua_pushcfunction(state, call_c);
+            ffi::lua_rawgeti(
+                state,
+                ffi::LUA_REGISTRYINDEX,
+                ffi::lua_Integer::from(self.call),
+            );
             ffi::lua_pushlightuserdata(state, std::ptr::from_ref(&args).cast_mut().cast());
             let status = ffi::lua_pcall(state, 1, 0, 0);
             let raised = (status != ffi::LUA_OK).then(|| Raised::from_stack(state, status));
             ffi::lua_settop(state, top);
             raised
         };
-        if new_host.is_some() {
+        if args.host_stored.get() {
             self.host = Some(ctx.src_ip);
         }
         Ok(raised)
