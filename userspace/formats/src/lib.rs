@@ -39,6 +39,7 @@ pub mod error;
 pub mod parquet_file;
 pub mod text;
 pub mod textfile;
+pub mod textout;
 mod textvalue;
 pub mod timestamp;
 mod zstd_context;

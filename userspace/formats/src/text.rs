@@ -1,10 +1,13 @@
 //! The text forms of values shared by the NDJSON and CSV writers (and the Parquet
 //! writer's string columns): numbers, hex, base64, addresses ([`LastAddress`] keeps a
-//! column's last one), MAC addresses, JSON string escaping. All append to a reused buffer.
+//! column's last one), MAC addresses, JSON string escaping. All append to a [`TextOut`]: a
+//! reused `Vec<u8>`, or a row's `Line` (`textout`).
 
 use std::net::IpAddr;
 
 use base64::Engine as _;
+
+use crate::textout::TextOut;
 
 /// "00" to "99", for writing two decimal digits at a time.
 const DIGIT_PAIRS: &[u8; 200] = b"\
@@ -13,24 +16,6 @@ const DIGIT_PAIRS: &[u8; 200] = b"\
 4041424344454647484950515253545556575859\
 6061626364656667686970717273747576777879\
 8081828384858687888990919293949596979899";
-
-/// Appends the first `len` bytes of `src` (at most `N`) by copying all `N`: a copy of a
-/// fixed size compiles to a few vector moves, where one of `len` bytes calls `memcpy`,
-/// which was a third of what a short text cost (a record has a few dozen of them).
-#[inline(always)]
-pub(crate) fn push_prefix<const N: usize>(out: &mut Vec<u8>, src: &[u8; N], len: usize) {
-    let len = len.min(N);
-    out.reserve(N);
-    let start = out.len();
-    // SAFETY: `reserve(N)` left at least `N` bytes of spare capacity after `start`, and
-    // `src` is `N` readable bytes outside `out` (it is borrowed shared while `out` is
-    // borrowed mutably). The first `len <= N` of the bytes written are initialized before
-    // `set_len` makes them part of the vector; the rest stay spare capacity.
-    unsafe {
-        std::ptr::copy_nonoverlapping(src.as_ptr(), out.as_mut_ptr().add(start), N);
-        out.set_len(start + len);
-    }
-}
 
 /// Writes `v` in decimal at the start of `buf`; returns the number of digits.
 #[inline]
@@ -78,44 +63,32 @@ fn decimal_word(mut v: u64) -> (u128, usize) {
 }
 
 /// Appends the first `len` bytes (at most 16) of `word`'s little-endian bytes, with one
-/// 16-byte store.
+/// 16-byte copy.
 #[inline(always)]
-fn push_word(out: &mut Vec<u8>, word: u128, len: usize) {
-    let len = len.min(16);
-    out.reserve(16);
-    let start = out.len();
-    // SAFETY: `reserve(16)` left at least 16 bytes of spare capacity after `start`; the
-    // first `len <= 16` of the bytes written are initialized before `set_len` makes them
-    // part of the vector, the rest stay spare capacity.
-    unsafe {
-        out.as_mut_ptr()
-            .add(start)
-            .cast::<[u8; 16]>()
-            .write_unaligned(word.to_le_bytes());
-        out.set_len(start + len);
-    }
+fn push_word<O: TextOut>(out: &mut O, word: u128, len: usize) {
+    out.push_prefix(&word.to_le_bytes(), len);
 }
 
 /// Appends `v` in decimal.
-#[inline]
-pub fn push_u64(out: &mut Vec<u8>, v: u64) {
+#[inline(always)]
+pub fn push_u64<O: TextOut>(out: &mut O, v: u64) {
     if v < WORD_LIMIT {
         let (word, len) = decimal_word(v);
         push_word(out, word, len);
     } else {
         let mut buf = [0u8; 20];
         let len = decimal(&mut buf, v);
-        push_prefix(out, &buf, len);
+        out.push_prefix(&buf, len);
     }
 }
 
 /// Appends an IPv4 address in dotted decimal, built on the stack and appended at once
 /// (a record has up to four of them).
 #[inline]
-fn push_ipv4(out: &mut Vec<u8>, octets: [u8; 4]) {
+fn push_ipv4<O: TextOut>(out: &mut O, octets: [u8; 4]) {
     let mut text = [0u8; 15];
     let len = ipv4_text(&mut text, octets);
-    push_prefix(out, &text, len);
+    out.push_prefix(&text, len);
 }
 
 /// Writes an IPv4 address in dotted decimal at the start of `text`; returns its length.
@@ -143,7 +116,7 @@ fn ipv4_text(text: &mut [u8; 15], octets: [u8; 4]) -> usize {
 
 /// Appends `v` in decimal, with a `-` when negative.
 #[inline]
-pub fn push_i64(out: &mut Vec<u8>, v: i64) {
+pub fn push_i64<O: TextOut>(out: &mut O, v: i64) {
     if v < 0 {
         out.push(b'-');
     }
@@ -153,17 +126,31 @@ pub fn push_i64(out: &mut Vec<u8>, v: i64) {
 /// Appends a finite `f` in Rust's shortest round-trip form (`1.5`, `1e300`, `-0.0`), which
 /// JSON, CSV readers and BigQuery's FLOAT64 parser all accept. Callers write null for
 /// non-finite values, which have no JSON form.
-pub fn push_f64(out: &mut Vec<u8>, f: f64) {
+pub fn push_f64<O: TextOut>(out: &mut O, f: f64) {
+    let mut text = [0u8; FORMATTED_ROOM];
+    match formatted(&mut text, format_args!("{f:?}")) {
+        Some(len) => out.push_prefix(&text, len),
+        None => out.extend_from_slice(format!("{f:?}").as_bytes()),
+    }
+}
+
+/// Room for a formatted float (at most 24 bytes, `-2.2250738585072014e-308`) or IPv6
+/// address (at most 45).
+const FORMATTED_ROOM: usize = 48;
+
+/// Writes `args` at the start of `text`; its length, or `None` if it does not fit.
+fn formatted(text: &mut [u8; FORMATTED_ROOM], args: std::fmt::Arguments<'_>) -> Option<usize> {
     use std::io::Write as _;
-    // Writing into a Vec cannot fail.
-    let _ = write!(out, "{f:?}");
+    let mut cursor = std::io::Cursor::new(&mut text[..]);
+    cursor.write_fmt(args).ok()?;
+    usize::try_from(cursor.position()).ok()
 }
 
 /// Lowercase hex digits, by value.
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends `bytes` as lowercase hex.
-pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+pub fn push_hex<O: TextOut>(out: &mut O, bytes: &[u8]) {
     for b in bytes {
         out.push(HEX_DIGITS[usize::from(b >> 4)]);
         out.push(HEX_DIGITS[usize::from(b & 0x0f)]);
@@ -171,18 +158,17 @@ pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// Appends `bytes` as standard base64 with padding.
-pub fn push_base64(out: &mut Vec<u8>, bytes: &[u8]) {
-    let start = out.len();
+pub fn push_base64<O: TextOut>(out: &mut O, bytes: &[u8]) {
     let encoded_len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
-    out.resize(start + encoded_len, 0);
-    let written = base64::engine::general_purpose::STANDARD
-        .encode_slice(bytes, &mut out[start..])
-        .unwrap_or(0);
-    out.truncate(start + written);
+    out.fill_with(encoded_len, |text| {
+        base64::engine::general_purpose::STANDARD
+            .encode_slice(bytes, text)
+            .unwrap_or(0)
+    });
 }
 
 /// Appends `mac` as `aa:bb:cc:dd:ee:ff`.
-pub fn push_mac(out: &mut Vec<u8>, mac: &[u8; 6]) {
+pub fn push_mac<O: TextOut>(out: &mut O, mac: &[u8; 6]) {
     let mut text = *b"00:00:00:00:00:00";
     for (i, byte) in mac.iter().enumerate() {
         text[3 * i] = HEX_DIGITS[usize::from(byte >> 4)];
@@ -192,14 +178,16 @@ pub fn push_mac(out: &mut Vec<u8>, mac: &[u8; 6]) {
 }
 
 /// Appends `ip` in canonical text form (RFC 5952 for IPv6).
-pub fn push_ip(out: &mut Vec<u8>, ip: IpAddr) {
+pub fn push_ip<O: TextOut>(out: &mut O, ip: IpAddr) {
     match ip {
         // The common case, without the formatting machinery.
         IpAddr::V4(v4) => push_ipv4(out, v4.octets()),
         IpAddr::V6(v6) => {
-            use std::io::Write as _;
-            // Writing into a Vec cannot fail.
-            let _ = write!(out, "{v6}");
+            let mut text = [0u8; FORMATTED_ROOM];
+            match formatted(&mut text, format_args!("{v6}")) {
+                Some(len) => out.push_prefix(&text, len),
+                None => out.extend_from_slice(v6.to_string().as_bytes()),
+            }
         }
     }
 }
@@ -228,7 +216,7 @@ impl Default for LastAddress {
 impl LastAddress {
     /// Appends `ip` as [`push_ip`] does.
     #[inline]
-    pub fn push_ip(&mut self, out: &mut Vec<u8>, ip: IpAddr) {
+    pub fn push_ip<O: TextOut>(&mut self, out: &mut O, ip: IpAddr) {
         if self.ip != Some(ip) {
             self.len = match ip {
                 IpAddr::V4(v4) => {
@@ -251,13 +239,14 @@ impl LastAddress {
             };
             self.ip = Some(ip);
         }
-        push_prefix(out, &self.text, self.len);
+        out.push_prefix(&self.text, self.len);
     }
 }
 
 /// Appends `s` as a JSON string literal (quotes, backslashes and control characters
 /// escaped; everything else, including non-ASCII, as UTF-8).
-pub fn push_json_string(out: &mut Vec<u8>, s: &str) {
+#[inline(always)]
+pub fn push_json_string<O: TextOut>(out: &mut O, s: &str) {
     out.push(b'"');
     let bytes = s.as_bytes();
     let mut start = 0;
@@ -375,5 +364,33 @@ mod tests {
             text(|o| push_json_string(o, "q\" b\\ n\n r\r t\t c\u{1} d\u{7f} é")),
             "\"q\\\" b\\\\ n\\n r\\r t\\t c\\u0001 d\\u007f é\""
         );
+    }
+
+    /// Base64 of many lengths, floats of every magnitude, and the longest IPv6 text: the
+    /// same as the standard forms (the last two written through a stack buffer).
+    #[test]
+    fn long_and_formatted_forms_are_the_standard_ones() {
+        let bytes: Vec<u8> = (0..2000u32).map(|i| (i * 7 + 3) as u8).collect();
+        for len in (0..=800).chain([1151, 1152, 1153, 2000]) {
+            let expected = base64::engine::general_purpose::STANDARD.encode(&bytes[..len]);
+            assert_eq!(text(|o| push_base64(o, &bytes[..len])), expected, "{len}");
+        }
+        for f in [
+            f64::MIN,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            -2.225_073_858_507_201_4e-308,
+            5e-324,
+            -1.234_567_890_123_456_7e-123,
+            0.1 + 0.2,
+        ] {
+            assert_eq!(text(|o| push_f64(o, f)), format!("{f:?}"));
+        }
+        let longest = IpAddr::V6(Ipv6Addr::new(
+            0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xfffe, 0xfffd,
+        ));
+        assert_eq!(text(|o| push_ip(o, longest)), longest.to_string());
+        let mapped = IpAddr::V6(Ipv4Addr::new(255, 255, 255, 255).to_ipv6_mapped());
+        assert_eq!(text(|o| push_ip(o, mapped)), mapped.to_string());
     }
 }

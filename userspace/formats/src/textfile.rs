@@ -10,7 +10,8 @@
 //! Rows are written with as few calls per value as the formats allow: the provenance
 //! columns after `received_at` are copied as text while they repeat (in three groups: the
 //! tunnel's, the sender's, the stream's), and keys and short values are appended in
-//! fixed-size copies (`text::push_prefix`).
+//! fixed-size copies (`TextOut::push_prefix`), through a [`Line`] that keeps the row's end
+//! out of the vector's length field until the row is whole.
 //!
 //! An encoder writes one batch after another ([`BatchEncoder::finish_batch`]) on the
 //! same compressor and row buffer; each file is the one a new encoder would write.
@@ -22,6 +23,7 @@ use crate::{
     columns::{OutputColumns, PROVENANCE_COLUMNS, provenance_values},
     compress::Compressed,
     text::{LastAddress, push_json_string},
+    textout::{Line, TextOut},
     textvalue::{Dialect, Written, push_csv_field, push_value},
     timestamp::TimestampFormatter,
 };
@@ -58,10 +60,10 @@ impl KeyText {
     }
 
     #[inline(always)]
-    fn push(&self, out: &mut Vec<u8>) {
+    fn push<O: TextOut>(&self, out: &mut O) {
         match self {
-            Self::Small(text, len) => crate::text::push_prefix(out, text, *len),
-            Self::Short(text, len) => crate::text::push_prefix(out, text, *len),
+            Self::Small(text, len) => out.push_prefix(text, *len),
+            Self::Short(text, len) => out.push_prefix(text, *len),
             Self::Long(text) => out.extend_from_slice(text),
         }
     }
@@ -143,9 +145,9 @@ impl ColumnWriter<'_> {
     /// Appends output columns `columns` (key and value) with `values`, one per column;
     /// returns how many `UInt64` values were written as null.
     #[inline(always)]
-    fn write(
+    fn write<O: TextOut>(
         &mut self,
-        out: &mut Vec<u8>,
+        out: &mut O,
         columns: std::ops::Range<usize>,
         values: &[Value<'_>],
     ) -> u64 {
@@ -301,21 +303,24 @@ impl TextEncoder {
         );
         sender.update((ctx.src_ip, ctx.src_port), &provenance, &mut columns);
         stream.update((ctx.dst_ip, ctx.dst_port), &provenance, &mut columns);
-        let line = out.buffer();
-        let mut overflows = columns.write(line, 0..1, &provenance[..1]);
+        // The row is appended through a `Line`: its end kept out of the vector's length
+        // field until the row is whole (see `textout`).
+        let mut line = Line::new(out.buffer());
+        let mut overflows = columns.write(&mut line, 0..1, &provenance[..1]);
         for group in [&tunnel.text, &sender.text, &stream.text] {
             line.extend_from_slice(group);
         }
         overflows += tunnel.overflows + sender.overflows + stream.overflows;
         overflows += columns.write(
-            line,
+            &mut line,
             PROVENANCE_COLUMNS..PROVENANCE_COLUMNS + values.len(),
             values,
         );
-        line.extend_from_slice(match self.dialect {
+        line.extend_from_slice(match dialect {
             Dialect::Json => b"}\n",
             Dialect::Csv => b"\r\n",
         });
+        line.finish();
         self.overflows += overflows;
         self.records += 1;
         self.out.commit()

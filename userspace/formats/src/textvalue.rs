@@ -10,6 +10,7 @@ use crate::{
         LastAddress, push_base64, push_f64, push_hex, push_i64, push_json_string, push_mac,
         push_u64,
     },
+    textout::TextOut,
     timestamp::TimestampFormatter,
 };
 
@@ -31,8 +32,8 @@ pub(crate) enum Written {
 
 /// Appends `value` of a column of type `ty`; `address` is the column's last address.
 #[inline(always)]
-pub(crate) fn push_value(
-    out: &mut Vec<u8>,
+pub(crate) fn push_value<O: TextOut>(
+    out: &mut O,
     dialect: Dialect,
     ty: ColumnType,
     value: &Value<'_>,
@@ -40,12 +41,12 @@ pub(crate) fn push_value(
     address: &mut LastAddress,
 ) -> Written {
     // Quoted forms that never need escaping (no quote, comma, backslash or newline).
-    let quote = |out: &mut Vec<u8>| {
+    let quote = |out: &mut O| {
         if dialect == Dialect::Json {
             out.push(b'"');
         }
     };
-    let null = |out: &mut Vec<u8>| {
+    let null = |out: &mut O| {
         if dialect == Dialect::Json {
             out.extend_from_slice(b"null");
         }
@@ -95,7 +96,7 @@ pub(crate) fn push_value(
 /// Appends `s` as a CSV field: as it is, or in double quotes (inner quotes doubled) when it
 /// holds a comma, quote, CR or LF, or is empty (so that an empty string differs from the
 /// empty field of a null).
-pub(crate) fn push_csv_field(out: &mut Vec<u8>, s: &str) {
+pub(crate) fn push_csv_field<O: TextOut>(out: &mut O, s: &str) {
     let needs_quotes = s.is_empty() || s.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
     if !needs_quotes {
         out.extend_from_slice(s.as_bytes());

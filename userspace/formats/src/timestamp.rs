@@ -10,6 +10,8 @@
 //! BigQuery reads this form as TIMESTAMP in both JSON and CSV files (its loaders accept a
 //! `T` or a space between date and time, and `Z` for UTC).
 
+use crate::textout::TextOut;
+
 /// Splits whole seconds since the epoch into (year, month, day, hour, minute, second),
 /// proleptic Gregorian, valid for every `i64` day count reachable from microseconds.
 pub fn civil_from_unix_seconds(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
@@ -29,7 +31,7 @@ pub fn civil_from_unix_seconds(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
 }
 
 /// Appends `value` as exactly `width` decimal digits (zero-padded, high digits dropped).
-pub fn push_digits(out: &mut Vec<u8>, value: u64, width: usize) {
+pub fn push_digits<O: TextOut>(out: &mut O, value: u64, width: usize) {
     let mut buf = [b'0'; 20];
     let digits = buf.get_mut(..width).unwrap_or_default();
     write_digits(digits, value);
@@ -68,10 +70,10 @@ pub struct TimestampFormatter {
 impl TimestampFormatter {
     /// Appends `YYYY-MM-DDTHH:MM:SS.ffffffZ` for `micros` since the Unix epoch (years
     /// outside 0–9999 are clamped: not reachable from a clock or a 32-bit export time).
-    pub fn push(&mut self, out: &mut Vec<u8>, micros: i64) {
+    pub fn push<O: TextOut>(&mut self, out: &mut O, micros: i64) {
         for (seen, text) in self.whole.iter().flatten() {
             if *seen == micros {
-                crate::text::push_prefix(out, text, TEXT_LEN);
+                out.push_prefix(text, TEXT_LEN);
                 return;
             }
         }
@@ -94,7 +96,7 @@ impl TimestampFormatter {
         text[..PREFIX_LEN].copy_from_slice(&prefix);
         write_digits(&mut text[PREFIX_LEN..PREFIX_LEN + 6], frac);
         text[PREFIX_LEN + 6] = b'Z';
-        crate::text::push_prefix(out, &text, TEXT_LEN);
+        out.push_prefix(&text, TEXT_LEN);
         if let Some(entry) = self.whole.get_mut(self.next_whole) {
             *entry = Some((micros, text));
         }
