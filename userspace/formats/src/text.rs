@@ -135,7 +135,7 @@ pub fn push_f64<O: TextOut>(out: &mut O, f: f64) {
 }
 
 /// Room for a formatted float (at most 24 bytes, `-2.2250738585072014e-308`) or IPv6
-/// address (at most 45).
+/// address (at most 45, `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`).
 const FORMATTED_ROOM: usize = 48;
 
 /// Writes `args` at the start of `text`; its length, or `None` if it does not fit.
@@ -198,8 +198,8 @@ pub fn push_ip<O: TextOut>(out: &mut O, ip: IpAddr) {
 #[derive(Clone, Debug)]
 pub struct LastAddress {
     ip: Option<IpAddr>,
-    /// Room for the longest form, `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`.
-    text: [u8; 45],
+    /// Room for the longest form ([`FORMATTED_ROOM`]).
+    text: [u8; FORMATTED_ROOM],
     len: usize,
 }
 
@@ -207,7 +207,7 @@ impl Default for LastAddress {
     fn default() -> Self {
         Self {
             ip: None,
-            text: [0; 45],
+            text: [0; FORMATTED_ROOM],
             len: 0,
         }
     }
@@ -225,17 +225,15 @@ impl LastAddress {
                     self.text[..len].copy_from_slice(&text[..len]);
                     len
                 }
-                IpAddr::V6(v6) => {
-                    use std::io::Write as _;
-                    let mut cursor = std::io::Cursor::new(&mut self.text[..]);
-                    if write!(cursor, "{v6}").is_err() {
+                IpAddr::V6(v6) => match formatted(&mut self.text, format_args!("{v6}")) {
+                    Some(len) => len,
+                    None => {
                         // Longer than any address text: not cached.
                         self.ip = None;
                         push_ip(out, ip);
                         return;
                     }
-                    usize::try_from(cursor.position()).unwrap_or(0)
-                }
+                },
             };
             self.ip = Some(ip);
         }
