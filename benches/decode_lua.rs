@@ -14,38 +14,16 @@ use std::{
 };
 
 use criterion::{Criterion, Throughput, criterion_group};
-use sluice_decode::{
-    Decoder, PacketContext,
-    layout::{LayoutConfig, LayoutFactory},
-    lua::{LuaConfig, LuaFactory},
-};
+use sluice_decode::{Decoder, PacketContext};
 
+#[path = "support/acme_decoders.rs"]
+mod acme_decoders;
 #[path = "support/counting_alloc.rs"]
 mod counting_alloc;
 #[path = "support/discard_sink.rs"]
 mod discard_sink;
 
 use discard_sink::Discard;
-
-use sluice_testkit::acme::{LUA_DECODER as ACME_DECODER, LUA_SCRIPT as ACME_SCRIPT};
-
-/// The ACME-SENSOR v2 layout: the TOML block after the line naming its file.
-fn layout() -> LayoutConfig {
-    let layout = sluice_testkit::acme::layout_toml().expect("the layout is in docs/decoders.md");
-    toml::from_str(layout).expect("layout")
-}
-
-fn lua_factory() -> LuaFactory {
-    let table: toml::Table = toml::from_str(ACME_DECODER).expect("decoder block");
-    let config: LuaConfig = table["decoder"][0]["lua"]
-        .clone()
-        .try_into()
-        .expect("lua options");
-    let script = config
-        .script(|_| Ok::<_, std::io::Error>(ACME_SCRIPT.to_owned()))
-        .expect("script");
-    LuaFactory::new("bench", &config, script).expect("the script loads")
-}
 
 fn header(kind: u8) -> Vec<u8> {
     let mut p = vec![2, kind, 0x00, 0x1b, 0x21, 0x0a, 0x0b, 0x0c];
@@ -106,8 +84,8 @@ fn payloads() -> Vec<(&'static str, Vec<u8>)> {
 
 fn bench(c: &mut Criterion) {
     let ctx = ctx();
-    let lua = lua_factory();
-    let schema = LayoutFactory::new("bench", &layout()).expect("layout");
+    let lua = acme_decoders::lua_factory();
+    let schema = acme_decoders::schema_factory();
     let mut group = c.benchmark_group("decode_lua");
     for (name, payload) in payloads() {
         let mut decoders: [(&str, Box<dyn Decoder>); 2] = [
@@ -153,7 +131,7 @@ fn bench(c: &mut Criterion) {
 criterion_group!(benches, bench);
 
 fn main() {
-    let lua = lua_factory();
+    let lua = acme_decoders::lua_factory();
     let ctx = ctx();
     for (name, payload) in payloads() {
         let mut decoder = lua.decoder();

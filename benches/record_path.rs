@@ -1,8 +1,11 @@
 //! Per-packet cost of the daemon's record path, stage by stage: parsing a frame the XDP
 //! program stripped, parsing a whole captured GRE frame, and a worker's whole batch path
 //! (raw decoder → the configured format's encoder → sealed file) for NDJSON+zstd and
-//! Parquet. Figures are per packet (or per MB); compare them against each other in one
-//! run, not across machines. Each encoder on its own: benches/formats.rs. End-to-end
+//! Parquet; then the packet-rate harness's `schema` and `lua` rows in process (the ACME
+//! readings event through each decoder into NDJSON+zstd), the worker's work without the
+//! queues, the other threads and the generator sharing its cores. Figures are per packet
+//! (or per MB); compare them against each other in one run, not across machines. Each
+//! encoder on its own: benches/formats.rs; each decoder: benches/decode_*.rs. End-to-end
 //! packet rates: the packet-rate harness (`cargo xtask bench`).
 
 use std::hint::black_box;
@@ -14,9 +17,15 @@ use sluice::{
     pipeline::batch::BatchBuilder,
     record::packet_context,
 };
-use sluice_decode::{DecoderFactory as _, raw::RawFactory};
+use sluice_decode::{DecoderFactory, raw::RawFactory};
 use sluice_formats::{Format, FormatConfig};
-use sluice_testkit::frames::{FrameSpec, MatrixParams, variant_matrix};
+use sluice_testkit::{
+    acme,
+    frames::{FrameSpec, MatrixParams, variant_matrix},
+};
+
+#[path = "support/acme_decoders.rs"]
+mod acme_decoders;
 
 fn gre_spec() -> FrameSpec {
     variant_matrix(&MatrixParams::default())
@@ -64,6 +73,36 @@ fn bench(c: &mut Criterion) {
             b.iter(|| {
                 for _ in 0..RECORDS {
                     let _ = decoder.decode(black_box(&ctx), datagram.payload, &mut builder);
+                    builder.add_packets(1);
+                }
+                builder.seal().expect("sealed")
+            })
+        });
+    }
+    group.finish();
+
+    // The packet-rate harness's `schema` and `lua` rows, in process: the readings event
+    // through each decoder into NDJSON+zstd, sealed.
+    let lua = acme_decoders::lua_factory();
+    let schema = acme_decoders::schema_factory();
+    let mut group = c.benchmark_group("acme_readings");
+    const PACKETS: u64 = 10_000;
+    group.throughput(Throughput::Elements(PACKETS));
+    let factories: [(&str, &dyn DecoderFactory); 2] = [("schema", &schema), ("lua", &lua)];
+    for (kind, factory) in factories {
+        let mut builder = BatchBuilder::new(
+            0,
+            0,
+            factory.schema(),
+            &FormatConfig::new(Format::NdjsonZstd),
+            &config,
+        )
+        .expect("an NDJSON encoder");
+        let mut decoder = factory.build();
+        group.bench_function(format!("{kind}_ndjson_zstd"), |b| {
+            b.iter(|| {
+                for _ in 0..PACKETS {
+                    let _ = decoder.decode(black_box(&ctx), &acme::READINGS_EVENT, &mut builder);
                     builder.add_packets(1);
                 }
                 builder.seal().expect("sealed")

@@ -32,13 +32,6 @@ pub enum PayloadKind {
     Syslog3164,
 }
 
-/// The readings event of docs/decoders.md (ACME-SENSOR v2, type 1, two readings).
-pub const SCHEMA_READINGS_EVENT: [u8; 36] = [
-    0x02, 0x01, 0x00, 0x1b, 0x21, 0x0a, 0x0b, 0x0c, 0x00, 0x00, 0x12, 0x67, 0x6b, 0x02, 0x8a, 0xd5,
-    0x83, 0x00, 0x02, 0x00, 0x01, 0x80, 0x00, 0x00, 0x53, 0xfc, 0x00, 0x00, 0x02, 0x03, 0xff, 0xff,
-    0xff, 0xd8, 0x00, 0x00,
-];
-
 /// The RFC 5424 message of [`PayloadKind::Syslog5424`].
 pub const SYSLOG_5424: &str = "<165>1 2026-11-22T06:25:25.123Z sensor-7.example.net sluiced 4711 ID47 [exampleSDID@32473 iut=\"3\" eventSource=\"Application\"] link eth0 up";
 
@@ -51,7 +44,7 @@ impl PayloadKind {
     pub fn bytes(&self) -> Vec<u8> {
         match self {
             PayloadKind::Raw { len } => (0..*len).map(|i| (i % 251) as u8).collect(),
-            PayloadKind::Schema => SCHEMA_READINGS_EVENT.to_vec(),
+            PayloadKind::Schema => sluice_testkit::acme::READINGS_EVENT.to_vec(),
             PayloadKind::NetflowV5 { flows } => netflow_v5(*flows),
             PayloadKind::Syslog5424 => SYSLOG_5424.as_bytes().to_vec(),
             PayloadKind::Syslog3164 => SYSLOG_3164.as_bytes().to_vec(),

@@ -16,6 +16,15 @@ pub const LUA_SCRIPT: &str = include_str!("../../../docs/examples/acme-sensor-v2
 /// docs/examples/acme-sensor-v2-lua.toml: the script's `[[decoder]]` block.
 pub const LUA_DECODER: &str = include_str!("../../../docs/examples/acme-sensor-v2-lua.toml");
 
+/// The readings event of docs/decoders.md (type 1, two readings, 36 bytes): what the
+/// packet-rate harness sends for its `schema` and `lua` rows, and what the record-path
+/// benchmark decodes in process.
+pub const READINGS_EVENT: [u8; 36] = [
+    0x02, 0x01, 0x00, 0x1b, 0x21, 0x0a, 0x0b, 0x0c, 0x00, 0x00, 0x12, 0x67, 0x6b, 0x02, 0x8a, 0xd5,
+    0x83, 0x00, 0x02, 0x00, 0x01, 0x80, 0x00, 0x00, 0x53, 0xfc, 0x00, 0x00, 0x02, 0x03, 0xff, 0xff,
+    0xff, 0xd8, 0x00, 0x00,
+];
+
 /// The layout TOML: the first ```toml block after the line naming
 /// `/etc/sluice/acme-sensor-v2.toml`, ending with its last line's newline; `None` if the
 /// document no longer has it.
