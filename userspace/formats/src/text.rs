@@ -127,16 +127,21 @@ pub fn push_i64<O: TextOut>(out: &mut O, v: i64) {
 /// JSON, CSV readers and BigQuery's FLOAT64 parser all accept. Callers write null for
 /// non-finite values, which have no JSON form.
 pub fn push_f64<O: TextOut>(out: &mut O, f: f64) {
-    let mut text = [0u8; FORMATTED_ROOM];
-    match formatted(&mut text, format_args!("{f:?}")) {
-        Some(len) => out.push_prefix(&text, len),
-        None => out.extend_from_slice(format!("{f:?}").as_bytes()),
-    }
+    push_formatted(out, format_args!("{f:?}"));
 }
 
 /// Room for a formatted float (at most 24 bytes, `-2.2250738585072014e-308`) or IPv6
 /// address (at most 45, `ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255`).
 const FORMATTED_ROOM: usize = 48;
+
+/// Appends `args` formatted, through a stack buffer (a fixed-size copy) where it fits.
+fn push_formatted<O: TextOut>(out: &mut O, args: std::fmt::Arguments<'_>) {
+    let mut text = [0u8; FORMATTED_ROOM];
+    match formatted(&mut text, args) {
+        Some(len) => out.push_prefix(&text, len),
+        None => out.extend_from_slice(args.to_string().as_bytes()),
+    }
+}
 
 /// Writes `args` at the start of `text`; its length, or `None` if it does not fit.
 fn formatted(text: &mut [u8; FORMATTED_ROOM], args: std::fmt::Arguments<'_>) -> Option<usize> {
@@ -182,13 +187,7 @@ pub fn push_ip<O: TextOut>(out: &mut O, ip: IpAddr) {
     match ip {
         // The common case, without the formatting machinery.
         IpAddr::V4(v4) => push_ipv4(out, v4.octets()),
-        IpAddr::V6(v6) => {
-            let mut text = [0u8; FORMATTED_ROOM];
-            match formatted(&mut text, format_args!("{v6}")) {
-                Some(len) => out.push_prefix(&text, len),
-                None => out.extend_from_slice(v6.to_string().as_bytes()),
-            }
-        }
+        IpAddr::V6(v6) => push_formatted(out, format_args!("{v6}")),
     }
 }
 
