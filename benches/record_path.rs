@@ -3,7 +3,8 @@
 //! (raw decoder → the configured format's encoder → sealed file) for NDJSON+zstd and
 //! Parquet; then the packet-rate harness's `schema` and `lua` rows in process (the ACME
 //! readings event through each decoder into NDJSON+zstd), the worker's work without the
-//! queues, the other threads and the generator sharing its cores. Figures are per packet
+//! queues, the other threads and the generator sharing its cores, on a series of events (each
+//! packet a new one, as real traffic) and on one event repeated. Figures are per packet
 //! (or per MB); compare them against each other in one run, not across machines. Each
 //! encoder on its own: benches/formats.rs; each decoder: benches/decode_*.rs. End-to-end
 //! packet rates: the packet-rate harness (`cargo xtask bench`).
@@ -89,25 +90,42 @@ fn bench(c: &mut Criterion) {
     const PACKETS: u64 = 10_000;
     group.throughput(Throughput::Elements(PACKETS));
     let factories: [(&str, &dyn DecoderFactory); 2] = [("schema", &schema), ("lua", &lua)];
-    for (kind, factory) in factories {
-        let mut builder = BatchBuilder::new(
-            0,
-            0,
-            factory.schema(),
-            &FormatConfig::new(Format::NdjsonZstd),
-            &config,
-        )
-        .expect("an NDJSON encoder");
-        let mut decoder = factory.build();
-        group.bench_function(format!("{kind}_ndjson_zstd"), |b| {
-            b.iter(|| {
-                for _ in 0..PACKETS {
-                    let _ = decoder.decode(black_box(&ctx), &acme::READINGS_EVENT, &mut builder);
-                    builder.add_packets(1);
-                }
-                builder.seal().expect("sealed")
-            })
-        });
+    // `series`: a sensor's successive events (`acme::readings_event`), each a new payload,
+    // as real traffic and the packet-rate harness's default; `repeated`: the same event
+    // every packet (the harness's `--acme-events repeated`).
+    for (payloads, series) in [("series", true), ("repeated", false)] {
+        for (kind, factory) in factories {
+            let mut builder = BatchBuilder::new(
+                0,
+                0,
+                factory.schema(),
+                &FormatConfig::new(Format::NdjsonZstd),
+                &config,
+            )
+            .expect("an NDJSON encoder");
+            let mut decoder = factory.build();
+            let first = decoder.decode(&ctx, &acme::readings_event(0), &mut builder);
+            assert!(
+                first.as_ref().is_ok_and(|o| o.rows == 2),
+                "{kind}: an event of the series decodes to two records: {first:?}"
+            );
+            let mut n = 0u32;
+            group.bench_function(format!("{kind}_ndjson_zstd/{payloads}"), |b| {
+                b.iter(|| {
+                    for _ in 0..PACKETS {
+                        let event = if series {
+                            n = n.wrapping_add(1);
+                            acme::readings_event(n)
+                        } else {
+                            acme::READINGS_EVENT
+                        };
+                        let _ = decoder.decode(black_box(&ctx), &event, &mut builder);
+                        builder.add_packets(1);
+                    }
+                    builder.seal().expect("sealed")
+                })
+            });
+        }
     }
     group.finish();
 }

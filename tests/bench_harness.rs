@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use sluice_bench::harness::{
     measurement::{DecoderChoice, FormatChoice, Pipeline, Receiver},
-    plan::{Plan, Rate},
+    plan::{AcmeEvents, Plan, Rate},
     report, runner,
 };
 use sluice_testkit::privilege;
@@ -59,6 +59,7 @@ fn quick_sluice_row_balances_exactly() {
         queue_depth: 256,
         busy_poll_usecs: 0,
         payload_len: 18,
+        acme_events: AcmeEvents::Repeated,
         sluice,
         records_root: records.path().to_owned(),
         settle: Duration::from_millis(1500),

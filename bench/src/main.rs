@@ -28,7 +28,7 @@ use sluice_bench::harness::{
     chart, cpu,
     medium::{self, DEFAULT_RECORDS_DIR, Medium, TMPFS_RECORDS_DIR},
     objects::{self, ObjectsPlan},
-    plan::{self, Plan, Rate},
+    plan::{self, AcmeEvents, Plan, Rate},
     report::{self, RunContext},
     runner,
 };
@@ -79,6 +79,12 @@ struct Cli {
     /// Raw payload length in bytes (18 bytes with a GRE key makes 88-byte frames).
     #[arg(long, default_value_t = 18)]
     payload_len: usize,
+    /// The ACME-SENSOR v2 events of the schema and lua rows: `series`, a sensor's
+    /// successive events (sequence number, time and values new in every packet, as real
+    /// devices send them), or `repeated`, the example event in every packet (what the
+    /// figures before 2026-12-06, session 13, were measured with).
+    #[arg(long, value_enum, default_value_t = AcmeEvents::Series)]
+    acme_events: AcmeEvents,
     /// Parent directory of the records [default: /var/tmp, a disk: the daemon fsyncs
     /// every file, so the disk is measured; refused if it is tmpfs or ramfs, unless given
     /// explicitly]. The (tmpfs) rows write to /dev/shm. Objects mode: the spools
@@ -203,6 +209,7 @@ fn plan_from(cli: &Cli) -> anyhow::Result<Plan> {
         queue_depth: cli.queue_depth,
         busy_poll_usecs: cli.busy_poll_usecs,
         payload_len: cli.payload_len,
+        acme_events: cli.acme_events,
         sluice,
         records_root: cli
             .records_dir
@@ -280,11 +287,12 @@ fn run() -> anyhow::Result<bool> {
         plan.step.as_secs_f64(),
         format!(
             "GRE (IPv4 outer, key {}) carrying IPv4 UDP, {}-byte raw payloads ({} bytes per frame) \
-             or the 36-byte ACME-SENSOR v2 event for the schema and lua rows, 256 inner source \
-             ports; VXLAN (VNI {}) for the VXLAN row",
+             or {} for the schema and lua rows, 256 inner source ports; VXLAN (VNI {}) for the \
+             VXLAN row",
             plan::GRE_KEY,
             plan.payload_len,
             14 + 20 + 8 + 20 + 8 + plan.payload_len,
+            plan.acme_events.describe(),
             plan::VXLAN_VNI
         ),
     )?;

@@ -6,7 +6,9 @@
 //!   protocol 0: it receives nothing.
 //! - A batch is [`BATCH`] slots, each holding a copy of a frame (copied again only when the
 //!   slot's frame changes) whose inner UDP source port and checksum are patched in place
-//!   for each send ([`PortVariation`]): four bytes written per frame.
+//!   for each send ([`PortVariation`]): four bytes written per frame. A frame of a payload
+//!   series ([`SeriesVariation`]) is copied afresh for every send and then given the
+//!   series' event for its number.
 //! - Offered frames are the frames `sendmmsg` reports accepted, i.e. handed to the veth.
 //!   A veth that cannot queue a frame (its peer's ring is full) refuses it with ENOBUFS,
 //!   and a full socket send buffer gives EAGAIN: that is back-pressure, not loss. The
@@ -20,6 +22,7 @@ use std::time::{Duration, Instant};
 
 use super::pacing::{ChunkSender, Sent};
 use super::ports::PortVariation;
+use super::series::SeriesVariation;
 use super::{GenError, MixFrame};
 
 /// Frames per `sendmmsg` call.
@@ -34,18 +37,26 @@ const SEND_BUFFER: libc::c_int = 8 << 20;
 /// many frames it has sent (the `n` of `src_port + n % src_ports`).
 pub(super) struct AfPacket {
     variations: Vec<Option<PortVariation>>,
+    series: Vec<Option<SeriesVariation>>,
     sequence: u64,
 }
 
 impl AfPacket {
-    /// The engine for `frames`, source ports `src_port..src_port + src_ports`.
-    pub(super) fn new(frames: &[MixFrame], src_port: u16, src_ports: u16) -> Self {
+    /// The engine for `frames`, source ports `src_port..src_port + src_ports`; `series`
+    /// has each frame's payload series, if it carries one.
+    pub(super) fn new(
+        frames: &[MixFrame],
+        src_port: u16,
+        src_ports: u16,
+        series: Vec<Option<SeriesVariation>>,
+    ) -> Self {
         let variations = frames
             .iter()
             .map(|f| PortVariation::for_frame(&f.bytes, f.inner_udp_offset, src_port, src_ports))
             .collect();
         Self {
             variations,
+            series,
             sequence: 0,
         }
     }
@@ -61,6 +72,7 @@ impl AfPacket {
             socket,
             frames,
             variations: &self.variations,
+            series: &self.series,
             sequence: &mut self.sequence,
             slots: vec![0u8; stride * BATCH],
             stride,
@@ -181,6 +193,7 @@ pub(super) struct AfPacketSender<'a> {
     socket: &'a PacketSocket,
     frames: &'a [MixFrame],
     variations: &'a [Option<PortVariation>],
+    series: &'a [Option<SeriesVariation>],
     sequence: &'a mut u64,
     /// `BATCH` slots of `stride` bytes.
     slots: Vec<u8>,
@@ -197,19 +210,25 @@ pub(super) struct AfPacketSender<'a> {
 
 impl AfPacketSender<'_> {
     /// Makes the first `count` slots the next `count` frames to send: copies of frame
-    /// `index`, with the ports of frames `sequence..sequence + count`.
+    /// `index`, with the ports (and the series' events) of frames
+    /// `sequence..sequence + count`.
     fn fill(&mut self, index: usize, count: usize) {
         let frame = &self.frames[index].bytes;
         let variation = self.variations[index].as_ref();
+        let series = self.series.get(index).and_then(Option::as_ref);
         for slot in 0..count {
             let bytes = &mut self.slots[slot * self.stride..][..frame.len()];
-            if self.slot_frame[slot] != Some(index) {
+            let sequence = *self.sequence + slot as u64;
+            if self.slot_frame[slot] != Some(index) || series.is_some() {
                 bytes.copy_from_slice(frame);
                 self.iovecs[slot].iov_len = frame.len();
                 self.slot_frame[slot] = Some(index);
             }
             if let Some(variation) = variation {
-                variation.apply(bytes, *self.sequence + slot as u64);
+                variation.apply(bytes, sequence);
+            }
+            if let Some(series) = series {
+                series.apply(bytes, sequence);
             }
         }
     }

@@ -49,6 +49,8 @@
 //!   kernel, the AF_PACKET engine in its send buffers with the same arithmetic, so both put
 //!   identical bytes on the wire. A frame whose payload is too short for `sluice_gen`'s
 //!   whole-word header restore to reach the UDP checksum (under 8 bytes) keeps one port.
+//! - A payload series ([`PayloadKind::SchemaSeries`], `series.rs`): the n-th frame carries
+//!   the series' n-th event, its checksum patched, by either engine.
 //! - [`GenReport::offered`] is what reached the veth, not what the receiver got. Live
 //!   frames: the frames `sluice_gen` handed to `bpf_redirect` (its per-CPU counter); a
 //!   frame the veth cannot queue (the peer's ring is full) is lost after it was offered,
@@ -82,6 +84,7 @@ pub mod mix;
 mod pacing;
 pub mod payload;
 mod ports;
+mod series;
 mod xdp_live;
 
 use std::fs::File;
@@ -94,6 +97,7 @@ use aya::programs::ProgramError;
 pub use engine::{ENGINE_ENV, EngineChoiceError, GenEngine};
 pub use mix::{Encap, MixError, MixFrame, PayloadShare, TrafficMix, Tunnel};
 pub use payload::PayloadKind;
+pub use series::SeriesError;
 
 use crate::lab::{BenchLab, LabError, Side, pin_thread};
 use af_packet::{AfPacket, PacketSocket};
@@ -105,6 +109,15 @@ pub enum GenError {
     /// The traffic mix is unusable.
     #[error(transparent)]
     Mix(#[from] MixError),
+    /// A frame cannot carry its payload series.
+    #[error("payload {payload}: {source}")]
+    Series {
+        /// The payload's label.
+        payload: String,
+        /// Why.
+        source: SeriesError,
+    },
+
     /// The lab could not be queried or entered.
     #[error(transparent)]
     Lab(#[from] LabError),
@@ -231,13 +244,28 @@ impl Generator {
     /// live frames, loads `sluice_gen` and points it at the sender's veth.
     ///
     /// # Errors
-    /// [`GenError::Mix`], [`GenError::Lab`], [`GenError::Load`], [`GenError::Program`].
+    /// [`GenError::Mix`], [`GenError::Series`], [`GenError::Lab`], [`GenError::Load`],
+    /// [`GenError::Program`].
     pub fn with_engine(
         lab: &BenchLab,
         mix: &TrafficMix,
         engine: GenEngine,
     ) -> Result<Self, GenError> {
         let frames = mix.frames(lab.mac(Side::Sender), lab.mac(Side::Receiver))?;
+        let series = frames
+            .iter()
+            .map(|f| match f.kind {
+                PayloadKind::SchemaSeries => {
+                    series::SeriesVariation::for_frame(&f.bytes, f.inner_udp_offset)
+                        .map(Some)
+                        .map_err(|source| GenError::Series {
+                            payload: f.kind.label(),
+                            source,
+                        })
+                }
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         let sender_ifindex = lab.ifindex(Side::Sender)?;
         let engine = match engine {
             GenEngine::XdpLive => Engine::XdpLive(XdpLive::load(
@@ -247,7 +275,7 @@ impl Generator {
                 mix.src_ports,
             )?),
             GenEngine::AfPacket => {
-                Engine::AfPacket(AfPacket::new(&frames, mix.src_port, mix.src_ports))
+                Engine::AfPacket(AfPacket::new(&frames, mix.src_port, mix.src_ports, series))
             }
         };
         Ok(Self {

@@ -1,8 +1,8 @@
 //! UDP payloads the generator offers: raw bytes and a realistic payload for each decoder,
 //! so a benchmark of the full pipeline exercises the same decode work as production.
 //!
-//! Every payload is deterministic (the same kind gives the same bytes), so a run can be
-//! checked record by record.
+//! Every payload is deterministic (the same kind gives the same bytes; a series the same
+//! bytes for the same frame number), so a run can be checked record by record.
 
 use std::net::Ipv4Addr;
 
@@ -21,6 +21,12 @@ pub enum PayloadKind {
     /// decodes to two records. Configure the `schema` decoder with that layout, or the `lua`
     /// decoder with docs/examples/acme-sensor-v2.lua (the same two records).
     Schema,
+    /// A sensor's successive readings events: the n-th frame the generator sends carries
+    /// `sluice_testkit::acme::readings_event(n)`, the [`PayloadKind::Schema`] event with its
+    /// sequence number, time and two values changing (see `series.rs`); [`Self::bytes`] is
+    /// the first. The same decoders and records per packet as `Schema`, but each packet is a
+    /// new event, as from real devices.
+    SchemaSeries,
     /// A NetFlow v5 export packet with `flows` flow records (24 + 48 × flows bytes; 1–30).
     NetflowV5 {
         /// Flow records in the packet.
@@ -45,6 +51,7 @@ impl PayloadKind {
         match self {
             PayloadKind::Raw { len } => (0..*len).map(|i| (i % 251) as u8).collect(),
             PayloadKind::Schema => sluice_testkit::acme::READINGS_EVENT.to_vec(),
+            PayloadKind::SchemaSeries => sluice_testkit::acme::readings_event(0).to_vec(),
             PayloadKind::NetflowV5 { flows } => netflow_v5(*flows),
             PayloadKind::Syslog5424 => SYSLOG_5424.as_bytes().to_vec(),
             PayloadKind::Syslog3164 => SYSLOG_3164.as_bytes().to_vec(),
@@ -56,6 +63,7 @@ impl PayloadKind {
         match self {
             PayloadKind::Raw { len } => format!("raw-{len}"),
             PayloadKind::Schema => "schema".to_owned(),
+            PayloadKind::SchemaSeries => "schema-series".to_owned(),
             PayloadKind::NetflowV5 { flows } => format!("netflow-v5x{flows}"),
             PayloadKind::Syslog5424 => "syslog-5424".to_owned(),
             PayloadKind::Syslog3164 => "syslog-3164".to_owned(),
@@ -66,7 +74,7 @@ impl PayloadKind {
     /// NetFlow v5: one per flow, syslog: 1).
     pub fn records_per_packet(&self) -> u64 {
         match self {
-            PayloadKind::Schema => 2,
+            PayloadKind::Schema | PayloadKind::SchemaSeries => 2,
             PayloadKind::NetflowV5 { flows } => u64::from(*flows),
             _ => 1,
         }

@@ -79,9 +79,16 @@ fn patched_checksum(csum: u16, old: u16, new: u16) -> u16 {
     if csum == 0 {
         return 0;
     }
-    let mut sum = u32::from(!csum) + u32::from(!old) + u32::from(new);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
+    checksum_from_sum(u32::from(!csum) + u32::from(!old) + u32::from(new))
+}
+
+/// The checksum for `sum`, the one's complement sum of an old checksum's complement and
+/// the changed words (RFC 1624, eqn. 3): folded to 16 bits, complemented, 0 sent as
+/// 0xffff; as `sluice_gen`'s `checksum_field`.
+pub(super) fn checksum_from_sum(mut sum: u32) -> u16 {
+    while sum > 0xffff {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
     match !(sum as u16) {
         0 => 0xffff,
         folded => folded,

@@ -10,7 +10,9 @@
 //!   re-initialised, and receivers rewrite headers in place (tc decapsulation, sluice's
 //!   XDP program), so `sluice_gen` first copies the frame's pristine headers (everything
 //!   through the inner UDP header, in whole 8-byte words, from the `GEN_HEADER` map) over
-//!   the frame, then varies the source port ([`super::ports`]).
+//!   the frame, then varies the source port ([`super::ports`]) and, for a payload series,
+//!   writes the frame's event ([`super::series`]: the first event's fields are in
+//!   `GEN_CONFIG`).
 //! - Offered frames are `sluice_gen`'s per-CPU counter (`GEN_SENT`): frames handed to
 //!   `bpf_redirect`. A frame the veth cannot queue is lost after it was offered, like a
 //!   wire drop.
@@ -31,7 +33,7 @@ use aya::{
 
 use super::pacing::{ChunkSender, Sent};
 use super::ports::{HEADER_WORDS, words_through_udp};
-use super::{GenError, MixFrame, program_error};
+use super::{GenError, MixFrame, PayloadKind, program_error, series};
 use crate::lab::{BenchLab, Side};
 
 /// `GEN_CONFIG` indexes (see ebpf/sluice-bench-ebpf).
@@ -41,6 +43,8 @@ const CFG_CSUM_OFFSET: u32 = 2;
 const CFG_VARY_BASE: u32 = 3;
 const CFG_VARY_RANGE: u32 = 4;
 const CFG_RESTORE_WORDS: u32 = 5;
+const CFG_SERIES_OFFSET: u32 = 6;
+const CFG_SERIES_FIRST: u32 = 7;
 
 /// Frames per live-frames batch inside the kernel (NAPI's budget; the kernel's maximum is 256).
 const LIVE_BATCH: u32 = 64;
@@ -105,7 +109,19 @@ impl XdpLive {
             .map_err(|e| program_error("map GEN_HEADER", e))?;
         self.set_config(CFG_RESTORE_WORDS, plan.words as u32)?;
         self.set_config(CFG_VARY_OFFSET, plan.vary_offset)?;
-        self.set_config(CFG_CSUM_OFFSET, plan.csum_offset)
+        self.set_config(CFG_CSUM_OFFSET, plan.csum_offset)?;
+        // A series frame was checked by `SeriesVariation::for_frame` (its payload is the
+        // first event, its checksum set); `sluice_gen` needs its offset and first fields.
+        let series = match frame.kind {
+            PayloadKind::SchemaSeries => series::first_fields(frame),
+            _ => None,
+        };
+        let (offset, first) = series.unwrap_or((0, [0; 4]));
+        self.set_config(CFG_SERIES_OFFSET, offset)?;
+        for (index, value) in (CFG_SERIES_FIRST..).zip(first) {
+            self.set_config(index, value)?;
+        }
+        Ok(())
     }
 
     fn set_config(&mut self, index: u32, value: u32) -> Result<(), GenError> {
@@ -334,6 +350,87 @@ fn anchor_in_dispatcher(lab: &BenchLab, program: &mut Xdp) -> Result<(), GenErro
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::generator::ports::PortVariation;
+    use crate::generator::series::SeriesVariation;
+    use crate::generator::{Encap, TrafficMix};
+    use aya::maps::PerCpuValues;
+
+    /// `sluice_gen` run once (not live: the frame comes back in `data_out`, nothing is
+    /// sent) as the frame's `sequence`-th frame.
+    fn gen_once(live: &mut XdpLive, frame: &[u8], sequence: u64) -> Vec<u8> {
+        let cpus = aya::util::nr_cpus().expect("CPU count");
+        let map = live.ebpf.map_mut("GEN_SENT").expect("GEN_SENT");
+        let mut sent: PerCpuArray<_, u64> = PerCpuArray::try_from(map).expect("GEN_SENT");
+        let values = PerCpuValues::try_from(vec![sequence; cpus]).expect("values");
+        sent.set(0, values, 0).expect("set GEN_SENT");
+        let program: &Xdp = live
+            .ebpf
+            .program("sluice_gen")
+            .expect("sluice_gen")
+            .try_into()
+            .expect("XDP");
+        let mut out = vec![0u8; frame.len()];
+        let options = TestRunOptions {
+            data_in: Some(frame),
+            data_out: Some(&mut out),
+            ..TestRunOptions::new()
+        };
+        program.test_run(options).expect("test run of sluice_gen");
+        out
+    }
+
+    #[test]
+    fn sluice_gen_sends_a_series_byte_for_byte_as_the_af_packet_engine() {
+        if !sluice_testkit::privilege::require_root(
+            "xdp_live::sluice_gen_sends_a_series_byte_for_byte_as_the_af_packet_engine",
+        ) {
+            return;
+        }
+        let mut ebpf = Ebpf::load(crate::EBPF_OBJECT).expect("load the object");
+        let program: &mut Xdp = ebpf
+            .program_mut("sluice_gen")
+            .expect("sluice_gen")
+            .try_into()
+            .expect("XDP");
+        program.load().expect("the verifier accepts sluice_gen");
+        let (base, ports) = (10_000, 256);
+        let mut live = XdpLive {
+            ebpf,
+            src_ports: ports,
+        };
+        live.set_config(CFG_IFINDEX, 1).expect("config");
+        live.set_config(CFG_VARY_BASE, u32::from(base))
+            .expect("config");
+        live.set_config(CFG_VARY_RANGE, u32::from(ports))
+            .expect("config");
+        let (src, dst) = ([2, 0, 0, 0, 0, 0xa], [2, 0, 0, 0, 0, 0xb]);
+        for (mut mix, _) in crate::generator::series::series_mixes() {
+            mix.src_port = base;
+            mix.src_ports = ports;
+            for frame in mix.frames(src, dst).expect("frames") {
+                let udp = frame.inner_udp_offset;
+                let port = PortVariation::for_frame(&frame.bytes, udp, base, ports).expect("port");
+                let series = SeriesVariation::for_frame(&frame.bytes, udp).expect("series");
+                live.select_frame(&frame).expect("select the frame");
+                for n in [0u64, 1, 2, 3_001, 1_000_003, u64::from(u32::MAX) + 5] {
+                    let mut expected = frame.bytes.clone();
+                    port.apply(&mut expected, n);
+                    series.apply(&mut expected, n);
+                    let got = gen_once(&mut live, &frame.bytes, n);
+                    assert_eq!(got, expected, "{:?}, n = {n}", mix.encap);
+                }
+            }
+        }
+        // A frame that is not a series is sent as built, its port aside.
+        let raw = TrafficMix::single(Encap::Gre, Some(42), PayloadKind::Raw { len: 40 }, 5140);
+        let frame = raw.frames(src, dst).expect("frames").remove(0);
+        live.select_frame(&frame).expect("select the frame");
+        let got = gen_once(&mut live, &frame.bytes, 7);
+        assert_eq!(
+            got[frame.inner_udp_offset + 8..],
+            frame.bytes[frame.inner_udp_offset + 8..]
+        );
+    }
 
     #[test]
     fn restore_covers_the_checksum_or_nothing_is_varied() {

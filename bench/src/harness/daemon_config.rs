@@ -415,7 +415,8 @@ mod tests {
         assert!(!dir.path().join(SCHEMA_FILE).exists());
     }
 
-    /// The rows a written config's decoder stream makes of the generator's schema payload.
+    /// The rows a written config's decoder stream makes of the generator's schema payloads:
+    /// the repeated event, then events of the series.
     fn rows_of_the_schema_payload(
         streams: &sluice::streams::Streams,
     ) -> Vec<Vec<sluice_decode::Value<'static>>> {
@@ -431,12 +432,17 @@ mod tests {
             dst_port: 5140,
         };
         let mut rows = Vec::new();
-        let outcome = streams.streams[1]
-            .factory
-            .build()
-            .decode(&ctx, &PayloadKind::Schema.bytes(), &mut rows)
-            .expect("the payload decodes");
-        assert_eq!(outcome.rows, PayloadKind::Schema.records_per_packet());
+        let mut decoder = streams.streams[1].factory.build();
+        let series = [0, 1, 3_001, u32::MAX].map(sluice_testkit::acme::readings_event);
+        for payload in [PayloadKind::Schema.bytes()]
+            .into_iter()
+            .chain(series.iter().map(|e| e.to_vec()))
+        {
+            let outcome = decoder
+                .decode(&ctx, &payload, &mut rows)
+                .expect("the payload decodes");
+            assert_eq!(outcome.rows, PayloadKind::SchemaSeries.records_per_packet());
+        }
         rows
     }
 
@@ -465,8 +471,9 @@ mod tests {
                 rows.push(rows_of_the_schema_payload(&streams));
             }
         }
-        // The lua rows record what the schema rows record: two rows, value for value.
-        assert_eq!(rows[0].len(), 2);
+        // The lua rows record what the schema rows record: two rows a payload, value for
+        // value.
+        assert_eq!(rows[0].len(), 2 * 5);
         assert!(rows.iter().all(|r| *r == rows[0]), "{rows:?}");
     }
 

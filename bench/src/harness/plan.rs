@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::measurement::{DecoderChoice, FormatChoice, Pipeline, Receiver};
+use crate::generator::PayloadKind;
 
 /// Inner UDP port of the raw payloads (steered, claimed by no decoder).
 pub const RAW_PORT: u16 = 9000;
@@ -165,6 +166,42 @@ pub const DEFAULT_RATES: &str = "0.25,0.5,0.75,1,1.25,1.5,max";
 pub const QUICK_RATES: &str = "0.25,1,max";
 
 /// The whole run.
+/// The ACME-SENSOR v2 events the schema and lua rows are offered (`--acme-events`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum AcmeEvents {
+    /// The example readings event of docs/decoders.md in every packet: what the figures
+    /// published before 2026-12-06 (session 13) were measured with. Lua finds the
+    /// payload's string already interned and the compressor sees the same rows again and
+    /// again, so it flatters both; kept for comparing with those figures.
+    Repeated,
+    /// A sensor's successive readings events: sequence number, time and the two values
+    /// new in every packet (the generator's `PayloadKind::SchemaSeries`), as real devices
+    /// send them.
+    #[default]
+    Series,
+}
+
+impl AcmeEvents {
+    /// The generator's payload for these events.
+    pub fn payload(self) -> PayloadKind {
+        match self {
+            AcmeEvents::Repeated => PayloadKind::Schema,
+            AcmeEvents::Series => PayloadKind::SchemaSeries,
+        }
+    }
+
+    /// How the report describes them.
+    pub fn describe(self) -> &'static str {
+        match self {
+            AcmeEvents::Repeated => "the 36-byte ACME-SENSOR v2 event",
+            AcmeEvents::Series => {
+                "a series of 36-byte ACME-SENSOR v2 readings events (sequence number, time and \
+                 values new in every packet)"
+            }
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// One receiver per sweep, in order; a receiver listed N times in a row is measured
@@ -186,6 +223,8 @@ pub struct Plan {
     pub busy_poll_usecs: u32,
     /// Raw payload length, bytes.
     pub payload_len: usize,
+    /// The ACME-SENSOR events of the schema and lua rows.
+    pub acme_events: AcmeEvents,
     /// The release `sluice` binary.
     pub sluice: PathBuf,
     /// Where record directories are made: a disk (`--records-dir`); the

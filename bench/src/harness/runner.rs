@@ -252,7 +252,7 @@ fn measure_row(
         Ok(row) => row,
         Err(e) => return all_failed(e.to_string()),
     };
-    let mix = traffic_for(receiver, plan.payload_len);
+    let mix = traffic_for(receiver, plan.payload_len, plan.acme_events);
     let mut generator = match Generator::new(&lab, &mix) {
         Ok(generator) => generator,
         Err(e) => return all_failed(format!("generator: {e}")),

@@ -18,7 +18,7 @@ use super::afxdp_count::AfXdpCounter;
 use super::daemon_config::{DaemonConfig, SinkChoice, SourceChoice};
 use super::daemon_run::DaemonRun;
 use super::measurement::{Measurement, Pipeline, Receiver};
-use super::plan::{GRE_KEY, Plan, RAW_PORT, SCHEMA_PORT, VXLAN_VNI};
+use super::plan::{AcmeEvents, GRE_KEY, Plan, RAW_PORT, SCHEMA_PORT, VXLAN_VNI};
 
 /// Why a receiver could not be set up, started or read.
 #[derive(Debug, thiserror::Error)]
@@ -39,10 +39,11 @@ pub enum SessionError {
 
 /// The traffic each row is offered: one GRE tunnel with a key (VXLAN for the VXLAN row),
 /// raw payloads of `payload_len` bytes, or the schema decoder's example event (the
-/// ACME-SENSOR v2 event, which the lua rows' script parses too) on [`SCHEMA_PORT`].
-pub fn traffic_for(receiver: &Receiver, payload_len: usize) -> TrafficMix {
+/// ACME-SENSOR v2 event, which the lua rows' script parses too), repeated or as a series
+/// (`acme_events`), on [`SCHEMA_PORT`].
+pub fn traffic_for(receiver: &Receiver, payload_len: usize, acme_events: AcmeEvents) -> TrafficMix {
     let (kind, port) = match receiver.pipeline().map(|p| p.decoder) {
-        Some(decoder) if decoder.reads_acme_sensor() => (PayloadKind::Schema, SCHEMA_PORT),
+        Some(decoder) if decoder.reads_acme_sensor() => (acme_events.payload(), SCHEMA_PORT),
         _ => (PayloadKind::Raw { len: payload_len }, RAW_PORT),
     };
     let encap = match receiver {
@@ -261,7 +262,7 @@ mod tests {
     use crate::harness::measurement::{DecoderChoice, FormatChoice};
 
     fn offered(receiver: &Receiver) -> (Encap, PayloadKind, u16) {
-        let mix = traffic_for(receiver, 18);
+        let mix = traffic_for(receiver, 18, AcmeEvents::Repeated);
         assert_eq!(mix.payloads.len(), 1);
         (
             mix.encap,
@@ -284,6 +285,10 @@ mod tests {
                 (Encap::Gre, PayloadKind::Schema, SCHEMA_PORT),
                 "{decoder:?}"
             );
+            let series = traffic_for(&sluice(decoder), 18, AcmeEvents::Series);
+            assert_eq!(series.payloads[0].kind, PayloadKind::SchemaSeries);
+            let raw = traffic_for(&sluice(DecoderChoice::Raw), 18, AcmeEvents::Series);
+            assert_eq!(raw.payloads[0].kind, PayloadKind::Raw { len: 18 });
         }
         assert_eq!(
             offered(&sluice(DecoderChoice::Raw)),

@@ -4,9 +4,10 @@
 //!   `BPF_F_TEST_XDP_LIVE_FRAMES` (the xdp-trafficgen technique), and every run of it
 //!   redirects the frame it was given out of the sender's veth. Optionally it rewrites one
 //!   16-bit big-endian field per frame (e.g. the inner UDP source port) from a per-CPU
-//!   counter, fixing the UDP checksum incrementally, so flows differ frame by frame. It
-//!   first restores the frame's headers from `GEN_HEADER`: pages are recycled without
-//!   being re-initialised, and receivers rewrite headers in place.
+//!   counter, fixing the UDP checksum incrementally, so flows differ frame by frame, and
+//!   for a payload series writes the frame's own ACME readings event. It first restores
+//!   the frame's headers from `GEN_HEADER`: pages are recycled without being
+//!   re-initialised, and receivers rewrite headers in place.
 //! - `sluice_count_drop` counts frames and bytes per CPU and drops them: the "ceiling A"
 //!   of the benchmark (the most the receiving core can do with a frame).
 //! - `sluice_pass` passes everything: it gives a veth NAPI, which live frames need to be
@@ -44,7 +45,17 @@ const CFG_VARY_RANGE: u32 = 4;
 /// `GEN_CONFIG[CFG_RESTORE_WORDS]`: 8-byte words of `GEN_HEADER` copied over the frame's
 /// start before anything else (≤ `HEADER_WORDS`).
 const CFG_RESTORE_WORDS: u32 = 5;
-const CFG_LEN: u32 = 6;
+/// `GEN_CONFIG[CFG_SERIES_OFFSET]`: for a payload series, the offset of the inner UDP
+/// checksum, which the ACME readings event (the UDP payload) follows; 0 = no series.
+const CFG_SERIES_OFFSET: u32 = 6;
+/// `GEN_CONFIG[CFG_SERIES_FIRST + i]`: the first event's field `i` of [`SERIES_FIELDS`]
+/// (sequence number, time, value 0, value 1), as the frame was built with it.
+const CFG_SERIES_FIRST: u32 = 7;
+const CFG_LEN: u32 = 11;
+/// Offsets in the event of the fields a series varies (big-endian 32-bit each).
+const SERIES_FIELDS: [usize; 4] = [8, 12, 22, 30];
+/// Bytes of the event through its last varied field.
+const SERIES_END: usize = 34;
 
 /// Size of `GEN_HEADER` in 8-byte words (256 bytes).
 const HEADER_WORDS: usize = 32;
@@ -110,6 +121,7 @@ pub fn sluice_gen(ctx: XdpContext) -> u32 {
     let sequence = bump(&GEN_SENT, 0, 1);
     restore_header(&ctx);
     vary_field(&ctx, sequence);
+    write_series_event(&ctx, sequence);
     // SAFETY: helper call; the kernel resolves the index in the caller's namespace.
     unsafe { bpf_redirect(config(CFG_IFINDEX), 0) as u32 }
 }
@@ -166,15 +178,73 @@ fn vary_field(ctx: &XdpContext, sequence: u64) {
         // IPv4 UDP without a checksum.
         return;
     }
-    let mut sum = u32::from(!csum) + u32::from(!old) + u32::from(new);
-    sum = (sum & 0xffff) + (sum >> 16);
-    sum = (sum & 0xffff) + (sum >> 16);
-    let mut folded = !(sum as u16);
-    if folded == 0 {
-        folded = 0xffff;
-    }
+    let sum = u32::from(!csum) + u32::from(!old) + u32::from(new);
     // SAFETY: bounds checked above.
-    unsafe { core::ptr::write_unaligned(csum_ptr, folded.to_be_bytes()) };
+    unsafe { core::ptr::write_unaligned(csum_ptr, checksum_field(sum)) };
+}
+
+/// The UDP checksum field for `sum`, the one's complement sum of the old checksum's
+/// complement and the changed words (RFC 1624, eqn. 3): folded to 16 bits (two folds
+/// suffice for sums of up to 2¹⁶ words), complemented, 0 sent as 0xffff.
+#[inline(always)]
+fn checksum_field(mut sum: u32) -> [u8; 2] {
+    sum = (sum & 0xffff) + (sum >> 16);
+    sum = (sum & 0xffff) + (sum >> 16);
+    match !(sum as u16) {
+        0 => 0xffff_u16,
+        folded => folded,
+    }
+    .to_be_bytes()
+}
+
+/// Writes event `sequence` of a payload series into the frame and patches the inner UDP
+/// checksum (RFC 1624, eqn. 3) from the first event's fields (`GEN_CONFIG`), which the
+/// checksum restored and varied above is right for: the same rule and arithmetic as
+/// `sluice_testkit::acme::readings_event` and the AF_PACKET engine's `series.rs`
+/// (sequence number `n`, time + `n` / 3000, value 0 21 000 + the top 10 bits of
+/// `n` × 0x9e3779b9, value 1 −40 + its bits 12..18), so both engines send the same bytes.
+/// Every varied byte is written, so a recycled page's stale event does not matter.
+#[inline(always)]
+fn write_series_event(ctx: &XdpContext, sequence: u64) {
+    let offset = config(CFG_SERIES_OFFSET) as usize & VARY_OFFSET_MASK;
+    if offset == 0 {
+        return;
+    }
+    // Every access is forward of the checksum's address, which the bound covers (the
+    // verifier knows packet bounds forward of a checked pointer, not behind it).
+    let csum_at = ctx.data() + offset;
+    if csum_at + 2 + SERIES_END > ctx.data_end() {
+        return;
+    }
+    let n = sequence as u32;
+    let spread = n.wrapping_mul(0x9e37_79b9);
+    let first = [
+        config(CFG_SERIES_FIRST),
+        config(CFG_SERIES_FIRST + 1),
+        config(CFG_SERIES_FIRST + 2),
+        config(CFG_SERIES_FIRST + 3),
+    ];
+    let new = [
+        n,
+        first[1].wrapping_add(n / 3_000),
+        (21_000 + (spread >> 22) as i32) as u32,
+        (-40 + ((spread >> 12) & 0x3f) as i32) as u32,
+    ];
+    let csum_ptr = csum_at as *mut [u8; 2];
+    // SAFETY: the checksum and the event through its last field are within the frame
+    // (checked above).
+    let csum = u16::from_be_bytes(unsafe { core::ptr::read_unaligned(csum_ptr) });
+    let mut sum = u32::from(!csum);
+    for i in 0..SERIES_FIELDS.len() {
+        let (old, value) = (first[i], new[i]);
+        sum += u32::from(!((old >> 16) as u16)) + (value >> 16);
+        sum += u32::from(!(old as u16)) + (value & 0xffff);
+        let field = (csum_at + 2 + SERIES_FIELDS[i]) as *mut [u8; 4];
+        // SAFETY: every field ends at or before the event's end, checked above.
+        unsafe { core::ptr::write_unaligned(field, value.to_be_bytes()) };
+    }
+    // SAFETY: as above.
+    unsafe { core::ptr::write_unaligned(csum_ptr, checksum_field(sum)) };
 }
 
 #[xdp]

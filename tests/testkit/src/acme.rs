@@ -25,6 +25,23 @@ pub const READINGS_EVENT: [u8; 36] = [
     0xff, 0xd8, 0x00, 0x00,
 ];
 
+/// [`READINGS_EVENT`] as the `n`-th event of a sensor that keeps sending it: the sequence
+/// number is `n` (wrapping), the time advances one second per 3 000 events, and both
+/// readings' values change with `n` (channels, states and everything else stay). Real
+/// traffic is like this, not one payload repeated: each event is a new string to Lua and
+/// each row new text to the compressor. Deterministic: the same `n` gives the same bytes.
+pub fn readings_event(n: u32) -> [u8; 36] {
+    let mut event = READINGS_EVENT;
+    let spread = n.wrapping_mul(0x9e37_79b9);
+    let time = u32::from_be_bytes([event[12], event[13], event[14], event[15]]);
+    event[8..12].copy_from_slice(&n.to_be_bytes());
+    event[12..16].copy_from_slice(&time.wrapping_add(n / 3_000).to_be_bytes());
+    // Reading 0 (bytes 22..26) around 21 500, reading 1 (bytes 30..34) in -40..=23.
+    event[22..26].copy_from_slice(&(21_000 + (spread >> 22) as i32).to_be_bytes());
+    event[30..34].copy_from_slice(&(-40 + ((spread >> 12) & 0x3f) as i32).to_be_bytes());
+    event
+}
+
 /// The layout TOML: the first ```toml block after the line naming
 /// `/etc/sluice/acme-sensor-v2.toml`, ending with its last line's newline; `None` if the
 /// document no longer has it.
@@ -124,6 +141,18 @@ pub fn payloads(n: usize) -> Vec<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn readings_events_vary_only_in_sequence_time_and_values() {
+        let (a, b) = (super::readings_event(7), super::readings_event(8));
+        assert_ne!(a, b);
+        assert_eq!(a, super::readings_event(7), "deterministic");
+        for (i, (x, y)) in a.iter().zip(super::READINGS_EVENT.iter()).enumerate() {
+            let varies = matches!(i, 8..16 | 22..26 | 30..34);
+            assert!(varies || x == y, "byte {i} changed");
+        }
+        assert_eq!(&a[8..12], &7u32.to_be_bytes());
+    }
+
     #[test]
     fn the_layout_block_is_found_whole() {
         let layout = super::layout_toml().expect("the layout block");

@@ -118,7 +118,11 @@ pub fn run(plan: &ObjectsPlan, work: &Path) -> Vec<ObjectsRun> {
         Ok(lab) => lab,
         Err(e) => return all_failed(format!("lab: {e}")),
     };
-    let mix = traffic_for(&Receiver::Sluice(PIPELINE), plan.payload_len);
+    let mix = traffic_for(
+        &Receiver::Sluice(PIPELINE),
+        plan.payload_len,
+        crate::harness::plan::AcmeEvents::Repeated,
+    );
     let mut generator = match Generator::new(&lab, &mix) {
         Ok(generator) => generator,
         Err(e) => return all_failed(format!("generator: {e}")),
