@@ -117,7 +117,6 @@ pub enum GenError {
         /// Why.
         source: SeriesError,
     },
-
     /// The lab could not be queried or entered.
     #[error(transparent)]
     Lab(#[from] LabError),
