@@ -272,6 +272,7 @@ impl Generator {
                 sender_ifindex,
                 mix.src_port,
                 mix.src_ports,
+                series,
             )?),
             GenEngine::AfPacket => {
                 Engine::AfPacket(AfPacket::new(&frames, mix.src_port, mix.src_ports, series))

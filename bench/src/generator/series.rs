@@ -6,13 +6,11 @@
 //!
 //! Both engines send the same bytes: the AF_PACKET engine with [`SeriesVariation`] in its
 //! send buffers, live frames with `sluice_gen`, which writes the same fields with the same
-//! arithmetic from the first event's fields ([`first_fields`]).
+//! arithmetic from the first event's fields ([`SeriesVariation::first_fields`]).
 //!
 //! [`PayloadKind::SchemaSeries`]: super::PayloadKind::SchemaSeries
 
 use sluice_testkit::acme::readings_event;
-
-use super::MixFrame;
 
 /// How one frame's payload follows the series (see the module docs).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -81,26 +79,25 @@ impl SeriesVariation {
         frame[self.csum_offset..self.csum_offset + 2].copy_from_slice(&csum.to_be_bytes());
         frame[self.payload_offset..end].copy_from_slice(&new);
     }
+
+    /// What `sluice_gen` needs to send `frame` (the frame this variation was made for) as
+    /// the series: the offset of its inner UDP checksum (the event follows it) and the
+    /// event's varied fields as built ([`FIELDS`]); `None` if the frame is too short.
+    pub(super) fn first_fields(&self, frame: &[u8]) -> Option<(u32, [u32; 4])> {
+        let event = frame.get(self.payload_offset..)?;
+        let mut first = [0u32; 4];
+        for (value, at) in first.iter_mut().zip(FIELDS) {
+            let bytes = event.get(at..at + 4)?;
+            *value = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+        }
+        Some((u32::try_from(self.csum_offset).ok()?, first))
+    }
 }
 
 /// Offsets in the event of the fields the series varies, each a big-endian 32-bit
 /// number: sequence number, time, value of reading 0, value of reading 1 (as
 /// `sluice_gen`'s `SERIES_FIELDS`).
 const FIELDS: [usize; 4] = [8, 12, 22, 30];
-
-/// What `sluice_gen` needs to send `frame` as a series: the offset of its inner UDP
-/// checksum (the event follows it) and the event's varied fields as built ([`FIELDS`]);
-/// `None` if the frame is too short to hold the event.
-pub(super) fn first_fields(frame: &MixFrame) -> Option<(u32, [u32; 4])> {
-    let csum_offset = frame.inner_udp_offset + 6;
-    let event = frame.bytes.get(csum_offset + 2..)?;
-    let mut first = [0u32; 4];
-    for (value, at) in first.iter_mut().zip(FIELDS) {
-        let bytes = event.get(at..at + 4)?;
-        *value = u32::from_be_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
-    }
-    Some((u32::try_from(csum_offset).ok()?, first))
-}
 
 /// Mixes of series frames for tests, each with whether its inner datagram is IPv6: GRE
 /// over IPv4 and IPv6 (one frame each) with an inner IPv4 and an inner IPv6 datagram,

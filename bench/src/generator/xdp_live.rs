@@ -33,7 +33,8 @@ use aya::{
 
 use super::pacing::{ChunkSender, Sent};
 use super::ports::{HEADER_WORDS, words_through_udp};
-use super::{GenError, MixFrame, PayloadKind, program_error, series};
+use super::series::SeriesVariation;
+use super::{GenError, MixFrame, program_error};
 use crate::lab::{BenchLab, Side};
 
 /// `GEN_CONFIG` indexes (see ebpf/sluice-bench-ebpf).
@@ -57,16 +58,19 @@ const REFUSALS: [i32; 4] = [libc::EPERM, libc::EINVAL, libc::EOPNOTSUPP, 524];
 pub(super) struct XdpLive {
     ebpf: Ebpf,
     src_ports: u16,
+    /// Each frame's payload series, if it carries one.
+    series: Vec<Option<SeriesVariation>>,
 }
 
 impl XdpLive {
     /// Loads `sluice_gen`, anchors it in the XDP dispatcher and configures the redirect
-    /// and the port variation.
+    /// and the port variation; `series` has each frame's payload series, if it carries one.
     pub(super) fn load(
         lab: &BenchLab,
         sender_ifindex: u32,
         src_port: u16,
         src_ports: u16,
+        series: Vec<Option<SeriesVariation>>,
     ) -> Result<Self, GenError> {
         let mut ebpf = Ebpf::load(crate::EBPF_OBJECT).map_err(GenError::Load)?;
         let program: &mut Xdp = ebpf
@@ -78,15 +82,20 @@ impl XdpLive {
             .load()
             .map_err(|e| program_error("program sluice_gen (verifier)", e))?;
         anchor_in_dispatcher(lab, program)?;
-        let mut live = Self { ebpf, src_ports };
+        let mut live = Self {
+            ebpf,
+            src_ports,
+            series,
+        };
         live.set_config(CFG_IFINDEX, sender_ifindex)?;
         live.set_config(CFG_VARY_BASE, u32::from(src_port))?;
         live.set_config(CFG_VARY_RANGE, u32::from(src_ports))?;
         Ok(live)
     }
 
-    /// Points the header restore and the per-frame source-port rewrite at `frame`.
-    fn select_frame(&mut self, frame: &MixFrame) -> Result<(), GenError> {
+    /// Points the header restore, the per-frame source-port rewrite and the payload series
+    /// at `frame`, frame `index` of the mix.
+    fn select_frame(&mut self, index: usize, frame: &MixFrame) -> Result<(), GenError> {
         let plan = restore_plan(frame.inner_udp_offset, frame.bytes.len(), self.src_ports);
         let mut header = [0u64; HEADER_WORDS];
         for (word, bytes) in header
@@ -110,13 +119,13 @@ impl XdpLive {
         self.set_config(CFG_RESTORE_WORDS, plan.words as u32)?;
         self.set_config(CFG_VARY_OFFSET, plan.vary_offset)?;
         self.set_config(CFG_CSUM_OFFSET, plan.csum_offset)?;
-        // A series frame was checked by `SeriesVariation::for_frame` (its payload is the
-        // first event, its checksum set); `sluice_gen` needs its offset and first fields.
-        let series = match frame.kind {
-            PayloadKind::SchemaSeries => series::first_fields(frame),
-            _ => None,
-        };
-        let (offset, first) = series.unwrap_or((0, [0; 4]));
+        // `sluice_gen` needs the series' checksum offset and first fields (0: no series).
+        let (offset, first) = self
+            .series
+            .get(index)
+            .and_then(Option::as_ref)
+            .and_then(|series| series.first_fields(&frame.bytes))
+            .unwrap_or((0, [0; 4]));
         self.set_config(CFG_SERIES_OFFSET, offset)?;
         for (index, value) in (CFG_SERIES_FIRST..).zip(first) {
             self.set_config(index, value)?;
@@ -189,7 +198,7 @@ impl ChunkSender for XdpLiveSender<'_> {
     fn send(&mut self, index: usize, repeat: u64, _deadline: Instant) -> Result<Sent, GenError> {
         let frame = &self.frames[index];
         if self.current_frame != Some(index) {
-            self.live.select_frame(frame)?;
+            self.live.select_frame(index, frame)?;
             self.current_frame = Some(index);
         }
         self.live
@@ -351,8 +360,7 @@ fn anchor_in_dispatcher(lab: &BenchLab, program: &mut Xdp) -> Result<(), GenErro
 mod tests {
     use super::*;
     use crate::generator::ports::PortVariation;
-    use crate::generator::series::SeriesVariation;
-    use crate::generator::{Encap, TrafficMix};
+    use crate::generator::{Encap, PayloadKind, TrafficMix};
     use aya::maps::PerCpuValues;
 
     /// `sluice_gen` run once (not live: the frame comes back in `data_out`, nothing is
@@ -397,6 +405,7 @@ mod tests {
         let mut live = XdpLive {
             ebpf,
             src_ports: ports,
+            series: Vec::new(),
         };
         live.set_config(CFG_IFINDEX, 1).expect("config");
         live.set_config(CFG_VARY_BASE, u32::from(base))
@@ -411,7 +420,8 @@ mod tests {
                 let udp = frame.inner_udp_offset;
                 let port = PortVariation::for_frame(&frame.bytes, udp, base, ports).expect("port");
                 let series = SeriesVariation::for_frame(&frame.bytes, udp).expect("series");
-                live.select_frame(&frame).expect("select the frame");
+                live.series = vec![Some(series.clone())];
+                live.select_frame(0, &frame).expect("select the frame");
                 for n in [0u64, 1, 2, 3_001, 1_000_003, u64::from(u32::MAX) + 5] {
                     let mut expected = frame.bytes.clone();
                     port.apply(&mut expected, n);
@@ -424,7 +434,8 @@ mod tests {
         // A frame that is not a series is sent as built, its port aside.
         let raw = TrafficMix::single(Encap::Gre, Some(42), PayloadKind::Raw { len: 40 }, 5140);
         let frame = raw.frames(src, dst).expect("frames").remove(0);
-        live.select_frame(&frame).expect("select the frame");
+        live.series = vec![None];
+        live.select_frame(0, &frame).expect("select the frame");
         let got = gen_once(&mut live, &frame.bytes, 7);
         assert_eq!(
             got[frame.inner_udp_offset + 8..],

@@ -165,7 +165,6 @@ pub const DEFAULT_RATES: &str = "0.25,0.5,0.75,1,1.25,1.5,max";
 /// `--quick` rates.
 pub const QUICK_RATES: &str = "0.25,1,max";
 
-/// The whole run.
 /// The ACME-SENSOR v2 events the schema and lua rows are offered (`--acme-events`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum AcmeEvents {
@@ -202,6 +201,7 @@ impl AcmeEvents {
     }
 }
 
+/// The whole run.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Plan {
     /// One receiver per sweep, in order; a receiver listed N times in a row is measured
