@@ -238,13 +238,7 @@ pub fn read_json_records(dir: &Path) -> Vec<serde_json::Value> {
 /// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.ffffffZ` (what Sluice writes).
 pub fn rfc3339_micros(ts: &str) -> i64 {
     let n = |r: std::ops::Range<usize>| ts[r].parse::<i64>().expect("digits");
-    let (y, m, d) = (n(0..4), n(5..7), n(8..10));
-    let (y, m) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * m + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = sluice_testkit::civil::days_from_civil(n(0..4), n(5..7), n(8..10));
     let secs = days * 86_400 + n(11..13) * 3600 + n(14..16) * 60 + n(17..19);
     secs * 1_000_000 + n(20..26)
 }

@@ -18,7 +18,8 @@
 //!   types, as BigQuery would.
 //! - [`scratch`] makes the temporary directories tests work in; [`acme`] is the ACME-SENSOR
 //!   v2 example of docs/decoders.md (layout, Lua script) that several tests decode;
-//!   [`random`] draws test cases from a seed.
+//!   [`random`] draws test cases from a seed; [`civil`] reads dates, independently of the
+//!   daemon.
 //! - [`daemon`] runs the `sluice` binary (config file, `run` in a namespace with its ready
 //!   file, SIGTERM, `replay`); [`stats`] reads the stats file it leaves.
 //!
@@ -26,6 +27,7 @@
 //! through its command line and its files, as an operator would see it.
 
 pub mod acme;
+pub mod civil;
 pub mod cleanup;
 pub mod daemon;
 pub mod duckdb;

@@ -12,6 +12,7 @@
 //! every worker (NetFlow/IPFIX templates, for instance — one exporter's packets are spread
 //! over all workers) lives behind the factory and is shared.
 
+pub mod civil;
 pub mod decoder;
 pub mod layout;
 pub mod lua;

@@ -13,22 +13,8 @@
 use crate::textout::TextOut;
 
 /// Splits whole seconds since the epoch into (year, month, day, hour, minute, second),
-/// proleptic Gregorian, valid for every `i64` day count reachable from microseconds.
-pub fn civil_from_unix_seconds(secs: i64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = secs.div_euclid(86_400);
-    let tod = secs.rem_euclid(86_400) as u32;
-    // Days-to-civil over 400-year eras (H. Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day, tod / 3600, tod / 60 % 60, tod % 60)
-}
+/// proleptic Gregorian, UTC.
+pub use sluice_decode::civil::civil_from_unix_seconds;
 
 /// Appends `value` as exactly `width` decimal digits (zero-padded, high digits dropped).
 pub fn push_digits<O: TextOut>(out: &mut O, value: u64, width: usize) {

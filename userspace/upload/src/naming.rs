@@ -186,7 +186,8 @@ fn civil_hour(unix_micros: i64) -> (i64, u32, u32, u32) {
     let seconds = unix_micros.div_euclid(1_000_000);
     let days = seconds.div_euclid(86_400);
     let hour = u32::try_from(seconds.rem_euclid(86_400) / 3600).unwrap_or(0);
-    // Days since 1970-01-01 to civil date (H. Hinnant's algorithm).
+    // Days since 1970-01-01 to civil date (H. Hinnant's algorithm; the crate does not depend
+    // on the decoders, where `sluice_decode::civil` has it).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -175,16 +175,7 @@ fn civil(epoch_secs: i64) -> (i64, i64, i64, i64, i64) {
     let days = epoch_secs.div_euclid(86_400);
     let secs = epoch_secs.rem_euclid(86_400);
     let weekday = (days + 4).rem_euclid(7); // 1970-01-01 was a Thursday.
-    // Howard Hinnant's days-to-civil: eras of 400 years starting in March.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let (year, month, day) = sluice_testkit::civil::civil_from_days(days);
     (year, month, day, weekday, secs)
 }
 

@@ -10,7 +10,7 @@ use std::{
 };
 
 use super::config::{Accept, IpFamily};
-use crate::{Value, layout::TimeUnit};
+use crate::{Value, civil, layout::TimeUnit};
 
 /// One emitted value, held until the call has ended well.
 ///
@@ -286,9 +286,7 @@ pub(crate) fn convert(
             Ok(raw) => Ok(Cell::Mac(mac_bits(raw))),
             Err(_) => mac_text(s).map(|m| Cell::Mac(mac_bits(m))),
         },
-        (Accept::Timestamp(unit), Scalar::Int(n)) => {
-            micros(i128::from(n), unit).map(Cell::Timestamp)
-        }
+        (Accept::Timestamp(unit), Scalar::Int(n)) => micros(n, unit).map(Cell::Timestamp),
         (Accept::Timestamp(unit), Scalar::Float(f)) => float_micros(f, unit).map(Cell::Timestamp),
         (_, Scalar::Bool(_)) => Err(mismatch("boolean")),
         (_, Scalar::Int(_)) => Err(mismatch("integer")),
@@ -375,13 +373,13 @@ fn mac_text(s: &[u8]) -> Result<[u8; 6], Mismatch> {
 }
 
 /// Microseconds per unit.
-fn per_unit(unit: TimeUnit) -> (i128, i128) {
+fn per_unit(unit: TimeUnit) -> (f64, f64) {
     // (multiply, divide)
     match unit {
-        TimeUnit::Seconds => (1_000_000, 1),
-        TimeUnit::Millis => (1_000, 1),
-        TimeUnit::Micros => (1, 1),
-        TimeUnit::Nanos => (1, 1_000),
+        TimeUnit::Seconds => (1e6, 1.0),
+        TimeUnit::Millis => (1e3, 1.0),
+        TimeUnit::Micros => (1.0, 1.0),
+        TimeUnit::Nanos => (1.0, 1e3),
     }
 }
 
@@ -396,9 +394,16 @@ fn unit_name(unit: TimeUnit) -> &'static str {
 
 /// An integer time in `unit` as microseconds (nanoseconds truncated toward the past, as
 /// the `schema` decoder does).
-fn micros(n: i128, unit: TimeUnit) -> Result<i64, Mismatch> {
-    let (mul, div) = per_unit(unit);
-    i64::try_from((n * mul).div_euclid(div)).map_err(|_| {
+fn micros(n: i64, unit: TimeUnit) -> Result<i64, Mismatch> {
+    // In 64 bits, each unit's factor a constant: 128-bit factors known only at run time
+    // made a call (`__divti3`) for every timestamp cell.
+    match unit {
+        TimeUnit::Seconds => n.checked_mul(1_000_000),
+        TimeUnit::Millis => n.checked_mul(1_000),
+        TimeUnit::Micros => Some(n),
+        TimeUnit::Nanos => Some(n.div_euclid(1_000)),
+    }
+    .ok_or_else(|| {
         Mismatch::BadTime(format!(
             "{n} {} is beyond the representable time range",
             unit_name(unit)
@@ -409,7 +414,7 @@ fn micros(n: i128, unit: TimeUnit) -> Result<i64, Mismatch> {
 /// A float time in `unit` as microseconds (truncated toward the past).
 fn float_micros(f: f64, unit: TimeUnit) -> Result<i64, Mismatch> {
     let (mul, div) = per_unit(unit);
-    let us = (f * mul as f64 / div as f64).floor();
+    let us = (f * mul / div).floor();
     // i64::MAX as f64 rounds up to 2^63, which does not fit: `<`, not `<=`.
     if us.is_finite() && us >= i64::MIN as f64 && us < i64::MAX as f64 {
         Ok(us as i64)
@@ -445,13 +450,9 @@ impl CivilTime {
         if !(-1_000_000..=1_000_000).contains(&self.year) {
             return Err(bad(&format!("year {}", self.year)));
         }
-        let days_in_month = match self.month {
-            2 if is_leap(self.year) => 29,
-            2 => 28,
-            4 | 6 | 9 | 11 => 30,
-            _ => 31,
-        };
-        if !(1..=days_in_month).contains(&self.day) {
+        // The month is 1..=12 (above).
+        let days_in_month = civil::days_in_month(self.year, self.month as u32).unwrap_or(31);
+        if !(1..=i64::from(days_in_month)).contains(&self.day) {
             return Err(bad(&format!("day {} of month {}", self.day, self.month)));
         }
         if !(0..=23).contains(&self.hour) || !(0..=59).contains(&self.min) {
@@ -460,8 +461,10 @@ impl CivilTime {
         if !(0..=60).contains(&self.sec) || !(0..1_000_000_000).contains(&self.nanosec) {
             return Err(bad(&format!("second {}.{:09}", self.sec, self.nanosec)));
         }
-        let days = days_from_civil(self.year, self.month, self.day);
-        let secs = days * 86_400 + self.hour * 3600 + self.min * 60 + self.sec;
+        // Checked above: the year within ±10^6, month and day of the calendar.
+        let days = civil::days_from_civil(self.year, self.month as u32, self.day as u32)
+            .ok_or_else(|| bad(&format!("year {}", self.year)))?;
+        let secs = days * civil::SECONDS_PER_DAY + self.hour * 3600 + self.min * 60 + self.sec;
         secs.checked_mul(1_000_000)
             .and_then(|us| us.checked_add(self.nanosec / 1000))
             .ok_or_else(|| bad("beyond the representable time range"))
@@ -472,17 +475,18 @@ impl CivilTime {
     pub(crate) fn from_micros(micros: i64) -> (Self, i64, i64) {
         let secs = micros.div_euclid(1_000_000);
         let nanosec = micros.rem_euclid(1_000_000) * 1000;
-        let days = secs.div_euclid(86_400);
-        let rem = secs.rem_euclid(86_400);
-        let (year, month, day) = civil_from_days(days);
-        let yday = days - days_from_civil(year, 1, 1) + 1;
+        let days = secs.div_euclid(civil::SECONDS_PER_DAY);
+        let rem = secs.rem_euclid(civil::SECONDS_PER_DAY);
+        let (year, month, day) = civil::civil_from_days(days);
+        // `year`'s 1 January is a day number near `days`: it fits.
+        let yday = days - civil::days_from_civil(year, 1, 1).unwrap_or(days) + 1;
         // 1970-01-01 was a Thursday (5 when Sunday is 1).
         let wday = (days + 4).rem_euclid(7) + 1;
         (
             Self {
                 year,
-                month,
-                day,
+                month: i64::from(month),
+                day: i64::from(day),
                 hour: rem / 3600,
                 min: rem % 3600 / 60,
                 sec: rem % 60,
@@ -492,33 +496,4 @@ impl CivilTime {
             wday,
         )
     }
-}
-
-fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let y = if month <= 2 { year - 1 } else { year };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (month + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + day - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date of a day number since 1970-01-01.
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
 }

@@ -3,17 +3,17 @@
 //! microseconds.
 //!
 //! The decode crate has no date library and needs none: a timestamp is a civil date, a
-//! clock reading and an offset, and the proleptic Gregorian day count (Howard Hinnant's
-//! `days_from_civil`) is a few lines. Parsers here read a [`Stamp`] (what the message
+//! clock reading and an offset, and the proleptic Gregorian day count is
+//! [`crate::civil`]'s. Parsers here read a [`Stamp`] (what the message
 //! says); [`Stamp::resolve`] applies the zone — the one written, or the configured default
 //! — and, for BSD timestamps that carry no year, picks the year that puts the instant
 //! nearest to the receive time (so a December message received on 1 January lands in the
 //! previous year).
 
 use super::cursor::Cursor;
+use crate::civil::{SECONDS_PER_DAY, civil_from_days, days_from_civil, days_in_month};
 
 const MICROS_PER_SECOND: i64 = 1_000_000;
-const SECONDS_PER_DAY: i64 = 86_400;
 /// 182 days.
 const HALF_YEAR_MICROS: u64 = 182 * 86_400 * 1_000_000;
 
@@ -79,51 +79,9 @@ impl Stamp {
     }
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date.
-fn days_from_civil(year: i64, month: u32, day: u32) -> Option<i64> {
-    let y = if month <= 2 {
-        year.checked_sub(1)?
-    } else {
-        year
-    };
-    let era = y.div_euclid(400);
-    let year_of_era = y - era * 400;
-    let m = i64::from(month);
-    let day_of_year = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + i64::from(day) - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era.checked_mul(146_097)?.checked_add(day_of_era - 719_468)
-}
-
 /// The UTC year of an instant in microseconds since the epoch.
 fn year_of(micros: i64) -> i64 {
-    let days = micros.div_euclid(MICROS_PER_SECOND * SECONDS_PER_DAY) + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let year = year_of_era + era * 400;
-    // Months are counted from March: January and February belong to the next year.
-    if month_from_march >= 10 {
-        year + 1
-    } else {
-        year
-    }
-}
-
-fn is_leap(year: i64) -> bool {
-    year % 4 == 0 && (year % 100 != 0 || year % 400 == 0)
-}
-
-fn days_in_month(year: i64, month: u32) -> Option<u32> {
-    Some(match month {
-        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
-        4 | 6 | 9 | 11 => 30,
-        2 if is_leap(year) => 29,
-        2 => 28,
-        _ => return None,
-    })
+    civil_from_days(micros.div_euclid(MICROS_PER_SECOND * SECONDS_PER_DAY)).0
 }
 
 /// Parses a UTC offset as written in configuration and messages: `Z`, `UTC`, `GMT`,
@@ -319,14 +277,6 @@ mod tests {
 
     fn rfc3339_strict(c: &mut Cursor<'_>) -> Option<Stamp> {
         rfc3339(c, false)
-    }
-
-    #[test]
-    fn days_from_civil_matches_known_dates() {
-        assert_eq!(days_from_civil(1970, 1, 1), Some(0));
-        assert_eq!(days_from_civil(2000, 3, 1), Some(11_017));
-        assert_eq!(days_from_civil(1969, 12, 31), Some(-1));
-        assert_eq!(days_from_civil(2024, 3, 15), Some(19_797));
     }
 
     #[test]
