@@ -13,21 +13,14 @@ use std::os::fd::AsRawFd;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-/// Returns `true` when the test may run. Without root: panics if `CI=true`, otherwise
-/// prints why it is skipped and returns `false`.
+/// Returns `true` when the test may run: the project's rule for tests that need root
+/// (`sluice_testkit::privilege`: fail under `CI=true`, else skip with a printed reason).
 pub fn privileged(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    let reason = format!(
-        "{test}: needs root (network namespaces, veth, AF_XDP sockets); run `cargo test -p sluice-xsk` as root"
-    );
-    if std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{reason} (CI=true, so not skipping)");
-    }
-    eprintln!("skipping {reason}");
-    false
+    sluice_testkit::privilege::require(
+        test,
+        sluice_testkit::privilege::is_root(),
+        "needs root (network namespaces, veth, AF_XDP sockets); run `cargo test -p sluice-xsk` as root",
+    )
 }
 
 fn run(args: &[&str]) {
