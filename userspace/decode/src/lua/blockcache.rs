@@ -7,7 +7,10 @@
 //! the slow way. This cache sits in front of mlua's allocator (`lua_setallocf`): a freed
 //! block of at most [`MAX_BLOCK`] bytes is kept on a list for its exact size, and the next
 //! new object of that size takes it. Sizes are exact, so a block can always go back to
-//! mlua's allocator as it came; reallocations pass straight through.
+//! mlua's allocator as it came; reallocations pass straight through. Every size has its
+//! list: most objects are a multiple of 8 bytes, but strings are not (a payload of 36 bytes
+//! is a block of 61), and with lists for multiples of 8 only, each payload's string, each
+//! new sender's address and each field cut out of a payload went to `malloc` and back.
 //!
 //! mlua's allocator counts cached blocks against the state's memory limit, so the cache is
 //! small ([`MAX_CACHED`], and at most an eighth of the limit), is emptied when an
@@ -25,9 +28,11 @@ use mlua::ffi;
 const MAX_BLOCK: usize = 1024;
 /// Most bytes kept at once.
 const MAX_CACHED: usize = 128 * 1024;
-/// Sizes are kept in 8-byte steps (every block is at least 8 bytes: room for the link).
-const STEP: usize = 8;
-const LISTS: usize = MAX_BLOCK / STEP + 1;
+/// Smallest block kept: room for the link.
+const MIN_BLOCK: usize = 8;
+/// A list for every size up to [`MAX_BLOCK`] (strings are 25 bytes and their length: a
+/// payload's, a sender's address or a field `string.unpack` cut out is any size).
+const LISTS: usize = MAX_BLOCK + 1;
 
 /// A state's cache (see the module's documentation), owned by the state through
 /// [`Attached`].
@@ -35,7 +40,7 @@ struct BlockCache {
     /// mlua's allocator and its state.
     inner: ffi::lua_Alloc,
     inner_ud: *mut c_void,
-    /// Per size (index `size / STEP`): the first free block, whose first word links to the
+    /// Per size (index `size`): the first free block, whose first word links to the
     /// next one of its list.
     lists: [*mut c_void; LISTS],
     cached: usize,
@@ -104,9 +109,8 @@ impl BlockCache {
     /// # Safety
     /// The state is not allocating at the same time.
     unsafe fn flush(&mut self) {
-        for index in 0..LISTS {
-            let size = index * STEP;
-            let mut block = std::mem::replace(&mut self.lists[index], std::ptr::null_mut());
+        for size in 0..LISTS {
+            let mut block = std::mem::replace(&mut self.lists[size], std::ptr::null_mut());
             while !block.is_null() {
                 // SAFETY: a cached block's first word is the next block of its list, and
                 // the block is `size` bytes made by `inner`.
@@ -170,7 +174,7 @@ impl BlockCache {
 
 /// The list of blocks of `size` bytes, if such blocks are kept.
 fn list_of(size: usize) -> Option<usize> {
-    ((STEP..=MAX_BLOCK).contains(&size) && size.is_multiple_of(STEP)).then_some(size / STEP)
+    (MIN_BLOCK..=MAX_BLOCK).contains(&size).then_some(size)
 }
 
 /// The state's allocator while the cache is attached (Lua's `lua_Alloc` contract: free
