@@ -14,6 +14,7 @@
 
 pub mod civil;
 pub mod decoder;
+pub mod iptext;
 pub mod layout;
 pub mod lua;
 pub mod netflow;

@@ -7,6 +7,8 @@ use std::net::IpAddr;
 
 use base64::Engine as _;
 
+use sluice_decode::iptext::ipv4_text;
+
 use crate::textout::TextOut;
 
 /// "00" to "99", for writing two decimal digits at a time.
@@ -89,29 +91,6 @@ fn push_ipv4<O: TextOut>(out: &mut O, octets: [u8; 4]) {
     let mut text = [0u8; 15];
     let len = ipv4_text(&mut text, octets);
     out.push_prefix(&text, len);
-}
-
-/// Writes an IPv4 address in dotted decimal at the start of `text`; returns its length.
-#[inline]
-fn ipv4_text(text: &mut [u8; 15], octets: [u8; 4]) -> usize {
-    let mut len = 0;
-    for (i, octet) in octets.into_iter().enumerate() {
-        if i > 0 {
-            text[len] = b'.';
-            len += 1;
-        }
-        if octet >= 100 {
-            text[len] = b'0' + octet / 100;
-            len += 1;
-        }
-        if octet >= 10 {
-            text[len] = b'0' + octet / 10 % 10;
-            len += 1;
-        }
-        text[len] = b'0' + octet % 10;
-        len += 1;
-    }
-    len
 }
 
 /// Appends `v` in decimal, with a `-` when negative.

@@ -498,12 +498,18 @@ fn first_line_of(text: &str) -> String {
 }
 
 /// An address as Vector's `host` field has it (`192.0.2.1`, `2001:db8::1`), on the stack.
+/// Out of line: made only when the sender changes, it stays out of the call's own code.
+#[inline(never)]
 fn ip_text(ip: IpAddr) -> IpText {
     use std::io::Write as _;
     let mut text = IpText {
         buf: [0; 46],
         len: 0,
     };
+    if let (IpAddr::V4(v4), Some(head)) = (ip, text.buf.first_chunk_mut::<15>()) {
+        text.len = crate::iptext::ipv4_text(head, v4.octets());
+        return text;
+    }
     let mut cursor = std::io::Cursor::new(&mut text.buf[..]);
     // 45 bytes is the longest IPv6 text (with an IPv4 tail): it always fits.
     if write!(cursor, "{ip}").is_ok() {
