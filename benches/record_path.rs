@@ -4,12 +4,17 @@
 //! Parquet; then the packet-rate harness's `schema` and `lua` rows in process (the ACME
 //! readings event through each decoder into NDJSON+zstd), the worker's work without the
 //! queues, the other threads and the generator sharing its cores, on a series of events (each
-//! packet a new one, as real traffic) and on one event repeated. Figures are per packet
+//! packet a new one, as real traffic), on the series of a site's 256 sensors taking turns
+//! (each packet from another sender address and device), and on one event repeated.
+//! Figures are per packet
 //! (or per MB); compare them against each other in one run, not across machines. Each
 //! encoder on its own: benches/formats.rs; each decoder: benches/decode_*.rs. End-to-end
 //! packet rates: the packet-rate harness (`cargo xtask bench`).
 
-use std::hint::black_box;
+use std::{
+    hint::black_box,
+    net::{IpAddr, Ipv4Addr, Ipv6Addr},
+};
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use sluice::{
@@ -18,7 +23,7 @@ use sluice::{
     pipeline::batch::BatchBuilder,
     record::packet_context,
 };
-use sluice_decode::{DecoderFactory, raw::RawFactory};
+use sluice_decode::{DecoderFactory, PacketContext, raw::RawFactory};
 use sluice_formats::{Format, FormatConfig};
 use sluice_testkit::{
     acme,
@@ -91,9 +96,17 @@ fn bench(c: &mut Criterion) {
     group.throughput(Throughput::Elements(PACKETS));
     let factories: [(&str, &dyn DecoderFactory); 2] = [("schema", &schema), ("lua", &lua)];
     // `series`: a sensor's successive events (`acme::readings_event`), each a new payload,
-    // as real traffic and the packet-rate harness's default; `repeated`: the same event
-    // every packet (the harness's `--acme-events repeated`).
-    for (payloads, series) in [("series", true), ("repeated", false)] {
+    // as real traffic and the packet-rate harness's default; `devices`: the series of
+    // `DEVICES` sensors taking turns, each with its own address, device MAC and sequence
+    // numbers (a site's sensors behind one tunnel: the harness sends one sensor's); and
+    // `repeated`: the same event every packet (the harness's `--acme-events repeated`).
+    let device_contexts: Vec<PacketContext> = (0..DEVICES)
+        .map(|device| PacketContext {
+            src_ip: device_address(ctx.src_ip, device),
+            ..ctx
+        })
+        .collect();
+    for payloads in [Payloads::Series, Payloads::Devices, Payloads::Repeated] {
         for (kind, factory) in factories {
             let mut builder = BatchBuilder::new(
                 0,
@@ -110,16 +123,20 @@ fn bench(c: &mut Criterion) {
                 "{kind}: an event of the series decodes to two records: {first:?}"
             );
             let mut n = 0u32;
-            group.bench_function(format!("{kind}_ndjson_zstd/{payloads}"), |b| {
+            group.bench_function(format!("{kind}_ndjson_zstd/{}", payloads.name()), |b| {
                 b.iter(|| {
                     for _ in 0..PACKETS {
-                        let event = if series {
-                            n = n.wrapping_add(1);
-                            acme::readings_event(n)
-                        } else {
-                            acme::READINGS_EVENT
+                        n = n.wrapping_add(1);
+                        let (ctx, event) = match payloads {
+                            Payloads::Series => (&ctx, acme::readings_event(n)),
+                            Payloads::Devices => {
+                                let device = n % DEVICES;
+                                let ctx = device_contexts.get(device as usize).unwrap_or(&ctx);
+                                (ctx, device_event(device, n / DEVICES))
+                            }
+                            Payloads::Repeated => (&ctx, acme::READINGS_EVENT),
                         };
-                        let _ = decoder.decode(black_box(&ctx), &event, &mut builder);
+                        let _ = decoder.decode(black_box(ctx), &event, &mut builder);
                         builder.add_packets(1);
                     }
                     builder.seal().expect("sealed")
@@ -128,6 +145,53 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
+}
+
+/// The payloads of the `acme_readings` cases.
+#[derive(Clone, Copy)]
+enum Payloads {
+    Series,
+    Devices,
+    Repeated,
+}
+
+impl Payloads {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Series => "series",
+            Self::Devices => "devices",
+            Self::Repeated => "repeated",
+        }
+    }
+}
+
+/// Sensors taking turns in the `devices` case.
+const DEVICES: u32 = 256;
+
+/// Sensor `device`'s address: `base` with its last byte `device` (in the same /24, or
+/// /120 for IPv6: a documentation range stays one).
+fn device_address(base: IpAddr, device: u32) -> IpAddr {
+    let last = device as u8;
+    match base {
+        IpAddr::V4(v4) => {
+            let [a, b, c, _] = v4.octets();
+            IpAddr::V4(Ipv4Addr::new(a, b, c, last))
+        }
+        IpAddr::V6(v6) => {
+            let mut octets = v6.octets();
+            octets[15] = last;
+            IpAddr::V6(Ipv6Addr::from(octets))
+        }
+    }
+}
+
+/// Event `n` of sensor `device`: the series' event with the sensor's own MAC (its last two
+/// bytes the device number).
+fn device_event(device: u32, n: u32) -> [u8; 36] {
+    let mut event = acme::readings_event(n);
+    // The MAC is bytes 2..8 of the event.
+    event[6..8].copy_from_slice(&(device as u16).to_be_bytes());
+    event
 }
 
 criterion_group!(benches, bench);
