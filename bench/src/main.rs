@@ -243,7 +243,7 @@ fn utc_now() -> String {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let (y, mo, d, h, mi, _) = sluice_formats::timestamp::civil_from_unix_seconds(secs);
+    let (y, mo, d, h, mi, _) = sluice_decode::civil::civil_from_unix_seconds(secs);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02} UTC")
 }
 

@@ -1,7 +1,8 @@
 //! Proleptic Gregorian dates and day numbers since 1970-01-01, UTC: the calendar
 //! arithmetic that the decoders reading dates (syslog timestamps, Lua's timestamp
-//! tables), the formats writing them (RFC 3339 text) and the uploader's partition names
-//! (`dt=YYYY-MM-DD/hour=HH`) all need, written once.
+//! tables) and the writers of RFC 3339 text (the formats, the daemon's own records) need,
+//! written once. (`sluice-upload`'s partition names keep their own few lines: that crate
+//! does not depend on the decoders.)
 //!
 //! Howard Hinnant's `days_from_civil` and `civil_from_days` (400-year eras of 146 097
 //! days, years counted from March so that the leap day ends the year): exact for every

@@ -10,11 +10,9 @@
 //! BigQuery reads this form as TIMESTAMP in both JSON and CSV files (its loaders accept a
 //! `T` or a space between date and time, and `Z` for UTC).
 
-use crate::textout::TextOut;
+use sluice_decode::civil::civil_from_unix_seconds;
 
-/// Splits whole seconds since the epoch into (year, month, day, hour, minute, second),
-/// proleptic Gregorian, UTC.
-pub use sluice_decode::civil::civil_from_unix_seconds;
+use crate::textout::TextOut;
 
 /// Appends `value` as exactly `width` decimal digits (zero-padded, high digits dropped).
 pub fn push_digits<O: TextOut>(out: &mut O, value: u64, width: usize) {

@@ -2,8 +2,9 @@
 //! partition of a time. The calendar arithmetic and the RFC 3339 formatter are the output
 //! formats' (`sluice_formats::timestamp`), so every file format writes time the same way.
 
+use sluice_decode::civil::civil_from_unix_seconds;
 pub use sluice_formats::timestamp::TimestampFormatter;
-use sluice_formats::timestamp::{civil_from_unix_seconds, push_digits};
+use sluice_formats::timestamp::push_digits;
 
 /// Microseconds since the Unix epoch.
 pub type UnixMicros = i64;
