@@ -10,7 +10,10 @@
 //! steps: built for the host they fail ("duplicate lang item `panic_impl`"), and each is
 //! linted by its own step instead.
 
-use std::process::Command;
+use std::{
+    process::Command,
+    time::{Duration, Instant},
+};
 
 use anyhow::Context as _;
 
@@ -157,12 +160,16 @@ fn steps(workspace: &Workspace) -> Vec<Step> {
     steps
 }
 
-/// Runs setup and every step.
+/// Runs setup and every step, printing how long each took (after each step, and all of
+/// them at the end) so that a CI log shows where the suite's time goes.
 ///
 /// # Errors
 /// Names the first step that failed.
 pub fn run() -> anyhow::Result<()> {
+    let mut times = StepTimes::default();
+    let started = Instant::now();
     setup::run().context("xtask test: step `setup` failed")?;
+    times.record("setup", started.elapsed());
     let workspace = Workspace::locate()?;
     for target in FUZZ_TARGETS {
         for dir in ["corpus", "regressions"] {
@@ -173,16 +180,75 @@ pub fn run() -> anyhow::Result<()> {
     }
     for mut step in steps(&workspace) {
         println!("\n== xtask test: {}", step.name);
-        cmd::run(&mut step.command)
-            .with_context(|| format!("xtask test: step `{}` failed", step.name))?;
+        let started = Instant::now();
+        let outcome = cmd::run(&mut step.command);
+        times.record(step.name, started.elapsed());
+        if outcome.is_err() {
+            println!("\n{}", times.summary());
+        }
+        outcome.with_context(|| format!("xtask test: step `{}` failed", step.name))?;
     }
+    println!("\n{}", times.summary());
     println!("\nxtask test: all steps passed");
     Ok(())
+}
+
+/// How long each step took, in the order they ran.
+#[derive(Default)]
+struct StepTimes {
+    steps: Vec<(&'static str, Duration)>,
+}
+
+impl StepTimes {
+    /// Notes a finished step and prints its time.
+    fn record(&mut self, name: &'static str, took: Duration) {
+        println!("== xtask test: {name}: {}", minutes_seconds(took));
+        self.steps.push((name, took));
+    }
+
+    /// One line per step, then the total.
+    fn summary(&self) -> String {
+        let mut out = String::from("xtask test: step times");
+        for (name, took) in &self.steps {
+            out.push_str(&format!("\n  {:<24} {:>8}", name, minutes_seconds(*took)));
+        }
+        let total: Duration = self.steps.iter().map(|(_, took)| *took).sum();
+        out.push_str(&format!(
+            "\n  {:<24} {:>8}",
+            "total",
+            minutes_seconds(total)
+        ));
+        out
+    }
+}
+
+/// `12m05s`, or `7s` under a minute.
+fn minutes_seconds(took: Duration) -> String {
+    let seconds = took.as_secs();
+    if seconds < 60 {
+        format!("{seconds}s")
+    } else {
+        format!("{}m{:02}s", seconds / 60, seconds % 60)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_times_are_listed_in_order_with_their_total() {
+        assert_eq!(minutes_seconds(Duration::from_millis(7_900)), "7s");
+        assert_eq!(minutes_seconds(Duration::from_secs(725)), "12m05s");
+        let mut times = StepTimes::default();
+        times.record("setup", Duration::from_secs(65));
+        times.record("rustfmt", Duration::from_secs(2));
+        assert_eq!(
+            times.summary(),
+            "xtask test: step times\n  setup                       1m05s\n  \
+             rustfmt                        2s\n  total                       1m07s"
+        );
+    }
 
     #[test]
     fn steps_run_in_order_exclude_the_ebpf_crates_from_host_steps_and_fuzz_every_target() {
