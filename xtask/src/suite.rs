@@ -206,18 +206,13 @@ impl StepTimes {
         self.steps.push((name, took));
     }
 
-    /// One line per step, then the total.
+    /// One line per step, then the total, the times in one column.
     fn summary(&self) -> String {
-        let mut out = String::from("xtask test: step times");
-        for (name, took) in &self.steps {
-            out.push_str(&format!("\n  {:<24} {:>8}", name, minutes_seconds(*took)));
-        }
         let total: Duration = self.steps.iter().map(|(_, took)| *took).sum();
-        out.push_str(&format!(
-            "\n  {:<24} {:>8}",
-            "total",
-            minutes_seconds(total)
-        ));
+        let mut out = String::from("xtask test: step times");
+        for (name, took) in self.steps.iter().chain([("total", total)].iter()) {
+            out.push_str(&format!("\n  {:<26} {:>8}", name, minutes_seconds(*took)));
+        }
         out
     }
 }
@@ -242,12 +237,23 @@ mod tests {
         assert_eq!(minutes_seconds(Duration::from_secs(725)), "12m05s");
         let mut times = StepTimes::default();
         times.record("setup", Duration::from_secs(65));
-        times.record("rustfmt", Duration::from_secs(2));
+        times.record("clippy (bench eBPF crate)", Duration::from_secs(2));
+        let summary = times.summary();
+        let lines: Vec<&str> = summary.lines().collect();
+        assert_eq!(lines[0], "xtask test: step times");
+        let rows: Vec<Vec<&str>> = lines[1..]
+            .iter()
+            .map(|line| line.split_whitespace().collect())
+            .collect();
         assert_eq!(
-            times.summary(),
-            "xtask test: step times\n  setup                       1m05s\n  \
-             rustfmt                        2s\n  total                       1m07s"
+            rows,
+            [
+                vec!["setup", "1m05s"],
+                vec!["clippy", "(bench", "eBPF", "crate)", "2s"],
+                vec!["total", "1m07s"],
+            ]
         );
+        assert!(lines[1..].iter().all(|line| line.len() == lines[1].len()));
     }
 
     #[test]
