@@ -58,6 +58,7 @@ fn quick_sluice_row_balances_exactly() {
         workers: 2,
         queue_depth: 256,
         busy_poll_usecs: 0,
+        worker_scheduling: None,
         payload_len: 18,
         acme_events: AcmeEvents::Repeated,
         sluice,

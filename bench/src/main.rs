@@ -76,6 +76,9 @@ struct Cli {
     /// sluice `source.busy_poll_usecs` (0 = the receive thread sleeps when idle).
     #[arg(long, default_value_t = 0)]
     busy_poll_usecs: u32,
+    /// sluice `pipeline.worker_scheduling` (default: the daemon's own, `idle`).
+    #[arg(long, value_parser = ["normal", "batch", "idle"])]
+    worker_scheduling: Option<String>,
     /// Raw payload length in bytes (18 bytes with a GRE key makes 88-byte frames).
     #[arg(long, default_value_t = 18)]
     payload_len: usize,
@@ -208,6 +211,7 @@ fn plan_from(cli: &Cli) -> anyhow::Result<Plan> {
         workers: cli.workers,
         queue_depth: cli.queue_depth,
         busy_poll_usecs: cli.busy_poll_usecs,
+        worker_scheduling: cli.worker_scheduling.clone(),
         payload_len: cli.payload_len,
         acme_events: cli.acme_events,
         sluice,
@@ -466,6 +470,7 @@ fn run_objects(cli: &Cli) -> anyhow::Result<bool> {
         workers: cli.workers,
         queue_depth: cli.queue_depth,
         busy_poll_usecs: cli.busy_poll_usecs,
+        worker_scheduling: cli.worker_scheduling.clone(),
         payload_len: cli.payload_len,
         sluice: sluice_binary(cli)?,
         emulator,

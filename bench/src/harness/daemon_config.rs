@@ -148,6 +148,8 @@ pub struct DaemonConfig {
     pub queue_depth: u32,
     /// `source.busy_poll_usecs` (XDP source only; 0 leaves the default).
     pub busy_poll_usecs: u32,
+    /// `pipeline.worker_scheduling`, if not the daemon's default.
+    pub worker_scheduling: Option<String>,
     /// `[sink] kind` and, for `gcs`, its section.
     pub sink: SinkChoice,
 }
@@ -234,6 +236,9 @@ impl DaemonConfig {
             "\n[pipeline]\nworkers = {}\nqueue_depth = {}\nstats_interval_secs = 0",
             self.workers, self.queue_depth
         );
+        if let Some(class) = &self.worker_scheduling {
+            let _ = writeln!(out, "worker_scheduling = {}", toml_string(class));
+        }
         // The metrics endpoint stays on (as in production): it costs nothing unscraped,
         // and 127.0.0.1 is the receiver namespace's own loopback.
         match self.pipeline.decoder {
@@ -327,6 +332,7 @@ mod tests {
             workers: 2,
             queue_depth: 256,
             busy_poll_usecs: 0,
+            worker_scheduling: None,
             sink: SinkChoice::Directory,
         };
         let text = config.to_toml(Path::new("/dev/shm/x"));
@@ -334,6 +340,21 @@ mod tests {
             "[source]\nkind = \"xdp\"\ninterface = \"slab-0b\"\nqueues = [0]\nxdp_mode = \"native\"\n"
         ));
         assert!(text.contains("\n[filter]\nports = [5000, 5140]\nplain_udp = true\n"));
+        assert!(
+            text.contains(
+                "\n[pipeline]\nworkers = 2\nqueue_depth = 256\nstats_interval_secs = 0\n"
+            )
+        );
+        assert!(!text.contains("worker_scheduling"));
+        let normal = DaemonConfig {
+            worker_scheduling: Some("normal".into()),
+            ..config.clone()
+        };
+        assert!(
+            normal
+                .to_toml(Path::new("/dev/shm/x"))
+                .contains("stats_interval_secs = 0\nworker_scheduling = \"normal\"\n")
+        );
         assert!(text.contains("path = \"/dev/shm/x\"\nhost = \"bench\"\nformat = \"parquet\"\n"));
         assert!(text.contains(
             "[[decoder]]\nname = \"acme\"\nports = [5140]\nschema = { file = \"acme-sensor-v2.toml\" }\n"
@@ -368,6 +389,7 @@ mod tests {
             workers: 2,
             queue_depth: 256,
             busy_poll_usecs: 0,
+            worker_scheduling: None,
             sink: SinkChoice::Directory,
         }
     }
@@ -492,6 +514,7 @@ mod tests {
             workers: 0,
             queue_depth: 256,
             busy_poll_usecs: 0,
+            worker_scheduling: None,
             sink: SinkChoice::Gcs(GcsSink {
                 endpoint: "http://127.0.0.1".into(),
                 bucket: "bench".into(),

@@ -221,6 +221,8 @@ pub struct Plan {
     pub queue_depth: u32,
     /// `source.busy_poll_usecs` of the daemon (XDP rows).
     pub busy_poll_usecs: u32,
+    /// `pipeline.worker_scheduling` of the daemon, if not its default.
+    pub worker_scheduling: Option<String>,
     /// Raw payload length, bytes.
     pub payload_len: usize,
     /// The ACME-SENSOR events of the schema and lua rows.

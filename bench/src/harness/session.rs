@@ -100,6 +100,7 @@ fn daemon_config(plan: &Plan, pipeline: Pipeline, source: SourceChoice) -> Daemo
         workers: plan.workers,
         queue_depth: plan.queue_depth,
         busy_poll_usecs: plan.busy_poll_usecs,
+        worker_scheduling: plan.worker_scheduling.clone(),
         sink: SinkChoice::Directory,
     }
 }

@@ -119,6 +119,8 @@ pub struct ObjectsPlan {
     pub queue_depth: u32,
     /// `source.busy_poll_usecs`.
     pub busy_poll_usecs: u32,
+    /// `pipeline.worker_scheduling`, if not the daemon's default.
+    pub worker_scheduling: Option<String>,
     /// Raw payload length, bytes.
     pub payload_len: usize,
     /// The release `sluice` binary.
@@ -180,6 +182,7 @@ mod tests {
             workers: 0,
             queue_depth: 256,
             busy_poll_usecs: 0,
+            worker_scheduling: None,
             payload_len: 18,
             sluice: PathBuf::from("/t/sluice"),
             emulator: PathBuf::from("/e"),

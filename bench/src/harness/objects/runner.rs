@@ -158,6 +158,7 @@ fn daemon_config(
         workers: plan.workers,
         queue_depth: plan.queue_depth,
         busy_poll_usecs: plan.busy_poll_usecs,
+        worker_scheduling: plan.worker_scheduling.clone(),
         sink: SinkChoice::Gcs(GcsSink {
             endpoint: format!("http://{EMULATOR_ADDRESS}"),
             bucket: BUCKET.into(),
