@@ -1,6 +1,7 @@
 //! Time in the daemon: microseconds since the epoch, the clock, and the date/hour
-//! partition of a time. The calendar arithmetic and the RFC 3339 formatter are the output
-//! formats' (`sluice_formats::timestamp`), so every file format writes time the same way.
+//! partition of a time. The calendar arithmetic is `sluice_decode::civil` and the RFC 3339
+//! formatter the output formats' (`sluice_formats::timestamp`), so every file format writes
+//! time the same way.
 
 use sluice_decode::civil::civil_from_unix_seconds;
 pub use sluice_formats::timestamp::TimestampFormatter;
