@@ -86,7 +86,7 @@ pub fn push_u64<O: TextOut>(out: &mut O, v: u64) {
 
 /// Appends an IPv4 address in dotted decimal, built on the stack and appended at once
 /// (a record has up to four of them).
-#[inline]
+#[inline(always)]
 fn push_ipv4<O: TextOut>(out: &mut O, octets: [u8; 4]) {
     let mut text = [0u8; 15];
     let len = ipv4_text(&mut text, octets);
@@ -105,6 +105,7 @@ pub fn push_i64<O: TextOut>(out: &mut O, v: i64) {
 /// Appends a finite `f` in Rust's shortest round-trip form (`1.5`, `1e300`, `-0.0`), which
 /// JSON, CSV readers and BigQuery's FLOAT64 parser all accept. Callers write null for
 /// non-finite values, which have no JSON form.
+#[inline(always)]
 pub fn push_f64<O: TextOut>(out: &mut O, f: f64) {
     push_formatted(out, format_args!("{f:?}"));
 }
@@ -114,6 +115,7 @@ pub fn push_f64<O: TextOut>(out: &mut O, f: f64) {
 const FORMATTED_ROOM: usize = 48;
 
 /// Appends `args` formatted, through a stack buffer (a fixed-size copy) where it fits.
+#[inline(always)]
 fn push_formatted<O: TextOut>(out: &mut O, args: std::fmt::Arguments<'_>) {
     let mut text = [0u8; FORMATTED_ROOM];
     match formatted(&mut text, args) {
@@ -134,6 +136,7 @@ fn formatted(text: &mut [u8; FORMATTED_ROOM], args: std::fmt::Arguments<'_>) -> 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// Appends `bytes` as lowercase hex.
+#[inline(always)]
 pub fn push_hex<O: TextOut>(out: &mut O, bytes: &[u8]) {
     for b in bytes {
         out.push(HEX_DIGITS[usize::from(b >> 4)]);
@@ -142,6 +145,7 @@ pub fn push_hex<O: TextOut>(out: &mut O, bytes: &[u8]) {
 }
 
 /// Appends `bytes` as standard base64 with padding.
+#[inline(always)]
 pub fn push_base64<O: TextOut>(out: &mut O, bytes: &[u8]) {
     let encoded_len = base64::encoded_len(bytes.len(), true).unwrap_or(0);
     out.fill_with(encoded_len, |text| {
@@ -152,6 +156,7 @@ pub fn push_base64<O: TextOut>(out: &mut O, bytes: &[u8]) {
 }
 
 /// Appends `mac` as `aa:bb:cc:dd:ee:ff`.
+#[inline(always)]
 pub fn push_mac<O: TextOut>(out: &mut O, mac: &[u8; 6]) {
     let mut text = *b"00:00:00:00:00:00";
     for (i, byte) in mac.iter().enumerate() {
@@ -162,6 +167,7 @@ pub fn push_mac<O: TextOut>(out: &mut O, mac: &[u8; 6]) {
 }
 
 /// Appends `ip` in canonical text form (RFC 5952 for IPv6).
+#[inline(always)]
 pub fn push_ip<O: TextOut>(out: &mut O, ip: IpAddr) {
     match ip {
         // The common case, without the formatting machinery.
@@ -193,29 +199,36 @@ impl Default for LastAddress {
 
 impl LastAddress {
     /// Appends `ip` as [`push_ip`] does.
-    #[inline]
+    #[inline(always)]
     pub fn push_ip<O: TextOut>(&mut self, out: &mut O, ip: IpAddr) {
-        if self.ip != Some(ip) {
-            self.len = match ip {
-                IpAddr::V4(v4) => {
-                    let mut text = [0u8; 15];
-                    let len = ipv4_text(&mut text, v4.octets());
-                    self.text[..len].copy_from_slice(&text[..len]);
-                    len
-                }
-                IpAddr::V6(v6) => match formatted(&mut self.text, format_args!("{v6}")) {
-                    Some(len) => len,
-                    None => {
-                        // Longer than any address text: not cached.
-                        self.ip = None;
-                        push_ip(out, ip);
-                        return;
-                    }
-                },
-            };
-            self.ip = Some(ip);
+        if self.ip != Some(ip) && !self.remember(ip) {
+            // Longer than any address text: not cached.
+            push_ip(out, ip);
+            return;
         }
         out.push_prefix(&self.text, self.len);
+    }
+
+    /// Makes `ip` the last address, its text formatted; `false` (nothing kept) when the
+    /// text does not fit.
+    fn remember(&mut self, ip: IpAddr) -> bool {
+        self.len = match ip {
+            IpAddr::V4(v4) => {
+                let mut text = [0u8; 15];
+                let len = ipv4_text(&mut text, v4.octets());
+                self.text[..len].copy_from_slice(&text[..len]);
+                len
+            }
+            IpAddr::V6(v6) => match formatted(&mut self.text, format_args!("{v6}")) {
+                Some(len) => len,
+                None => {
+                    self.ip = None;
+                    return false;
+                }
+            },
+        };
+        self.ip = Some(ip);
+        true
     }
 }
 

@@ -8,6 +8,12 @@
 //! A [`Line`] reads the vector's buffer, length and capacity once, appends by moving its
 //! own copy of the length (a local the compiler keeps in a register), and sets the
 //! vector's length when it is dropped. The bytes are the same either way.
+//!
+//! The length stays in a register only while no call that is not inlined is given the
+//! line: one such call anywhere in a row's code keeps the whole line in memory. So the
+//! text forms a row appends are inlined, and those that are not (a timestamp's, a
+//! formatted float's) return their text for the line to append; the line grows through a
+//! function given its fields.
 
 /// Something text is appended to.
 pub trait TextOut {
@@ -104,20 +110,22 @@ impl<'a> Line<'a> {
     #[inline(always)]
     fn room(&mut self, n: usize) {
         if self.cap - self.len < n {
-            self.grow(n);
+            (self.ptr, self.cap) = grow(self.vec, self.len, n);
         }
     }
+}
 
-    #[cold]
-    #[inline(never)]
-    fn grow(&mut self, n: usize) {
-        // SAFETY: the bytes up to `len` are initialized (the type's invariant); the
-        // vector's length is `len` before it reallocates, so they move with it.
-        unsafe { self.vec.set_len(self.len) };
-        self.vec.reserve(n);
-        self.ptr = self.vec.as_mut_ptr();
-        self.cap = self.vec.capacity();
-    }
+/// Grows `vec`, whose first `len` bytes are initialized, for `n` more bytes past them;
+/// returns its buffer and capacity. It takes the line's fields, not the line: a call
+/// given the line's address would keep it in memory, and its length with it.
+#[cold]
+#[inline(never)]
+fn grow(vec: &mut Vec<u8>, len: usize, n: usize) -> (*mut u8, usize) {
+    // SAFETY: the bytes up to `len` are initialized (the line's invariant); the vector's
+    // length is `len` before it reallocates, so they move with it.
+    unsafe { vec.set_len(len) };
+    vec.reserve(n);
+    (vec.as_mut_ptr(), vec.capacity())
 }
 
 impl Drop for Line<'_> {

@@ -96,6 +96,7 @@ pub(crate) fn push_value<O: TextOut>(
 /// Appends `s` as a CSV field: as it is, or in double quotes (inner quotes doubled) when it
 /// holds a comma, quote, CR or LF, or is empty (so that an empty string differs from the
 /// empty field of a null).
+#[inline(always)]
 pub(crate) fn push_csv_field<O: TextOut>(out: &mut O, s: &str) {
     let needs_quotes = s.is_empty() || s.bytes().any(|b| matches!(b, b',' | b'"' | b'\r' | b'\n'));
     if !needs_quotes {

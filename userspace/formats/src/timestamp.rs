@@ -54,11 +54,19 @@ pub struct TimestampFormatter {
 impl TimestampFormatter {
     /// Appends `YYYY-MM-DDTHH:MM:SS.ffffffZ` for `micros` since the Unix epoch (years
     /// outside 0–9999 are clamped: not reachable from a clock or a 32-bit export time).
+    #[inline(always)]
     pub fn push<O: TextOut>(&mut self, out: &mut O, micros: i64) {
+        // Built whole (returned, not written through `out`: a call given a row's `Line`
+        // would keep its length in memory), then appended in one fixed-size copy.
+        let text = self.text(micros);
+        out.push_prefix(&text, TEXT_LEN);
+    }
+
+    /// The text of `micros`, padded to [`TEXT_ROOM`].
+    fn text(&mut self, micros: i64) -> [u8; TEXT_ROOM] {
         for (seen, text) in self.whole.iter().flatten() {
             if *seen == micros {
-                out.push_prefix(text, TEXT_LEN);
-                return;
+                return *text;
             }
         }
         let secs = micros.div_euclid(1_000_000);
@@ -75,16 +83,15 @@ impl TimestampFormatter {
                 prefix
             }
         };
-        // Built whole, then appended in one fixed-size copy.
         let mut text = [0u8; TEXT_ROOM];
         text[..PREFIX_LEN].copy_from_slice(&prefix);
         write_digits(&mut text[PREFIX_LEN..PREFIX_LEN + 6], frac);
         text[PREFIX_LEN + 6] = b'Z';
-        out.push_prefix(&text, TEXT_LEN);
         if let Some(entry) = self.whole.get_mut(self.next_whole) {
             *entry = Some((micros, text));
         }
         self.next_whole ^= 1;
+        text
     }
 }
 
