@@ -25,7 +25,7 @@ use anyhow::{Context as _, bail};
 use clap::Parser;
 use sluice_bench::generator;
 use sluice_bench::harness::{
-    chart, cpu,
+    chart, cpu, guest_idle,
     medium::{self, DEFAULT_RECORDS_DIR, Medium, TMPFS_RECORDS_DIR},
     objects::{self, ObjectsPlan},
     plan::{self, AcmeEvents, Plan, Rate},
@@ -79,6 +79,11 @@ struct Cli {
     /// sluice `pipeline.worker_scheduling` (default: the daemon's own, `idle`).
     #[arg(long, value_parser = ["normal", "batch", "idle"])]
     worker_scheduling: Option<String>,
+    /// Sets the guest's `guest_halt_poll_ns` (cpuidle `haltpoll`) for the run and puts the
+    /// old value back after: how long an idle vCPU polls before it halts and gives its
+    /// core to the host. For comparing the guest's idle policy; the report names it.
+    #[arg(long)]
+    guest_halt_poll_ns: Option<u64>,
     /// Raw payload length in bytes (18 bytes with a GRE key makes 88-byte frames).
     #[arg(long, default_value_t = 18)]
     payload_len: usize,
@@ -282,6 +287,18 @@ fn run() -> anyhow::Result<bool> {
         bail!("sluice-bench creates network namespaces and attaches XDP: run it as root");
     }
     sluice_testkit::cleanup::install_signal_cleanup()?;
+    // Held until the run ends: the old value goes back when it is dropped.
+    let _halt_poll = match cli.guest_halt_poll_ns {
+        Some(ns) => {
+            let set = guest_idle::HaltPollOverride::set(ns)?;
+            println!(
+                "sluice-bench: guest_halt_poll_ns {ns} for this run (was {}; put back at the end)",
+                set.previous()
+            );
+            Some(set)
+        }
+        None => None,
+    };
     if cli.objects {
         return run_objects(&cli);
     }
@@ -421,6 +438,7 @@ fn run_context(cli: &Cli, step_secs: f64, traffic: String) -> anyhow::Result<Run
         cpu_model: cpu_model(),
         cores,
         kernel: kernel_release(),
+        guest_idle: guest_idle::describe(),
         date: utc_now(),
         step_secs,
         generator_cpu: cli.generator_cpu as u32,

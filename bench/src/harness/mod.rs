@@ -10,6 +10,8 @@
 //! - [`medium`]: where the records go (a disk by default, tmpfs for the `(tmpfs)` rows),
 //!   told apart with statfs.
 //! - [`cpu`]: /proc/stat per core, process CPU, peak RSS, the quiet-machine check.
+//! - [`guest_idle`]: how the VM's vCPUs idle (named in the report), and
+//!   `--guest-halt-poll-ns`, which changes it for a run.
 //! - [`threads`]: per-thread CPU by group and the receive threads' run-queue wait (also
 //!   the objects mode's uploader CPU).
 //! - [`report`] and [`chart`]: the Markdown section (tables, targets) and the PNG.
@@ -21,6 +23,7 @@ pub mod chart;
 pub mod cpu;
 pub mod daemon_config;
 pub mod daemon_run;
+pub mod guest_idle;
 pub mod measurement;
 pub mod medium;
 pub mod objects;

@@ -1,14 +1,17 @@
 //! Cleanup that also happens on Ctrl-C: a registry of the namespaces and child processes
-//! this process created, and guards that undo them.
+//! this process created (and of system settings it changed, to put back), and guards that
+//! undo them.
 //!
 //! `Drop` covers panics and early returns, but not a signal: SIGINT or SIGTERM kills the
 //! process without unwinding, which would leave namespaces (and daemons inside them)
 //! behind. [`install_signal_cleanup`] (called by every namespace creation, and by tools
 //! early) starts a thread that, on the first SIGINT or SIGTERM, terminates every
-//! registered child (by PID), deletes every registered namespace (by exact name), and
-//! exits with 128 + the signal number. Only resources this process registered are touched.
+//! registered child (by PID), deletes every registered namespace (by exact name), writes
+//! every registered setting back, and exits with 128 + the signal number. Only resources
+//! this process registered are touched.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -41,11 +44,14 @@ pub enum CleanupError {
 struct Registry {
     namespaces: BTreeSet<String>,
     children: BTreeSet<u32>,
+    /// Files (sysfs settings) to write back, with what to write.
+    restores: BTreeMap<PathBuf, String>,
 }
 
 static REGISTRY: Mutex<Registry> = Mutex::new(Registry {
     namespaces: BTreeSet::new(),
     children: BTreeSet::new(),
+    restores: BTreeMap::new(),
 });
 
 fn with_registry<T>(f: impl FnOnce(&mut Registry) -> T) -> T {
@@ -62,6 +68,18 @@ pub(crate) fn register_namespace(name: &str) {
 
 pub(crate) fn unregister_namespace(name: &str) {
     with_registry(|r| r.namespaces.remove(name));
+}
+
+/// Registers `contents` to be written back to `path` (a setting this process changed) if a
+/// signal ends the process first; the caller writes it back itself otherwise, then calls
+/// [`unregister_restore`].
+pub fn register_restore(path: &Path, contents: &str) {
+    with_registry(|r| r.restores.insert(path.to_owned(), contents.to_owned()));
+}
+
+/// Forgets what [`register_restore`] registered for `path`.
+pub fn unregister_restore(path: &Path) {
+    with_registry(|r| r.restores.remove(path));
 }
 
 /// Deletes the namespace `name` (`ip netns delete NAME`); a namespace already gone is fine.
@@ -104,14 +122,24 @@ fn terminate_pid(pid: u32, grace: Duration) {
     }
 }
 
-/// Terminates every registered child and deletes every registered namespace.
+/// Terminates every registered child, deletes every registered namespace and writes
+/// every registered setting back.
 pub fn cleanup_all() {
-    let (children, namespaces) = with_registry(|r| {
+    let (children, namespaces, restores) = with_registry(|r| {
         (
             std::mem::take(&mut r.children),
             std::mem::take(&mut r.namespaces),
+            std::mem::take(&mut r.restores),
         )
     });
+    for (path, contents) in restores {
+        if let Err(e) = std::fs::write(&path, &contents) {
+            eprintln!(
+                "warning: could not write {contents:?} back to {}: {e}",
+                path.display()
+            );
+        }
+    }
     for pid in children {
         terminate_pid(pid, Duration::from_secs(5));
     }

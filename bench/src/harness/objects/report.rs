@@ -243,7 +243,7 @@ pub fn section(context: &RunContext, settings: &ObjectsSettings, runs: &[Objects
     }
     let _ = writeln!(
         out,
-        "Measured {} on {} ({} cores), Linux {}, with `{}`. The sluice XDP row of the \
+        "Measured {} on {} ({} cores), Linux {}{}, with `{}`. The sluice XDP row of the \
          packet-rate benchmark, raw → Parquet (the production default format), with \
          `sink.kind = \"gcs\"` uploading to fake-gcs-server (filesystem backend, objects \
          under `{}`) on the receiver namespace's loopback, 127.0.0.1:80; the spool on `{}`; \
@@ -254,6 +254,7 @@ pub fn section(context: &RunContext, settings: &ObjectsSettings, runs: &[Objects
         context.cpu_model,
         context.cores,
         context.kernel,
+        crate::harness::report::guest_idle_phrase(context),
         context.command,
         settings.emulator_root,
         settings.spool_root,

@@ -56,6 +56,8 @@ pub struct RunContext {
     pub cores: usize,
     /// `uname -r`.
     pub kernel: String,
+    /// How the vCPUs idle ([`crate::harness::guest_idle::describe`]); empty: not told.
+    pub guest_idle: String,
     /// UTC date and time of the run.
     pub date: String,
     /// Seconds per step.
@@ -134,7 +136,7 @@ fn intro(context: &RunContext) -> String {
             format!(", those of the *(tmpfs)* rows to {dir}")
         });
     format!(
-        "Measured {} on {} ({} cores), Linux {}, with `{}`. Records written to {}{tmpfs}; the \
+        "Measured {} on {} ({} cores), Linux {}{}, with `{}`. Records written to {}{tmpfs}; the \
          daemon fsyncs every batch file it writes, so the disk is part of what is measured. \
          Each step offers {:.0} s of traffic from {}, pinned to CPU {}, in one network \
          namespace into a veth whose other end, in a second namespace, is the receiver. \
@@ -143,6 +145,7 @@ fn intro(context: &RunContext) -> String {
         context.cpu_model,
         context.cores,
         context.kernel,
+        guest_idle_phrase(context),
         context.command,
         context.records,
         context.step_secs,
@@ -155,6 +158,15 @@ fn intro(context: &RunContext) -> String {
             ""
         },
     )
+}
+
+/// `, guests idle with …` for the intro, or nothing when not told.
+pub(crate) fn guest_idle_phrase(context: &RunContext) -> String {
+    if context.guest_idle.is_empty() {
+        String::new()
+    } else {
+        format!(" (vCPUs idle with {})", context.guest_idle)
+    }
 }
 
 /// The generator, as the reports name it.
@@ -473,6 +485,7 @@ mod tests {
             cpu_model: "AMD EPYC".into(),
             cores: 2,
             kernel: "6.18".into(),
+            guest_idle: "cpuidle haltpoll, guest_halt_poll_ns 0".into(),
             command: "cargo xtask bench".into(),
             step_secs: 10.0,
             records: "/var/tmp (ext4 on /dev/vda)".into(),
@@ -496,7 +509,8 @@ mod tests {
         assert!(text.starts_with(BEGIN_MARKER), "{text}");
         assert!(text.trim_end().ends_with(END_MARKER), "{text}");
         assert!(text.contains(
-            "with `cargo xtask bench`. Records written to /var/tmp (ext4 on /dev/vda), those of \
+            "Linux 6.18 (vCPUs idle with cpuidle haltpoll, guest_halt_poll_ns 0), \
+             with `cargo xtask bench`. Records written to /var/tmp (ext4 on /dev/vda), those of \
              the *(tmpfs)* rows to /dev/shm (tmpfs); the daemon fsyncs every batch file"
         ));
         assert!(text.contains("were swept 2 times back to back"), "{text}");
