@@ -1,14 +1,15 @@
 //! How this VM's vCPUs idle, for the report, and `--guest-halt-poll-ns`, which changes it
 //! for one run.
 //!
-//! The daemon's CPU per packet depends on what its threads find when they wake: a vCPU
-//! that halts at once when idle (cpuidle's `haltpoll` driver with `guest_halt_poll_ns` 0,
-//! as on the Firecracker VMs this project is measured on) gives its core to the host,
-//! and a worker then comes back to caches others have used. On KVM hosts that poll
-//! before they let a halted vCPU go (`halt_poll_ns`, as cloud hosts commonly do), or with
-//! the guest polling first, it does not. So the report names the guest's idle policy,
-//! and the option sets `haltpoll`'s poll time for a run and puts the old one back after
-//! (on Ctrl-C too: the testkit's signal cleanup writes it back).
+//! The daemon's CPU per packet may depend on what its threads find when they wake: a
+//! vCPU that halts at once when idle (cpuidle's `haltpoll` driver with
+//! `guest_halt_poll_ns` 0, as on the Firecracker VMs this project is measured on) gives
+//! its core to the host, and a worker may then come back to caches others have used; a
+//! guest that polls first keeps its core a while. Measured once (BENCHMARKS.md, session
+//! 16): no effect beyond the spread between runs. So the report names the guest's idle
+//! policy, and the option sets `haltpoll`'s poll time for a run, to repeat such a
+//! comparison, and puts the old one back after (on Ctrl-C too: the testkit's signal
+//! cleanup writes it back).
 
 use std::path::{Path, PathBuf};
 

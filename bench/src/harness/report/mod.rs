@@ -160,7 +160,7 @@ fn intro(context: &RunContext) -> String {
     )
 }
 
-/// `, guests idle with …` for the intro, or nothing when not told.
+/// ` (vCPUs idle with …)` after the kernel in the intros, or nothing when not told.
 pub(crate) fn guest_idle_phrase(context: &RunContext) -> String {
     if context.guest_idle.is_empty() {
         String::new()
