@@ -5,7 +5,10 @@
 //! readings event through each decoder into NDJSON+zstd), the worker's work without the
 //! queues, the other threads and the generator sharing its cores, on a series of events (each
 //! packet a new one, as real traffic), on the series of a site's 256 sensors taking turns
-//! (each packet from another sender address and device), and on one event repeated.
+//! (each packet from another sender address and device), on the series as the harness
+//! sends it (each packet its own receive time and one of 256 source ports: the columns
+//! of where it came from and when change every packet, as in the daemon), and on one event
+//! repeated.
 //! Figures are per packet
 //! (or per MB); compare them against each other in one run, not across machines. Each
 //! encoder on its own: benches/formats.rs; each decoder: benches/decode_*.rs. End-to-end
@@ -98,15 +101,23 @@ fn bench(c: &mut Criterion) {
     // `series`: a sensor's successive events (`acme::readings_event`), each a new payload,
     // as real traffic and the packet-rate harness's default; `devices`: the series of
     // `DEVICES` sensors taking turns, each with its own address, device MAC and sequence
-    // numbers (a site's sensors behind one tunnel: the harness sends one sensor's); and
-    // `repeated`: the same event every packet (the harness's `--acme-events repeated`).
+    // numbers (a site's sensors behind one tunnel: the harness sends one sensor's);
+    // `traffic`: the series with each packet's own receive time (3 µs apart, as at 0.3
+    // Mpps) and one of 256 inner source ports in turn, as the harness sends it (the other
+    // cases keep one context, so the received_at and source columns' text is made once);
+    // and `repeated`: the same event every packet (the harness's `--acme-events repeated`).
     let device_contexts: Vec<PacketContext> = (0..DEVICES)
         .map(|device| PacketContext {
             src_ip: device_address(ctx.src_ip, device),
             ..ctx
         })
         .collect();
-    for payloads in [Payloads::Series, Payloads::Devices, Payloads::Repeated] {
+    for payloads in [
+        Payloads::Series,
+        Payloads::Devices,
+        Payloads::Traffic,
+        Payloads::Repeated,
+    ] {
         for (kind, factory) in factories {
             let mut builder = BatchBuilder::new(
                 0,
@@ -127,8 +138,18 @@ fn bench(c: &mut Criterion) {
                 b.iter(|| {
                     for _ in 0..PACKETS {
                         n = n.wrapping_add(1);
+                        let traffic;
                         let (ctx, event) = match payloads {
                             Payloads::Series => (&ctx, acme::readings_event(n)),
+                            Payloads::Traffic => {
+                                traffic = PacketContext {
+                                    received_at: ctx.received_at + 3 * i64::from(n),
+                                    src_port: TRAFFIC_BASE_PORT
+                                        .wrapping_add((n % TRAFFIC_PORTS) as u16),
+                                    ..ctx
+                                };
+                                (&traffic, acme::readings_event(n))
+                            }
                             Payloads::Devices => {
                                 let device = n % DEVICES;
                                 let ctx = device_contexts.get(device as usize).unwrap_or(&ctx);
@@ -152,6 +173,7 @@ fn bench(c: &mut Criterion) {
 enum Payloads {
     Series,
     Devices,
+    Traffic,
     Repeated,
 }
 
@@ -160,6 +182,7 @@ impl Payloads {
         match self {
             Self::Series => "series",
             Self::Devices => "devices",
+            Self::Traffic => "traffic",
             Self::Repeated => "repeated",
         }
     }
@@ -167,6 +190,11 @@ impl Payloads {
 
 /// Sensors taking turns in the `devices` case.
 const DEVICES: u32 = 256;
+
+/// Inner source ports taking turns in the `traffic` case (as the packet-rate harness
+/// varies them), from this one.
+const TRAFFIC_PORTS: u32 = 256;
+const TRAFFIC_BASE_PORT: u16 = 40_000;
 
 /// Sensor `device`'s address: `base` with its last byte `device` (in the same /24, or
 /// /120 for IPv6: a documentation range stays one).
