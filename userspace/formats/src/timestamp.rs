@@ -3,9 +3,11 @@
 //! path: the date-and-time part is cached and recomputed only when the second changes —
 //! for the last two seconds seen, since a record often has two timestamps a few seconds
 //! or years apart (a device's clock and the receive time), which would otherwise replace
-//! each other's cache on every record. The last two timestamps are also kept whole: the
-//! records of one packet share its receive time (and often the device's), and copying the
-//! text is cheaper than writing the microseconds again.
+//! each other's cache on every record. The last two timestamps used are also kept whole:
+//! the records of one packet share its receive time (and often the device's), and copying
+//! the text is cheaper than writing the microseconds again. A new one replaces the one
+//! used less recently, so that a device's time read by every packet survives the receive
+//! times that change with each (replacing them in turn lost it every other packet).
 //!
 //! BigQuery reads this form as TIMESTAMP in both JSON and CSV files (its loaders accept a
 //! `T` or a space between date and time, and `Z` for UTC).
@@ -45,9 +47,9 @@ const TEXT_ROOM: usize = 32;
 pub struct TimestampFormatter {
     /// The most recently used second first.
     cache: [Option<(i64, [u8; PREFIX_LEN])>; 2],
-    /// The last two timestamps formatted (microseconds, text padded to [`TEXT_ROOM`]).
+    /// The last two timestamps used (microseconds, text padded to [`TEXT_ROOM`]).
     whole: [Option<(i64, [u8; TEXT_ROOM])>; 2],
-    /// The entry of `whole` the next new timestamp replaces.
+    /// The entry of `whole` used less recently: the one a new timestamp replaces.
     next_whole: usize,
 }
 
@@ -64,8 +66,11 @@ impl TimestampFormatter {
 
     /// The text of `micros`, padded to [`TEXT_ROOM`].
     fn text(&mut self, micros: i64) -> [u8; TEXT_ROOM] {
-        for (seen, text) in self.whole.iter().flatten() {
-            if *seen == micros {
+        for (index, entry) in self.whole.iter().enumerate() {
+            if let Some((seen, text)) = entry
+                && *seen == micros
+            {
+                self.next_whole = index ^ 1;
                 return *text;
             }
         }
@@ -158,6 +163,27 @@ mod tests {
             fmt(&mut f, 4_102_444_799_999_999),
             "2099-12-31T23:59:59.999999Z"
         );
+    }
+
+    #[test]
+    fn a_timestamp_every_record_reads_survives_receive_times_that_change() {
+        // A packet's two records: its receive time, then the device's time, twice.
+        let device = 1_795_328_700_000_000;
+        let mut f = TimestampFormatter::default();
+        for packet in 0..8 {
+            let received = 1_795_328_725_000_000 + packet * 3;
+            for _ in 0..2 {
+                fmt(&mut f, received);
+                fmt(&mut f, device);
+            }
+            let next = received + 3;
+            fmt(&mut f, next);
+            assert!(
+                f.whole.iter().flatten().any(|(seen, _)| *seen == device),
+                "packet {packet}: the device's time was replaced by the next receive time"
+            );
+            assert_eq!(fmt(&mut f, device), "2026-11-22T06:25:00.000000Z");
+        }
     }
 
     #[test]
