@@ -191,9 +191,10 @@ impl Payloads {
 /// Sensors taking turns in the `devices` case.
 const DEVICES: u32 = 256;
 
-/// Inner source ports taking turns in the `traffic` case (as the packet-rate harness
-/// varies them), from this one.
+/// Inner source ports taking turns in the `traffic` case, from [`TRAFFIC_BASE_PORT`]
+/// (the n-th packet's is the base plus n modulo this, as the packet-rate harness sends).
 const TRAFFIC_PORTS: u32 = 256;
+/// The first of the `traffic` case's source ports.
 const TRAFFIC_BASE_PORT: u16 = 40_000;
 
 /// Sensor `device`'s address: `base` with its last byte `device` (in the same /24, or
