@@ -17,9 +17,9 @@
 //!   timing: the daemon's steady state, where a `BatchBuilder` writes batch after batch of
 //!   one (worker, stream) through one encoder. Rows allocate nothing in a reused encoder
 //!   (asserted); what `finish_batch` allocates is printed.
-//! - `compress/<codec>/<rows>`: compression alone at the configured default level (zstd 3,
-//!   gzip 6, the crates and settings `sluice-formats` uses, fed in its 64 KiB chunks) over
-//!   an already encoded NDJSON batch, per MB of NDJSON.
+//! - `compress/<codec>/<rows>`: compression alone over an already encoded NDJSON batch, per
+//!   MB of NDJSON, at the default levels (`ndjson_zstd`'s zstd 1, gzip 6) and at zstd 3
+//!   for comparison, with the crates `sluice-formats` uses, fed in 64 KiB chunks.
 //! - `combine/<format>/<rows>`: [`COMBINED_BATCHES`] finished batches (the `encode` batch
 //!   of that format, about 1 MiB of NDJSON-equivalent rows each) joined by a `Combiner`
 //!   into one file written to `io::sink()`, per batch file byte: what the uploader pays
@@ -245,9 +245,15 @@ fn ndjson_text(set: &RowSet) -> Vec<u8> {
     zstd::bulk::decompress(&file, 4 * BATCH_NDJSON_BYTES as usize).expect("our own zstd file")
 }
 
-fn zstd_level_3(text: &[u8]) -> Vec<u8> {
-    let mut z = zstd::stream::write::Encoder::new(Vec::new(), Format::NdjsonZstd.default_level())
-        .expect("zstd accepts level 3");
+/// zstd levels the `compress` group compares: `ndjson_zstd`'s default, and 3 (zstd's own
+/// default, Sluice's before it was measured on rows; docs/formats.md).
+fn zstd_levels() -> [i32; 2] {
+    [Format::NdjsonZstd.default_level(), 3]
+}
+
+fn zstd_at(level: i32, text: &[u8]) -> Vec<u8> {
+    let mut z =
+        zstd::stream::write::Encoder::new(Vec::new(), level).expect("zstd accepts levels 1 to 22");
     for chunk in text.chunks(CHUNK) {
         z.write_all(chunk).expect("writes to a Vec");
     }
@@ -344,17 +350,23 @@ fn encode_and_compress(c: &mut Criterion) {
     group.sample_size(20);
     for set in &sets {
         let text = ndjson_text(set);
+        let zstd: Vec<String> = zstd_levels()
+            .iter()
+            .map(|&level| format!("zstd {level} → {} B", zstd_at(level, &text).len()))
+            .collect();
         println!(
-            "compress/{}: {} B NDJSON, zstd 3 → {} B, gzip 6 → {} B",
+            "compress/{}: {} B NDJSON, {}, gzip 6 → {} B",
             set.name,
             text.len(),
-            zstd_level_3(&text).len(),
+            zstd.join(", "),
             gzip_level_6(&text).len()
         );
         group.throughput(Throughput::Bytes(text.len() as u64));
-        group.bench_function(BenchmarkId::new("zstd_3", set.name), |b| {
-            b.iter(|| zstd_level_3(black_box(&text)))
-        });
+        for level in zstd_levels() {
+            group.bench_function(BenchmarkId::new(format!("zstd_{level}"), set.name), |b| {
+                b.iter(|| zstd_at(level, black_box(&text)))
+            });
+        }
         group.bench_function(BenchmarkId::new("gzip_6", set.name), |b| {
             b.iter(|| gzip_level_6(black_box(&text)))
         });

@@ -222,8 +222,8 @@ pub struct SinkConfig {
     /// File format of every batch: `parquet` (default: ZSTD pages, typed columns, read by
     /// BigQuery), `ndjson_gzip`, `csv_gzip` or `ndjson_zstd` (not read by BigQuery).
     pub format: Format,
-    /// Compression level: gzip 0–9 (default 6), zstd and Parquet's ZSTD pages 1–22
-    /// (default 3).
+    /// Compression level: gzip 0–9 (default 6), zstd 1–22 (default 1), Parquet's ZSTD
+    /// pages 1–22 (default 3).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub compression_level: Option<i32>,
     /// parquet: a new row group after this many rows (default: no row limit).
