@@ -71,8 +71,9 @@ impl Format {
     }
 
     /// The compression level used when none is configured. zstd's is 1, not zstd's own 3:
-    /// on rows of text it compresses 11–23% faster, to files as small or smaller
-    /// except where the text is random (base64 payloads: 8% larger) (docs/formats.md, "Compression levels").
+    /// on rows of text it compresses 11–23% faster, to files as small or smaller except
+    /// where the text is random (base64 payloads: 8% larger); docs/formats.md,
+    /// "Compression levels".
     pub fn default_level(self) -> i32 {
         match self {
             Format::NdjsonGzip | Format::CsvGzip => 6,
