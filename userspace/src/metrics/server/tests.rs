@@ -261,7 +261,9 @@ fn connections_beyond_the_cap_are_closed_at_once_and_counted() {
     std::thread::sleep(Duration::from_millis(100));
     let mut refused = connect(addr);
     let took = time_to_close(&mut refused);
-    assert!(took < Duration::from_millis(500), "refused after {took:?}");
+    // Served instead, it would be closed after the 10 s header timeout; the margin is for
+    // a CI machine busy with the other tests.
+    assert!(took < Duration::from_secs(2), "refused after {took:?}");
     // The held ones are still served.
     for s in &mut held {
         s.write_all(b"Host: x\r\n\r\n").expect("finish the head");
@@ -297,11 +299,13 @@ fn shutdown_does_not_wait_for_a_stalled_client() {
     let start = Instant::now();
     drop(f);
     let took = start.elapsed();
-    assert!(
-        took < SHORT.shutdown_grace + Duration::from_millis(500),
-        "shutdown took {took:?}"
-    );
-    assert!(time_to_close(&mut stalled) < Duration::from_millis(100));
+    // Waiting for the client would take its 10 s header timeout; the grace period is
+    // 0.3 s. The margin between them is for a CI machine busy with the other tests (a
+    // bound of grace + 0.5 s was once missed by 7 ms).
+    let bound = SHORT.shutdown_grace + Duration::from_secs(3);
+    assert!(took < bound, "shutdown took {took:?}, more than {bound:?}");
+    // Closed by then: the read below sees its end at once, not after a timeout.
+    assert!(time_to_close(&mut stalled) < Duration::from_secs(1));
 }
 
 #[test]
