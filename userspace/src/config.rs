@@ -530,9 +530,13 @@ impl Config {
         Ok(())
     }
 
-    /// The configuration with every default filled in, as TOML.
+    /// The configuration with every default filled in, as TOML. The compression level is
+    /// written out too: its default depends on the format (docs/formats.md).
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
+        let mut effective = self.clone();
+        effective.sink.compression_level = Some(self.sink.format_config().level());
+        toml::to_string_pretty(&effective)
+            .unwrap_or_else(|e| format!("# cannot render config: {e}\n"))
     }
 
     /// Worker threads to run: the configured number, or one per CPU.
@@ -662,15 +666,45 @@ mod tests {
 
     #[test]
     fn effective_config_round_trips() -> Result<(), ConfigError> {
+        // The rendering spells out the format's default level; otherwise it reads back as
+        // the same configuration.
+        let same = |c: &Config| -> Result<(), ConfigError> {
+            let again = Config::parse(&c.to_toml())?;
+            assert_eq!(again.to_toml(), c.to_toml());
+            let mut implicit = again.clone();
+            implicit.sink.compression_level = c.sink.compression_level;
+            assert_eq!(&implicit, c);
+            Ok(())
+        };
         let c = Config::parse("[source]\ninterface = \"eth0\"\n[filter]\nports=[2055]\n")?;
-        let again = Config::parse(&c.to_toml())?;
-        assert_eq!(c, again);
+        same(&c)?;
+        assert!(
+            c.to_toml().contains("compression_level = 3\n"),
+            "{}",
+            c.to_toml()
+        );
         let c = Config::parse(
             "[source]\ninterface = \"eth0\"\n[sink]\nkind = \"gcs\"\nformat = \"parquet\"\n[sink.gcs]\nbucket = \"b-1\"\nspool_dir = \"/s\"\n",
         )?;
         assert_eq!(c.sink.format, Format::Parquet);
-        let again = Config::parse(&c.to_toml())?;
-        assert_eq!(c, again);
+        same(&c)?;
+        let c =
+            Config::parse("[source]\ninterface = \"eth0\"\n[sink]\nformat = \"ndjson_zstd\"\n")?;
+        assert!(
+            c.to_toml().contains("compression_level = 1\n"),
+            "{}",
+            c.to_toml()
+        );
+        same(&c)?;
+        let c = Config::parse(
+            "[source]\ninterface = \"eth0\"\n[sink]\nformat = \"ndjson_zstd\"\ncompression_level = 7\n",
+        )?;
+        assert!(
+            c.to_toml().contains("compression_level = 7\n"),
+            "{}",
+            c.to_toml()
+        );
+        same(&c)?;
         Ok(())
     }
 }
