@@ -509,7 +509,9 @@ fn sigkill_loses_at_most_the_open_batches_and_the_restart_uploads_the_spool() {
     assert!(
         upload.uploaded_batches + retired_at_restart as u64 >= spooled_at_kill as u64,
         "the restart uploaded what the killed run left: {upload:?}, {spooled_at_kill} \
-         spooled, {retired_at_restart} of them in objects uploaded before the kill"
+         spooled, {retired_at_restart} of them in objects uploaded before the kill; \
+         the restart's log:\n{}",
+        daemon::log_tail(&files2.log, 30)
     );
     lab.download_all(&lab.path("objects"));
     let got = lab.read_payloads(&lab.path("objects"));
