@@ -32,6 +32,7 @@ use sluice_testkit::frames::{FrameSpec, MatrixParams, variant_matrix};
 use sluice_testkit::gcs::wait_until;
 use sluice_testkit::netns::NetnsPair;
 use sluice_testkit::records::Record;
+use sluice_upload::spool::manifest::{Manifest, OBJECTS_DIR, UPLOADED_SUFFIX};
 
 const NAME: &str = "upload_gcs";
 
@@ -424,24 +425,22 @@ fn an_outage_loses_nothing_and_duplicates_nothing() {
 /// restart removes them without uploading them again (docs/upload.md, "Exactly once
 /// across crashes").
 fn batches_of_uploaded_objects(spool: &Path) -> usize {
-    let Ok(manifests) = std::fs::read_dir(spool.join("objects")) else {
+    let Ok(manifests) = std::fs::read_dir(spool.join(OBJECTS_DIR)) else {
         return 0;
     };
-    let listed: Vec<String> = manifests
+    manifests
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".uploaded"))
-        .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-        .flat_map(|text| {
-            text.lines()
-                .filter_map(|line| line.strip_prefix("batch "))
-                .map(str::to_owned)
-                .collect::<Vec<_>>()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(UPLOADED_SUFFIX))
+        .filter_map(|e| std::fs::read(e.path()).ok())
+        .filter_map(|bytes| Manifest::decode(&bytes).ok())
+        .map(|manifest| {
+            manifest
+                .batch_files
+                .iter()
+                .filter(|file| spool.join(file).exists())
+                .count()
         })
-        .collect();
-    listed
-        .iter()
-        .filter(|file| spool.join(file).exists())
-        .count()
+        .sum()
 }
 
 /// SIGKILL while uploads are in flight (the emulator is down, so everything committed is
