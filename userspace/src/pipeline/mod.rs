@@ -62,6 +62,9 @@ pub struct FrameSender {
     recycled: Receiver<FrameBatch>,
     /// The reserve worker (with `SCHED_IDLE` workers) and the queue length that wakes it.
     reserve: Option<(Thread, usize)>,
+    /// The queue length (batches) from which only full batches are handed over
+    /// ([`Self::backlogged`]).
+    backlog: usize,
 }
 
 impl FrameSender {
@@ -70,6 +73,20 @@ impl FrameSender {
         self.recycled
             .try_recv()
             .unwrap_or_else(|_| FrameBatch::with_capacity(FRAMES_PER_BATCH, FRAMES_PER_BATCH * 256))
+    }
+
+    /// Whether the workers are behind (the queue at or past a quarter of its depth, where
+    /// the reserve worker joins in): a source then hands over only full batches
+    /// ([`FRAMES_PER_BATCH`] frames) and keeps filling a partial one. The queue is bounded
+    /// in batches, and a source hands one over per pause at low rates (the XDP receive
+    /// loop every 0.5 ms, so ~150 frames at 0.3 Mpps, 10 at 20 000/s): left to partial
+    /// batches, a backed-up queue of 256 would hold 128 ms of traffic at any rate below
+    /// ~0.5 Mpps. Full batches past the watermark let it hold at least three quarters of
+    /// `queue_depth` × 256 frames whatever the rate (the most it could ever hold, so no
+    /// more memory than at high rates), while the workers' wait for frames is unchanged
+    /// when they keep up.
+    pub fn backlogged(&self) -> bool {
+        self.tx.len() >= self.backlog
     }
 
     /// Hands a batch to the workers without waiting; when every worker is busy and the
@@ -267,6 +284,7 @@ impl Pipeline {
                 tx: frame_tx,
                 recycled: recycle_rx,
                 reserve: reserve_thread,
+                backlog: watermark,
             },
             workers: handles,
             sink,

@@ -17,7 +17,7 @@ use std::{
 use crate::{
     accounting::{DropReason, LocalCounters, StageCounters},
     detail::{self, DetailCounters, DetailSlot, QueueTotals},
-    pipeline::{FrameSender, frames::FrameOrigin},
+    pipeline::{FRAMES_PER_BATCH, FrameSender, frames::FrameOrigin},
     record::timestamp::now_micros,
 };
 
@@ -148,12 +148,15 @@ impl UdpListener {
                 m.msg_hdr.msg_flags = 0;
                 m.msg_len = 0;
             }
+            // No more than the batch has room for, so that a batch held for the backlog
+            // fills to exactly FRAMES_PER_BATCH.
+            let room = FRAMES_PER_BATCH.saturating_sub(batch.len()).clamp(1, BATCH);
             // SAFETY: every header points at live buffers of the stated sizes.
             let n = unsafe {
                 libc::recvmmsg(
                     self.socket.as_raw_fd(),
                     msgs.as_mut_ptr(),
-                    BATCH as u32,
+                    room as u32,
                     libc::MSG_WAITFORONE,
                     std::ptr::null_mut(),
                 )
@@ -166,6 +169,11 @@ impl UdpListener {
                 ) {
                     tracing::error!(addr = %self.local, error = %e, "recvmmsg failed");
                     std::thread::sleep(Duration::from_millis(100));
+                }
+                // No datagram for a while: a batch held for the backlog goes once the
+                // workers have caught up (held, not dropped, while they have not).
+                if !batch.is_empty() && !frames.backlogged() {
+                    batch = frames.send_or_drop(batch, &mut local);
                 }
                 continue;
             }
@@ -192,9 +200,14 @@ impl UdpListener {
                 totals.bytes += len as u64;
                 batch.push(data, now, FrameOrigin::Socket { src, dst });
             }
-            if !batch.is_empty() {
+            // While the workers are behind, a batch is handed over only once it is full
+            // (`FrameSender::backlogged`).
+            if !batch.is_empty() && (batch.len() >= FRAMES_PER_BATCH || !frames.backlogged()) {
                 batch = frames.send_or_drop(batch, &mut local);
             }
+        }
+        if !batch.is_empty() {
+            frames.send_blocking(batch, &mut local);
         }
         counters.publish(&local);
         detail.queues.insert("udp".to_owned(), totals);

@@ -72,9 +72,10 @@ pub fn receive_loop(
     loop {
         let now = now_micros();
         // Fill the batch while the ring has frames; hand it over when it is full, or when
-        // the ring is drained and the batch is older than BATCH_HOLD. Fewer, fuller
-        // batches mean fewer worker wakeups, which cost more than the frames themselves
-        // at a million packets per second; the hold adds at most ~1 ms to a record's age.
+        // the ring is drained, the batch is older than BATCH_HOLD and the workers are not
+        // behind. Fewer, fuller batches mean fewer worker wakeups, which cost more than
+        // the frames themselves at a million packets per second; the hold adds at most
+        // ~1 ms to a record's age while the workers keep up.
         let mut received = 0;
         loop {
             let room = FRAMES_PER_BATCH.saturating_sub(batch.len());
@@ -97,7 +98,11 @@ pub fn receive_loop(
         local.received += received as u64;
         totals.packets += received as u64;
         let stopping = draining.load(Ordering::Acquire);
-        let due = full || stopping || batch_started.is_some_and(|t| t.elapsed() >= BATCH_HOLD);
+        // While the workers are behind, a partial batch waits until it is full
+        // (`FrameSender::backlogged`): the queue then holds more frames, not more batches.
+        let due = full
+            || stopping
+            || (batch_started.is_some_and(|t| t.elapsed() >= BATCH_HOLD) && !frames.backlogged());
         if !batch.is_empty() && due {
             batch = if stopping {
                 frames.send_blocking(batch, &mut local)
