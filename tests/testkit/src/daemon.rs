@@ -45,6 +45,16 @@ pub enum DaemonError {
     /// Stopping the process failed.
     #[error(transparent)]
     Process(#[from] CleanupError),
+    /// The daemon did not exit cleanly on SIGTERM within the grace time.
+    #[error("sluice exit on SIGTERM: {status} (in time: {in_time}); log:\n{log}")]
+    Unclean {
+        /// Its exit status.
+        status: ExitStatus,
+        /// Whether it exited within the grace time.
+        in_time: bool,
+        /// The end of its log.
+        log: String,
+    },
     /// The stats file is missing or malformed.
     #[error("{source}; log:\n{log}")]
     Stats {
@@ -359,6 +369,24 @@ impl RunningSluice {
             log: log_tail(&self.files.log, 40),
         })?;
         Ok((status, in_time, stats))
+    }
+
+    /// [`Self::stop`], requiring a successful exit within `grace`: the stats.
+    ///
+    /// # Errors
+    /// As [`Self::stop`], and [`DaemonError::Unclean`] for any other exit.
+    pub fn stop_cleanly(self, grace: Duration) -> Result<Stats, DaemonError> {
+        let log = self.files.log.clone();
+        let (status, in_time, stats) = self.stop(grace)?;
+        if in_time && status.success() {
+            Ok(stats)
+        } else {
+            Err(DaemonError::Unclean {
+                status,
+                in_time,
+                log: log_tail(&log, 40),
+            })
+        }
     }
 }
 

@@ -30,6 +30,14 @@ pub enum TcpreplayError {
         /// Its stdout and stderr.
         output: String,
     },
+    /// Not every frame of the pcap left ([`send_all`]).
+    #[error("tcpreplay sent {report:?} of {frames} frames")]
+    Incomplete {
+        /// What it reported.
+        report: ReplayReport,
+        /// Frames the pcap holds.
+        frames: u64,
+    },
     /// Its statistics could not be found in the output.
     #[error("tcpreplay printed no `{field}` line: {output}")]
     Unparsed {
@@ -121,6 +129,37 @@ pub fn send(
         });
     }
     parse_report(&output)
+}
+
+/// Sends `pcap` (`frames` frames) once at `pps` out of `interface` inside `netns` (killed
+/// after `timeout`), requiring every frame to have left whole.
+///
+/// # Errors
+/// As [`send`], and [`TcpreplayError::Incomplete`] when a frame failed or was truncated.
+pub fn send_all(
+    netns: &Netns,
+    interface: &str,
+    pcap: &Path,
+    frames: u64,
+    pps: u32,
+    timeout: Duration,
+) -> Result<(), TcpreplayError> {
+    let params = ReplayParams {
+        pps,
+        loops: 1,
+        timeout,
+    };
+    let report = send(netns, interface, pcap, params)?;
+    let whole = ReplayReport {
+        successful: frames,
+        failed: 0,
+        truncated: 0,
+    };
+    if report == whole {
+        Ok(())
+    } else {
+        Err(TcpreplayError::Incomplete { report, frames })
+    }
 }
 
 /// A private scratch directory for the log (the pcap's directory may be read-only).
