@@ -96,7 +96,9 @@ pub fn qemu_args(spec: &VmSpec) -> Vec<String> {
         "-initrd",
         &spec.kernel.initrd.to_string_lossy(),
         "-append",
-        "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=3",
+        // panic=1 with -no-reboot: a guest kernel panic ends qemu at once, so a wait
+        // fails then instead of at its timeout.
+        "root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=3 panic=1",
     ]
     .iter()
     .map(|s| (*s).to_owned())
@@ -281,6 +283,17 @@ impl Vm {
         Ok(())
     }
 
+    /// Whether the guest's kernel panicked (its console says so).
+    pub fn kernel_panicked(&self) -> bool {
+        std::fs::read_to_string(&self.log)
+            .is_ok_and(|text| text.contains("Kernel panic - not syncing"))
+    }
+
+    /// The console log's path.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
     /// The last `lines` lines of the console log.
     pub fn console_tail(&self, lines: usize) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
@@ -320,7 +333,7 @@ mod tests {
             args,
             "-accel tcg,thread=multi -cpu max -smp 2 -m 1536 \
              -kernel /c/boot/vmlinuz-6.1.0-41-amd64 -initrd /c/boot/initrd.img-6.1.0-41-amd64 \
-             -append root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=3 \
+             -append root=/dev/vda rw console=ttyS0 net.ifnames=0 quiet loglevel=3 panic=1 \
              -drive file=/run/disk.img,format=raw,if=virtio,cache=none \
              -netdev tap,id=n0,ifname=tap0,script=no,downscript=no \
              -device virtio-net-pci,netdev=n0,mac=02:00:00:00:00:01,ctrl_vlan=off \
