@@ -60,10 +60,10 @@ pub enum PipelineError {
 pub struct FrameSender {
     tx: Sender<FrameBatch>,
     recycled: Receiver<FrameBatch>,
-    /// The reserve worker (with `SCHED_IDLE` workers) and the queue length that wakes it.
-    reserve: Option<(Thread, usize)>,
-    /// The queue length (batches) from which only full batches are handed over
-    /// ([`Self::backlogged`]).
+    /// The reserve worker (with `SCHED_IDLE` workers), woken once the queue is backlogged.
+    reserve: Option<Thread>,
+    /// The queue length (batches) from which the workers are behind: the reserve is woken
+    /// and only full batches are handed over ([`Self::backlogged`]).
     backlog: usize,
 }
 
@@ -93,8 +93,8 @@ impl FrameSender {
     /// queue is full, its frames are counted as `worker_queue_full` drops.
     pub fn send_or_drop(&self, batch: FrameBatch, counters: &mut LocalCounters) -> FrameBatch {
         let sent = self.tx.try_send(batch);
-        if let Some((reserve, watermark)) = &self.reserve
-            && self.tx.len() >= *watermark
+        if let Some(reserve) = &self.reserve
+            && self.backlogged()
         {
             reserve.unpark();
         }
@@ -269,7 +269,7 @@ impl Pipeline {
                     source,
                 })?;
             if is_reserve {
-                reserve_thread = Some((handle.thread().clone(), watermark));
+                reserve_thread = Some(handle.thread().clone());
             }
             handles.push(handle);
         }
