@@ -116,11 +116,11 @@ fn bucket_reads_as_sent(format: ObjectFormat) {
     const COUNT: usize = 3000;
     let specs = raw_specs(what, COUNT);
     let (pcap, expected) = write_traffic(lab.dir.path(), what, &specs);
-    let (sluice, files) = lab.start(&spec, "run");
+    let (sluice, _) = lab.start(&spec, "run");
     let first = utc_partition();
     send(&lab.pair, &pcap, 3000, COUNT);
     std::thread::sleep(Duration::from_millis(500));
-    let stats = stop(sluice, &files);
+    let stats = stop(sluice);
     let window = RunWindow {
         first,
         last: utc_partition(),
@@ -250,10 +250,10 @@ fn netflow_in_the_bucket_sums_per_five_tuple_as_nfdump_reads_the_exports() {
         .cloned()
         .expect("the DDL has a flows table");
 
-    let (sluice, files) = lab.start_toml(&config, "netflow");
+    let (sluice, _) = lab.start_toml(&config, "netflow");
     send(&lab.pair, &pcap, 500, frames.len());
     std::thread::sleep(Duration::from_millis(500));
-    let stats = stop(sluice, &files);
+    let stats = stop(sluice);
     assert_lossless_upload(&stats, frames.len(), "netflow");
     let want_flows: usize = runs.iter().map(|r| r.nfdump.len()).sum();
     assert_eq!(
@@ -419,7 +419,7 @@ fn two_appliances_write_one_bucket_that_reads_as_one_table() {
     std::thread::sleep(Duration::from_millis(500));
     let stats: Vec<Stats> = running
         .into_iter()
-        .map(|(sluice, files)| stop(sluice, &files))
+        .map(|(sluice, _)| stop(sluice))
         .collect();
     let window = RunWindow {
         first,

@@ -132,7 +132,7 @@ fn happy_path(format: &str, extension: &str) -> Option<(Lab, Vec<Record>, (u32, 
     let spool = lab.path("spool");
     let mut spec = lab.config(format, &spool, "");
     spec.ports = vec![5000, 5001];
-    let (sluice, files) = lab.start(&spec, "run");
+    let (sluice, _) = lab.start(&spec, "run");
     const COUNT: usize = 4000;
     let (pcap, expected) = mixed_traffic(lab.dir.path(), format, COUNT);
     let sent: Vec<String> = expected
@@ -145,7 +145,7 @@ fn happy_path(format: &str, extension: &str) -> Option<(Lab, Vec<Record>, (u32, 
     let first_hour = utc_hour();
     send(&lab.pair, &pcap, 4000, COUNT);
     std::thread::sleep(Duration::from_millis(500));
-    let stats = stop(sluice, &files);
+    let stats = stop(sluice);
     let last_hour = utc_hour();
 
     assert!(stats.is_balanced(), "{stats:?}");
@@ -286,11 +286,11 @@ fn parquet_ddl_types_match_the_parquet_schema() {
         .filter(|(name, _)| name != "dt" && name != "hour")
         .collect();
     // A file of the same stream and format, written by sluice itself.
-    let (sluice, files) = lab.start(&spec, "ddl-run");
+    let (sluice, _) = lab.start(&spec, "ddl-run");
     let (pcap, _) = traffic(lab.dir.path(), "ddl", 0, 10);
     send(&lab.pair, &pcap, 1000, 10);
     std::thread::sleep(Duration::from_millis(500));
-    let _ = stop(sluice, &files);
+    let _ = stop(sluice);
     lab.download_all(&lab.path("ddl-objects"));
     let script = lab.path("schema.py");
     std::fs::write(&script, SCHEMA_TYPES).expect("script");
@@ -377,7 +377,7 @@ fn an_outage_loses_nothing_and_duplicates_nothing() {
         sample(&after, "sluice_upload_retries_total").unwrap_or(0.0) > 0.0,
         "{after}"
     );
-    let stats = stop(sluice, &files);
+    let stats = stop(sluice);
     assert!(stats.is_balanced(), "{stats:?}");
     assert_eq!(stats.seen, COUNT as u64, "{stats:?}");
     // The outage must cost nothing downstream of the receive path: no batch refused or
@@ -497,7 +497,7 @@ fn sigkill_loses_at_most_the_open_batches_and_the_restart_uploads_the_spool() {
         "spool of the killed run not emptied; log:\n{}",
         daemon::log_tail(&files2.log, 30)
     );
-    let stats = stop(second, &files2);
+    let stats = stop(second);
     assert!(stats.is_balanced());
     assert!(
         spooled_at_kill > 0,
@@ -574,7 +574,7 @@ fn a_full_spool_drops_counted_batches_and_recovers() {
     std::thread::sleep(Duration::from_secs(3));
     send(&lab.pair, &pcap2, 2000, MORE);
     std::thread::sleep(Duration::from_secs(1));
-    let stats = stop(sluice, &files);
+    let stats = stop(sluice);
     assert!(stats.is_balanced(), "{stats:?}");
     let spool_full = stats.dropped.get("spool_full").copied().unwrap_or(0);
     assert!(spool_full > 0, "{stats:?}");
@@ -659,14 +659,14 @@ fn sigterm_during_an_outage_leaves_the_rest_spooled_for_the_next_start() {
     spec.gcs = Some(
         gcs_section(&spool, "").replace("shutdown_grace_secs = 20", "shutdown_grace_secs = 2"),
     );
-    let (sluice, files) = lab.start(&spec, "grace-1");
+    let (sluice, _) = lab.start(&spec, "grace-1");
     lab.emulator.stop();
     const COUNT: usize = 2000;
     let (pcap, sent) = traffic(lab.dir.path(), "grace", 0, COUNT);
     send(&lab.pair, &pcap, 4000, COUNT);
     std::thread::sleep(Duration::from_millis(500));
     let stopping = Instant::now();
-    let stats = stop(sluice, &files);
+    let stats = stop(sluice);
     let took = stopping.elapsed();
     assert!(
         took < Duration::from_secs(10),
@@ -679,8 +679,8 @@ fn sigterm_during_an_outage_leaves_the_rest_spooled_for_the_next_start() {
     assert_eq!(upload.left_spooled_files, stats.files_written, "{upload:?}");
 
     lab.emulator.restart();
-    let (again, files2) = lab.start(&spec, "grace-2");
-    let stats2 = stop(again, &files2);
+    let (again, _) = lab.start(&spec, "grace-2");
+    let stats2 = stop(again);
     let upload2 = stats2.upload.clone().expect("upload account");
     assert_eq!(
         (upload2.uploaded_batches, upload2.left_spooled_files),

@@ -92,9 +92,14 @@ impl Run {
     /// # Errors
     /// When qemu cannot start.
     pub fn reboot(&mut self, n: u32) -> anyhow::Result<()> {
-        self.vm.power_cut()?;
         let log = self.dir.join(format!("console-{n}.log"));
-        self.vm = Vm::boot(self.net.name(), &self.spec, &log)?;
+        self.boot_again(&log)
+    }
+
+    /// Kills qemu and boots the same image again with its console in `log`.
+    fn boot_again(&mut self, log: &Path) -> anyhow::Result<()> {
+        self.vm.power_cut()?;
+        self.vm = Vm::boot(self.net.name(), &self.spec, log)?;
         self.first_boot = false;
         Ok(())
     }
@@ -121,15 +126,10 @@ impl Run {
                 println!(
                     "vm-test: {}: the guest's kernel panicked before `booted`, before \
                      anything of Sluice ran ({e:#}); booting it once more, console in {}",
-                    self.dir.file_name().map_or_else(
-                        || self.dir.display().to_string(),
-                        |n| n.to_string_lossy().into_owned()
-                    ),
+                    self.dir.file_name().unwrap_or_default().to_string_lossy(),
                     log.display()
                 );
-                self.vm.power_cut()?;
-                self.vm = Vm::boot(self.net.name(), &self.spec, &log)?;
-                self.first_boot = false;
+                self.boot_again(&log)?;
                 self.vm.wait_for("booted", BOOT_TIMEOUT)?
             }
             Err(e) => return Err(e),
