@@ -18,7 +18,7 @@ mod common;
 
 use std::{collections::BTreeMap, path::Path, time::Duration};
 
-use common::{read_json_records, scrape_metrics, sluice_binary};
+use common::{read_json_records, read_sorted_u64_pairs, scrape_metrics, sluice_binary};
 use sluice_testkit::{
     daemon::{self, ConfigSpec, RunFiles},
     frames::lab_gre_udp_frame,
@@ -339,16 +339,7 @@ fn misbehaving_scenario(
 /// Every good payload of every stream recorded, with its length.
 fn assert_good_records(out: &Path) {
     for (stream, ..) in MISBEHAVING {
-        let mut got: Vec<(u64, u64)> = read_json_records(&out.join(stream))
-            .iter()
-            .map(|r| {
-                (
-                    r["src_port"].as_u64().expect("port"),
-                    r["n"].as_u64().expect("n"),
-                )
-            })
-            .collect();
-        got.sort_unstable();
+        let got = read_sorted_u64_pairs(&out.join(stream), "src_port", "n");
         let want: Vec<(u64, u64)> = (0..GOOD + BAD)
             .filter(|i| i % 4 != 3)
             .map(|i| (u64::from(FIRST_SRC_PORT) + i as u64, 10 + i as u64))

@@ -23,7 +23,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use common::{read_json_records, sluice_binary};
+use common::{read_sorted_u64_pairs, sluice_binary};
 use sluice_testkit::{
     daemon::{self, ConfigSpec, RunFiles, SourceSpec},
     frames::lab_gre_udp_frame,
@@ -102,16 +102,7 @@ fn run_stalled(pair: &NetnsPair, dir: &Path, mut spec: ConfigSpec, send: impl Fn
     );
     assert!(stats.balanced && stats.is_balanced(), "{stats:?}");
 
-    let mut got: Vec<(u64, u64)> = read_json_records(&out.join("stall"))
-        .iter()
-        .map(|r| {
-            (
-                r["src_port"].as_u64().expect("src_port"),
-                r["n"].as_u64().expect("n"),
-            )
-        })
-        .collect();
-    got.sort_unstable();
+    let got = read_sorted_u64_pairs(&out.join("stall"), "src_port", "n");
     let want: Vec<(u64, u64)> = (0..=FRAMES)
         .map(|i| (u64::from(FIRST_SRC_PORT) + i, payload(i).len() as u64))
         .collect();

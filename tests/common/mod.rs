@@ -235,6 +235,22 @@ pub fn read_json_records(dir: &Path) -> Vec<serde_json::Value> {
     out
 }
 
+/// The `(first, second)` fields of every record under `dir` ([`read_json_records`]), both
+/// unsigned integers, sorted: what a test compares with the packets it sent.
+pub fn read_sorted_u64_pairs(dir: &Path, first: &str, second: &str) -> Vec<(u64, u64)> {
+    let mut pairs: Vec<(u64, u64)> = read_json_records(dir)
+        .iter()
+        .map(|r| {
+            (
+                r[first].as_u64().expect(first),
+                r[second].as_u64().expect(second),
+            )
+        })
+        .collect();
+    pairs.sort_unstable();
+    pairs
+}
+
 /// Microseconds since the epoch of `YYYY-MM-DDTHH:MM:SS.ffffffZ` (what Sluice writes).
 pub fn rfc3339_micros(ts: &str) -> i64 {
     let n = |r: std::ops::Range<usize>| ts[r].parse::<i64>().expect("digits");
